@@ -1,0 +1,3 @@
+from agentfire.cli import main
+
+main()

@@ -1,0 +1,114 @@
+"""Bounded HTTP: retries that honour Retry-After and X-Ratelimit-Reset, with jitter and a cap.
+
+Used by every HTTP provider (Unleash, LaunchDarkly, Langfuse, Phoenix). Rules (DESIGN.md rule 3):
+every call has a timeout; a retry never sleeps past the caller's deadline; 429, 409 and 5xx are
+retried a bounded number of times; transport errors are retried only for idempotent requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+RETRY_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 4
+    cap_seconds: float = 5.0  # the longest single wait, whatever the server asks
+    base_seconds: float = 0.2
+
+
+class RetriesExhausted(Exception):
+    """The last response was still retryable (429/5xx) when tries or time ran out."""
+
+    def __init__(self, response: httpx.Response, tries: int):
+        super().__init__(f"HTTP {response.status_code} after {tries} tries")
+        self.response = response
+        self.tries = tries
+
+
+def server_wait_seconds(response: httpx.Response, now: float | None = None) -> float | None:
+    """How long the server asked us to wait: Retry-After (seconds or HTTP date), else
+    X-Ratelimit-Reset (LaunchDarkly: epoch milliseconds; seconds are accepted too)."""
+    now = time.time() if now is None else now
+    ra = response.headers.get("Retry-After")
+    if ra:
+        ra = ra.strip()
+        try:
+            return max(0.0, float(ra))
+        except ValueError:
+            try:
+                dt = email.utils.parsedate_to_datetime(ra)
+                return max(0.0, dt.timestamp() - now)
+            except (TypeError, ValueError):
+                pass
+    reset = response.headers.get("X-Ratelimit-Reset")
+    if reset:
+        try:
+            value = float(reset)
+        except ValueError:
+            return None
+        # epoch milliseconds are ~1.7e12; epoch seconds ~1.7e9; small numbers are deltas
+        if value > 1e11:
+            return max(0.0, value / 1000.0 - now)
+        if value > 1e8:
+            return max(0.0, value - now)
+        return max(0.0, value)
+    return None
+
+
+def backoff_seconds(attempt: int, response: httpx.Response | None, policy: RetryPolicy) -> float:
+    asked = server_wait_seconds(response) if response is not None else None
+    base = asked if asked is not None else policy.base_seconds * (2**attempt)
+    # jitter spreads concurrent retries (20 regions hitting one rate limit) apart
+    return min(policy.cap_seconds, base) + random.uniform(0, min(0.25, policy.cap_seconds / 4))
+
+
+async def request(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    policy: RetryPolicy = RetryPolicy(),
+    deadline: float | None = None,
+    idempotent: bool = True,
+    **kwargs: Any,
+) -> httpx.Response:
+    """Send with bounded retries. Returns the first non-retryable response.
+
+    Raises RetriesExhausted when the last answer was still 429/409/5xx, httpx.TimeoutException
+    or httpx.TransportError when the server cannot be reached, and asyncio.TimeoutError when
+    the deadline (a time.monotonic() value) has passed.
+    """
+    attempt = 0
+    while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise asyncio.TimeoutError("deadline passed before the request was sent")
+        response: httpx.Response | None = None
+        try:
+            response = await client.request(method, url, **kwargs)
+        except httpx.TimeoutException:
+            if not idempotent or attempt >= policy.max_retries:
+                raise
+        except httpx.TransportError:
+            if not idempotent or attempt >= policy.max_retries:
+                raise
+        if response is not None and response.status_code not in RETRY_STATUSES:
+            return response
+        if response is not None and attempt >= policy.max_retries:
+            raise RetriesExhausted(response, attempt + 1)
+        wait = backoff_seconds(attempt, response, policy)
+        if deadline is not None and time.monotonic() + wait >= deadline:
+            if response is not None:
+                raise RetriesExhausted(response, attempt + 1)
+            raise asyncio.TimeoutError("deadline passed while retrying")
+        attempt += 1
+        await asyncio.sleep(wait)

@@ -1,0 +1,51 @@
+"""The Typer application: global options and the command modules.
+
+Command modules register themselves on `app` when imported; each keeps its heavy imports inside
+the command function so `agentfire --help` stays fast (DESIGN.md rule 8).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from agentfire import __version__
+from agentfire.cli._app import AppState, app
+
+# Each import registers commands on `app`. A command exists only when it works.
+from agentfire.cli import kill as _kill  # noqa: E402,F401
+from agentfire.cli import doctor as _doctor  # noqa: E402,F401
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"agentfire {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    config: Optional[str] = typer.Option(
+        None, "--config", envvar="AGENTFIRE_CONFIG", metavar="PATH",
+        help="runbook.yaml to use (default: ./runbook.yaml or the nearest parent's).",
+    ),
+    incident: Optional[str] = typer.Option(
+        None, "--incident", envvar="AGENTFIRE_INCIDENT", metavar="ID",
+        help="Incident to journal into. Without it, a command that changes something opens a new one.",
+    ),
+    actor: Optional[str] = typer.Option(None, "--actor", help="Who is acting (default: login name)."),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Global options come before the command: agentfire --incident inc-42 kill --region all."""
+    from agentfire.journal import default_actor
+
+    ctx.obj = AppState(config=config, incident=incident, actor=actor or default_actor(), json=json_out)
+
+
+def main() -> None:
+    app(prog_name="agentfire")

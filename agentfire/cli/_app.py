@@ -1,0 +1,158 @@
+"""Shared CLI plumbing: global state, output, error mapping. The only place besides the command
+modules that imports typer or rich.
+
+Output rules: data on stdout (a Rich table for people, JSON with --json), summaries, warnings and
+progress on stderr; colour only on a terminal and never with NO_COLOR (Rich honours both); trace
+content rendered through rich.text.Text so markup in it stays text.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from agentfire.errors import EXIT_NOT_DONE, EXIT_USAGE, AgentfireError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="agentfire",
+    help=(
+        "The first five minutes of an LLM-agent incident, one command each:\n\n"
+        "kill (minute 1) -> freeze (2) -> triage (3) -> blast (4) -> capture (5).\n\n"
+        "Example: agentfire kill --region all --reason 'agent emailing wrong recipients'"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass
+class AppState:
+    config: str | None = None
+    incident: str | None = None
+    actor: str = ""
+    json: bool = False
+    _runbook: Any = field(default=None, repr=False)
+
+    def runbook(self) -> Any:
+        if self._runbook is None:
+            from agentfire.config import load_runbook
+
+            self._runbook = load_runbook(self.config)
+        return self._runbook
+
+    def journal(self, *, create: bool) -> Any:
+        """The journal of --incident; with create=True and no --incident, a new incident."""
+        from agentfire.journal import Journal, check_incident_id, new_incident_id
+
+        rb = self.runbook()
+        if self.incident:
+            return Journal(rb.journal_dir, check_incident_id(self.incident))
+        if not create:
+            return None
+        self.incident = new_incident_id()
+        err_console().print(
+            Text.assemble("opened incident ", (self.incident, "bold"),
+                          f"  (export AGENTFIRE_INCIDENT={self.incident} to keep using it)")
+        )
+        return Journal(rb.journal_dir, self.incident)
+
+
+def state(ctx: typer.Context) -> AppState:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, AppState):
+        obj = AppState()
+        ctx.find_root().obj = obj
+    return obj
+
+
+_consoles: dict[str, Console] = {}
+
+
+def out_console() -> Console:
+    c = _consoles.get("out")
+    if c is None or c.file is not sys.stdout:
+        c = _consoles["out"] = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    return c
+
+
+def err_console() -> Console:
+    c = _consoles.get("err")
+    if c is None or c.file is not sys.stderr:
+        c = _consoles["err"] = Console(file=sys.stderr, highlight=False)
+    return c
+
+
+def emit_json(doc: Any) -> None:
+    from agentfire.secrets import redact_obj
+
+    sys.stdout.write(json.dumps(redact_obj(doc), ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def warn(message: str) -> None:
+    from agentfire.secrets import redact
+
+    err_console().print(Text(redact(message), style="bold yellow"))
+
+
+def fail(message: str, code: int = EXIT_NOT_DONE) -> typer.Exit:
+    from agentfire.secrets import redact
+
+    err_console().print(Text("agentfire: error: ", style="bold red") + Text(redact(message)))
+    return typer.Exit(code)
+
+
+def handles_errors(fn: F) -> F:
+    """AgentfireError -> one clear line and its exit code; OSError -> one line, exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AgentfireError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        except PermissionError as exc:
+            raise fail(f"{exc.filename or ''}: permission denied", EXIT_NOT_DONE) from None
+        except OSError as exc:
+            raise fail(f"{exc.filename or ''}: {exc.strerror or exc}", EXIT_NOT_DONE) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def interactive() -> bool:
+    """A person is at a terminal (so we may ask)."""
+    return sys.stdin.isatty() and sys.stdout.isatty() and not os.environ.get("CI")
+
+
+def confirm(question: str) -> bool:
+    return typer.confirm(question, default=False, err=True)
+
+
+def want_json(ctx: typer.Context, local: bool) -> bool:
+    return local or state(ctx).json
+
+
+def safe_text(value: object, limit: int | None = 2000, style: str = "") -> Text:
+    """Untrusted content as an inert Rich Text (no markup, escapes visible, cut)."""
+    from agentfire.textsafe import safe
+
+    return Text(safe(value, limit), style=style)
+
+
+__all__ = ["app", "AppState", "state", "handles_errors", "emit_json", "warn", "fail",
+           "out_console", "err_console", "interactive", "confirm", "want_json", "safe_text",
+           "EXIT_USAGE", "EXIT_NOT_DONE"]

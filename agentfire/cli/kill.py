@@ -1,0 +1,205 @@
+"""`agentfire kill` and `agentfire status`: minute one."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from agentfire.cli._app import (
+    app, emit_json, err_console, fail, handles_errors, interactive, confirm, out_console,
+    safe_text, state, want_json, warn,
+)
+
+OUTCOME_STYLE = {
+    "CONFIRMED": "bold green", "ALREADY_OFF": "green", "ALREADY_ON": "green", "SKIPPED": "dim",
+    "DRY_RUN": "cyan", "MISMATCH": "bold red", "PENDING_APPROVAL": "bold yellow",
+    "RATE_LIMITED": "bold red", "NOT_FOUND": "bold red", "AUTH": "bold red",
+    "UNREACHABLE": "bold red", "TIMEOUT": "bold red", "ERROR": "bold red",
+}
+
+
+def _onoff(v: Optional[bool]) -> str:
+    return "?" if v is None else ("on" if v else "off")
+
+
+def render_flip(result: Any) -> None:
+    title = f"{'kill' if result.action == 'kill' else 'undo'}: {result.flag}  (incident {result.incident})"
+    if result.dry_run:
+        title += "  [dry run: nothing changed]"
+    table = Table(title=title, title_justify="left")
+    for col in ("region", "provider", "outcome", "before -> after", "latency", "detail"):
+        table.add_column(col, no_wrap=col != "detail", justify="right" if col == "latency" else "left")
+    for r in result.regions:
+        table.add_row(
+            Text(r.region), Text(r.provider),
+            Text(r.outcome.value, style=OUTCOME_STYLE.get(r.outcome.value, "")),
+            Text(f"{_onoff(r.before)} -> {_onoff(r.after)}"),
+            Text(f"{r.latency_ms} ms"), safe_text(r.detail, 300),
+        )
+    out_console().print(table)
+
+
+def _progress_hook(names: list[str]):  # type: ignore[no-untyped-def]
+    """A live per-region line on stderr when it is a terminal; None otherwise."""
+    console = err_console()
+    if not console.is_terminal:
+        return None, None
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                        console=console, transient=True)
+    tasks = {n: progress.add_task(f"{n}: queued", total=1) for n in names}
+
+    def hook(region: str, phase: str) -> None:
+        progress.update(tasks[region], description=f"{region}: {phase}",
+                        completed=1 if phase == "done" else 0)
+
+    return progress, hook
+
+
+@app.command(epilog="Example: agentfire kill --region all --yes --reason 'emailing wrong recipients'")
+@handles_errors
+def kill(
+    ctx: typer.Context,
+    region: str = typer.Option("all", "--region", "-r", help="'all' or NAME[,NAME...]"),
+    undo: bool = typer.Option(False, "--undo", help="Turn the agent back on where this incident turned it off."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Change nothing; say what would happen."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    reason: str = typer.Option("", "--reason", help="Why (journaled, sent as the change comment)."),
+    deadline: Optional[float] = typer.Option(
+        None, "--deadline", metavar="SECONDS", min=0.1,
+        help="Overall deadline (default: kill.deadline_seconds, 20 s).",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Minute one: turn the agent's kill-switch flag off in every region at once, read it back,
+    report per region. Exit 0 only when every targeted region is CONFIRMED or ALREADY_OFF."""
+    from agentfire import killswitch
+    from agentfire.journal import latest_incident_with
+
+    st = state(ctx)
+    rb = st.runbook()
+    names = rb.select_regions(region)
+    as_json = want_json(ctx, json_out)
+
+    if undo:
+        if not st.incident:
+            latest = latest_incident_with(rb.journal_dir, "kill")
+            if latest is None:
+                raise fail("no incident has a kill to undo; pass --incident ID", 2)
+            st.incident = latest
+            err_console().print(Text(f"undoing the kill of incident {latest} (the latest with a kill)"))
+        journal = st.journal(create=False)
+        verb = "turn the agent back ON"
+    else:
+        journal = None
+        verb = "turn the agent OFF"
+    if not dry_run and not yes and interactive():
+        if not confirm(f"{verb} in {', '.join(names)} ({rb.agent.flag})?"):
+            raise fail("not confirmed; nothing changed", 1)
+    if journal is None:
+        journal = st.journal(create=not dry_run)
+        if journal is None:  # dry run without an incident: nothing is journaled
+            from agentfire.journal import Journal
+
+            journal = Journal(rb.journal_dir, "dry-run")
+
+    progress, hook = _progress_hook(names) if not as_json else (None, None)
+    fn = killswitch.undo if undo else killswitch.kill
+    if progress is not None:
+        with progress:
+            result = fn(rb, journal, region_spec=region, actor=st.actor, reason=reason,
+                        dry_run=dry_run, deadline_s=deadline, hook=hook)
+    else:
+        result = fn(rb, journal, region_spec=region, actor=st.actor, reason=reason,
+                    dry_run=dry_run, deadline_s=deadline)
+
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        render_flip(result)
+        fb = result.fallback
+        if fb and fb.get("approved") and not undo:
+            err_console().print(Text(
+                f"users now see the approved fallback {fb['path']} "
+                f"(approved by {fb['approved_by']} on {fb['approved_on']})"))
+    for w in result.warnings:
+        warn(w)
+    if undo:
+        if not result.ok:
+            raise typer.Exit(1)
+        return
+    if dry_run:
+        return
+    if not result.all_off:
+        bad = [f"{r.region}={r.outcome.value}" for r in result.regions if not r.outcome.ok]
+        raise fail(f"the agent is NOT confirmed off everywhere: {', '.join(bad)}", 1)
+
+
+def region_status_json(rb: Any, rows: list[Any]) -> dict[str, Any]:
+    return {
+        "flag": rb.agent.flag,
+        "regions": [{"region": s.region, "provider": s.provider, "on": s.on, "detail": s.detail}
+                    for s in rows],
+    }
+
+
+def render_status(rb: Any, rows: list[Any]) -> None:
+    table = Table(title=f"kill switch: {rb.agent.flag}", title_justify="left")
+    for col in ("region", "provider", "agent", "detail"):
+        table.add_column(col)
+    for s in rows:
+        label, style = {True: ("ON", "bold yellow"), False: ("off", "green"), None: ("UNKNOWN", "bold red")}[s.on]
+        table.add_row(Text(s.region), Text(s.provider), Text(label, style=style), safe_text(s.detail, 300))
+    out_console().print(table)
+
+
+@app.command(epilog="Example: agentfire status --json | jq '.regions[] | select(.on != false)'")
+@handles_errors
+def status(
+    ctx: typer.Context,
+    region: str = typer.Option("all", "--region", "-r", help="'all' or NAME[,NAME...]"),
+    json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Read the kill-switch flag live in every region: did it really flip everywhere?
+    Exit 0 when every region could be read, 1 when any could not."""
+    from agentfire import killswitch
+
+    st = state(ctx)
+    rb = st.runbook()
+    rows = killswitch.status(rb, region_spec=region)
+    doc = region_status_json(rb, rows)
+    extra = _status_extras(rb)
+    if want_json(ctx, json_out):
+        emit_json({**doc, **extra})
+    else:
+        render_status(rb, rows)
+        _render_status_extras(extra)
+    if any(s.on is None for s in rows):
+        raise typer.Exit(1)
+
+
+# Other minutes add their live state to `status` (e.g. spend caps) by appending here:
+# each provider is (name, fn(runbook) -> json-able dict or None, render(dict) -> None).
+STATUS_EXTRAS: list[tuple[str, Any, Any]] = []
+
+
+def _status_extras(rb: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, fn, _render in STATUS_EXTRAS:
+        try:
+            value = fn(rb)
+        except Exception as exc:  # one unreadable section must not hide the kill switch
+            value = {"error": f"{type(exc).__name__}: {exc}"}
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def _render_status_extras(extra: dict[str, Any]) -> None:
+    for name, _fn, render in STATUS_EXTRAS:
+        if name in extra:
+            render(extra[name])

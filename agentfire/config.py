@@ -1,0 +1,406 @@
+"""runbook.yaml: typed, strict, validated configuration.
+
+Every error names the file, the line, the field and what would be valid. Unknown keys are errors
+(a typo in a kill-switch configuration must never be silently ignored). Secrets are named by
+environment variable only; `resolve_env` reads them at the moment a provider needs them.
+
+Provider sections (regions, budget, traces) are validated against the model that the provider
+registry names for their `kind`, so a third-party provider brings its own schema.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agentfire.errors import ConfigError
+
+CONFIG_FILENAME = "runbook.yaml"
+CONFIG_ENV = "AGENTFIRE_CONFIG"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- flag providers (one per region) -----------------------------------------------------------
+
+
+class FlagdRegion(Strict):
+    kind: Literal["flagd"]
+    path: str = Field(description="the flagd JSON file, relative to runbook.yaml")
+    off_variant: str = "off"
+    on_variant: str = "on"
+    create: bool = Field(
+        default=False, description="create the file with the agent on when it does not exist"
+    )
+
+
+class UnleashRegion(Strict):
+    kind: Literal["unleash"]
+    url: str
+    project: str = "default"
+    environment: str
+    token_env: str = Field(description="env variable holding an admin API token")
+    timeout_seconds: float = 5.0
+
+
+class LaunchDarklyRegion(Strict):
+    kind: Literal["launchdarkly"]
+    base_url: str = "https://app.launchdarkly.com"
+    project: str
+    environment: str
+    token_env: str = "LD_ACCESS_TOKEN"
+    timeout_seconds: float = 5.0
+
+
+# --- budget stores ------------------------------------------------------------------------------
+
+
+class SqliteBudget(Strict):
+    kind: Literal["sqlite"]
+    path: str = ".agentfire/budget.sqlite"
+
+
+class RedisBudget(Strict):
+    kind: Literal["redis"]
+    url: str | None = None
+    url_env: str | None = Field(default=None, description="env variable holding redis://...")
+    key_prefix: str = "agentfire:budget:"
+
+
+# --- trace stores -------------------------------------------------------------------------------
+
+
+class FilesTraces(Strict):
+    kind: Literal["files"]
+    path: str = ".agentfire/traces"
+    seed_scenario: str | None = Field(
+        default="wrong_recipient",
+        description="scenario seeded into an empty store on first use (null: never)",
+    )
+
+
+class LangfuseTraces(Strict):
+    kind: Literal["langfuse"]
+    base_url: str | None = None
+    base_url_env: str = "LANGFUSE_BASE_URL"
+    public_key_env: str = "LANGFUSE_PUBLIC_KEY"
+    secret_key_env: str = "LANGFUSE_SECRET_KEY"
+    environment: str | None = None
+    timeout_seconds: float = 10.0
+
+
+class PhoenixTraces(Strict):
+    kind: Literal["phoenix"]
+    url: str = "http://127.0.0.1:6006"
+    project: str = "default"
+    api_key_env: str | None = None
+    timeout_seconds: float = 10.0
+
+
+# --- the rest of the runbook ----------------------------------------------------------------
+
+
+class AgentSection(Strict):
+    name: str
+    flag: str = Field(description="the kill-switch flag key")
+    fallback: str | None = Field(
+        default=None, description="approved fallback message (markdown), relative to runbook.yaml"
+    )
+
+
+class KillSection(Strict):
+    deadline_seconds: float = Field(default=20.0, gt=0)
+    max_retries: int = Field(default=4, ge=0, le=20)
+    retry_cap_seconds: float = Field(default=5.0, gt=0)
+
+
+class EvalsSection(Strict):
+    path: str = "evals/regressions.jsonl"
+    langfuse_dataset: str | None = None
+
+
+class GoldenSection(Strict):
+    dir: str = "golden"
+
+
+class JournalSection(Strict):
+    dir: str = ".agentfire/incidents"
+
+
+class TriageSection(Strict):
+    # tool-name globs and argument regexes that make a call destructive or irreversible
+    destructive_tools: list[str] = Field(
+        default_factory=lambda: [
+            "send_*", "*email*", "delete_*", "drop_*", "refund*", "pay*", "transfer*", "wire*",
+        ]
+    )
+    destructive_sql: str = r"\b(DELETE|DROP|TRUNCATE|ALTER)\b|\bUPDATE\b(?![\s\S]*\bWHERE\b)"
+    production_markers: list[str] = Field(default_factory=lambda: ["prod", "production", "live"])
+    read_tools: list[str] = Field(
+        default_factory=lambda: ["search*", "read_*", "get_*", "lookup*", "list_*", "select*"]
+    )
+
+
+class RunbookStep(Strict):
+    id: str
+    title: str
+    command: str
+    target_seconds: int = Field(gt=0)
+    check: str = ""
+
+
+class RunbookConfig(Strict):
+    version: Literal[1] = 1
+    agent: AgentSection
+    regions: dict[str, dict[str, Any]]
+    budget: dict[str, Any] = Field(default_factory=lambda: {"kind": "sqlite"})
+    traces: dict[str, Any] = Field(default_factory=lambda: {"kind": "files"})
+    kill: KillSection = Field(default_factory=KillSection)
+    evals: EvalsSection = Field(default_factory=EvalsSection)
+    golden: GoldenSection = Field(default_factory=GoldenSection)
+    journal: JournalSection = Field(default_factory=JournalSection)
+    triage: TriageSection = Field(default_factory=TriageSection)
+    steps: list[RunbookStep] = Field(default_factory=list)
+
+    @field_validator("regions")
+    @classmethod
+    def _at_least_one_region(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("at least one region is required")
+        return value
+
+
+# Built-in provider schemas, keyed by family then kind. Third-party providers add theirs through
+# the `agentfire.providers` entry points (see agentfire.providers).
+PROVIDER_SCHEMAS: dict[str, dict[str, type[Strict]]] = {
+    "flags": {"flagd": FlagdRegion, "unleash": UnleashRegion, "launchdarkly": LaunchDarklyRegion},
+    "budget": {"sqlite": SqliteBudget, "redis": RedisBudget},
+    "traces": {"files": FilesTraces, "langfuse": LangfuseTraces, "phoenix": PhoenixTraces},
+}
+
+
+@dataclass(frozen=True)
+class Runbook:
+    """The validated runbook: the raw model plus typed provider sections and the base dir."""
+
+    path: Path
+    model: RunbookConfig
+    regions: dict[str, BaseModel]
+    budget: BaseModel
+    traces: BaseModel
+    env_names: tuple[str, ...] = field(default=())
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def agent(self) -> AgentSection:
+        return self.model.agent
+
+    def resolve_path(self, value: str) -> Path:
+        p = Path(os.path.expandvars(os.path.expanduser(value)))
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.resolve_path(self.model.journal.dir)
+
+    def select_regions(self, spec: str) -> list[str]:
+        """`all` or a comma-separated list of region names; unknown names are usage errors."""
+        names = list(self.regions)
+        if spec.strip().lower() == "all":
+            return names
+        wanted = [s.strip() for s in spec.split(",") if s.strip()]
+        if not wanted:
+            raise ConfigError("--region needs 'all' or region names")
+        unknown = [w for w in wanted if w not in self.regions]
+        if unknown:
+            raise ConfigError(
+                f"unknown region {', '.join(repr(u) for u in unknown)}; "
+                f"{self.path} defines: {', '.join(names)} (or use 'all')"
+            )
+        return list(dict.fromkeys(wanted))
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> Path:
+    """--config, else $AGENTFIRE_CONFIG, else runbook.yaml here or in the nearest parent."""
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        return p.resolve()
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p} (from ${CONFIG_ENV})")
+        return p.resolve()
+    here = (cwd or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        candidate = d / CONFIG_FILENAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no {CONFIG_FILENAME} in {here} or any parent; pass --config PATH or set ${CONFIG_ENV}"
+    )
+
+
+# --- YAML with line numbers ----------------------------------------------------------------
+
+
+def _compose(text: str, path: Path) -> tuple[Any, dict[tuple, int]]:
+    """Parse YAML, returning plain data and a map from key path to 1-based line number."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+    lines: dict[tuple, int] = {}
+    loader = yaml.SafeLoader("")
+
+    def walk(n: yaml.Node, at: tuple) -> Any:
+        lines.setdefault(at, n.start_mark.line + 1)
+        if isinstance(n, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for k, v in n.value:
+                key = loader.construct_object(k, deep=True)
+                if key in out:
+                    raise ConfigError(
+                        f"{path}:{k.start_mark.line + 1}: key {key!r} appears twice"
+                    )
+                lines[at + (key,)] = k.start_mark.line + 1
+                out[key] = walk(v, at + (key,))
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            return [walk(v, at + (i,)) for i, v in enumerate(n.value)]
+        return loader.construct_object(n, deep=True)
+
+    if node is None:
+        return None, lines
+    return walk(node, ()), lines
+
+
+def _line_for(loc: tuple, lines: dict[tuple, int]) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def _valid_keys(model: type[BaseModel]) -> str:
+    return ", ".join(model.model_fields)
+
+
+def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The model class that holds the last element of loc (for 'valid keys' hints)."""
+    current: Any = root
+    for part in loc[:-1]:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            f = current.model_fields.get(part) if isinstance(part, str) else None
+            if f is None:
+                return None
+            current = f.annotation
+            args = getattr(current, "__args__", ())
+            if getattr(current, "__origin__", None) is list and args:
+                current = args[0]
+        elif isinstance(part, int):
+            continue
+        else:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _format_errors(
+    exc: ValidationError, path: Path, lines: dict[tuple, int], prefix: tuple, model: type[BaseModel]
+) -> str:
+    msgs = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        full = prefix + loc
+        line = _line_for(full, lines)
+        dotted = ".".join(str(p) for p in full) or "(top level)"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            holder = _model_at(model, loc)
+            valid = f" (valid keys: {_valid_keys(holder)})" if holder else ""
+            text = f"unknown key {loc[-1]!r}{valid}"
+        elif kind == "missing":
+            text = "required field is missing"
+        elif kind == "literal_error":
+            text = f"invalid value {err.get('input')!r}; {err['msg'].lower()}"
+        else:
+            text = err["msg"]
+            if "input" in err and not isinstance(err["input"], (dict, list)):
+                text += f" (got {err['input']!r})"
+        msgs.append(f"{path}:{line or '?'}: {dotted}: {text}")
+    return "\n".join(msgs)
+
+
+def _validate_provider(
+    family: str, raw: Any, at: tuple, path: Path, lines: dict[tuple, int]
+) -> BaseModel:
+    from agentfire.providers import provider_schemas
+
+    schemas = provider_schemas(family)
+    line = _line_for(at, lines)
+    where = f"{path}:{line or '?'}: {'.'.join(str(a) for a in at)}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a mapping with a 'kind' ({', '.join(schemas)})")
+    kind = raw.get("kind")
+    if kind not in schemas:
+        got = "missing" if kind is None else f"{kind!r}"
+        raise ConfigError(f"{where}.kind: {got}; valid kinds: {', '.join(schemas)}")
+    model = schemas[kind]
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, path, lines, at, model)) from None
+
+
+def load_runbook(path: str | os.PathLike[str] | None = None) -> Runbook:
+    """Find, parse and validate runbook.yaml. Raises ConfigError with file:line: field: what."""
+    cfg_path = find_config(path)
+    try:
+        text = cfg_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{cfg_path}: cannot read: {exc}") from None
+    data, lines = _compose(text, cfg_path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cfg_path}:1: the file must be a mapping (agent:, regions:, ...)")
+    try:
+        model = RunbookConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, cfg_path, lines, (), RunbookConfig)) from None
+    regions = {
+        name: _validate_provider("flags", raw, ("regions", name), cfg_path, lines)
+        for name, raw in model.regions.items()
+    }
+    budget = _validate_provider("budget", model.budget, ("budget",), cfg_path, lines)
+    traces = _validate_provider("traces", model.traces, ("traces",), cfg_path, lines)
+    env_names = sorted(
+        {
+            v
+            for section in (*regions.values(), budget, traces)
+            for k, v in section.model_dump().items()
+            if k.endswith("_env") and isinstance(v, str)
+        }
+    )
+    return Runbook(cfg_path, model, regions, budget, traces, tuple(env_names))
+
+
+def resolve_env(name: str, *, what: str) -> str:
+    """The value of a secret's env variable, or a ConfigError that names it (never the value)."""
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError(f"environment variable ${name} is not set ({what})")
+    return value

@@ -1,0 +1,130 @@
+"""The incident journal (DESIGN.md rule 4): one JSON-lines file per incident.
+
+Each command that changes something appends an entry: who (actor), when (UTC), what (action),
+the state before and after, the outcome and how long it took. `--undo` and `--lift` restore from
+the journaled "before", never from a guess. Entries are appended under a lock and fsynced; a
+corrupt line is reported with its line number and never rewritten.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from agentfire._files import append_line, locked
+from agentfire.errors import StateFileError, UsageError
+from agentfire.secrets import redact_obj
+
+INCIDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return os.environ.get("USER") or f"uid-{os.getuid()}"
+
+
+def new_incident_id(now: datetime | None = None) -> str:
+    now = now or utcnow()
+    return f"inc-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def check_incident_id(incident: str) -> str:
+    if not INCIDENT_ID.match(incident):
+        raise UsageError(
+            f"invalid incident id {incident!r}: letters, digits, '.', '_' and '-' only (max 80)"
+        )
+    return incident
+
+
+@dataclass(frozen=True)
+class Journal:
+    """The journal of one incident."""
+
+    dir: Path
+    incident: str
+
+    @property
+    def path(self) -> Path:
+        return self.dir / f"{self.incident}.jsonl"
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def append(self, action: str, *, actor: str, **fields: Any) -> dict[str, Any]:
+        entry = {"ts": iso(utcnow()), "incident": self.incident, "actor": actor, "action": action}
+        entry.update(fields)
+        entry = redact_obj(entry)  # type: ignore[assignment]
+        line = json.dumps(entry, ensure_ascii=False, default=str, separators=(",", ":"))
+        with locked(self.path):
+            if not self.path.exists():
+                opened = {
+                    "ts": entry["ts"], "incident": self.incident, "actor": actor,
+                    "action": "incident.open",
+                }
+                append_line(self.path, json.dumps(opened, separators=(",", ":")))
+            append_line(self.path, line)
+        return entry
+
+    def entries(self) -> list[dict[str, Any]]:
+        return list(self.iter_entries())
+
+    def iter_entries(self) -> Iterator[dict[str, Any]]:
+        if not self.path.exists():
+            return
+        with open(self.path, encoding="utf-8") as fh:
+            for n, raw in enumerate(fh, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    entry = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    if not raw.endswith("\n"):
+                        # a torn last line from a killed writer: everything before it is intact
+                        return
+                    raise StateFileError(
+                        f"{self.path}:{n}: corrupt journal line ({exc.msg}); fix or remove it by hand"
+                    ) from None
+                if isinstance(entry, dict):
+                    yield entry
+
+    def started_at(self) -> datetime | None:
+        for entry in self.iter_entries():
+            return datetime.fromisoformat(entry["ts"].replace("Z", "+00:00"))
+        return None
+
+
+def list_incidents(journal_dir: Path) -> list[str]:
+    """Incident ids, newest journal first."""
+    if not journal_dir.is_dir():
+        return []
+    files = sorted(journal_dir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [p.stem for p in files]
+
+
+def latest_incident_with(journal_dir: Path, action: str) -> str | None:
+    """The most recently written incident that has an entry with `action`."""
+    for incident in list_incidents(journal_dir):
+        j = Journal(journal_dir, incident)
+        try:
+            if any(e.get("action") == action for e in j.iter_entries()):
+                return incident
+        except StateFileError:
+            continue
+    return None

@@ -1,0 +1,345 @@
+"""Minute one: the kill switch, across every region at once.
+
+Per region, concurrently: snapshot the live state, turn the flag off, read it back, classify.
+Nothing is reported CONFIRMED without a read-back (DESIGN.md rule 1); an overall deadline means one
+hung region cannot hang the command, and the regions that did finish are still reported. The
+journal records each region's "before", so `undo` turns back on exactly what this incident turned
+off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from agentfire import providers
+from agentfire.config import Runbook
+from agentfire.errors import AgentfireError, UsageError
+from agentfire.journal import Journal
+from agentfire.providers.flags import FlagError, FlagProvider, Outcome, WriteResult
+
+ProgressHook = Callable[[str, str], None]  # (region, phase) for a live display
+
+
+@dataclass
+class RegionResult:
+    region: str
+    provider: str
+    outcome: Outcome
+    before: bool | None = None
+    after: bool | None = None
+    latency_ms: int = 0
+    detail: str = ""
+    wrote: bool = False  # a write was sent (so an undo has something to restore)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["outcome"] = self.outcome.value
+        d.pop("wrote")
+        return d
+
+
+@dataclass
+class FlipResult:
+    incident: str
+    flag: str
+    action: str  # "kill" or "undo"
+    regions: list[RegionResult]
+    dry_run: bool = False
+    fallback: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.outcome.ok for r in self.regions)
+
+    @property
+    def all_off(self) -> bool:
+        return (
+            not self.dry_run
+            and self.action == "kill"
+            and all(r.outcome in (Outcome.CONFIRMED, Outcome.ALREADY_OFF) for r in self.regions)
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "incident": self.incident,
+            "flag": self.flag,
+            "regions": [r.to_json() for r in self.regions],
+        }
+        if self.action == "kill":
+            out["all_off"] = self.all_off
+        else:
+            out["all_restored"] = self.ok
+        out["dry_run"] = self.dry_run
+        out["fallback"] = self.fallback
+        out["warnings"] = self.warnings
+        return out
+
+
+@dataclass
+class RegionStatus:
+    region: str
+    provider: str
+    on: bool | None
+    detail: str = ""
+
+
+def build_providers(runbook: Runbook, names: list[str]) -> dict[str, FlagProvider]:
+    return {n: providers.build("flags", runbook.regions[n], runbook) for n in names}
+
+
+async def _flip_region(
+    name: str, provider: FlagProvider, flag: str, *, want_on: bool, comment: str,
+    dry_run: bool, progress: dict[str, RegionResult], hook: ProgressHook | None,
+) -> RegionResult:
+    res = progress[name]
+    started = time.monotonic()
+    try:
+        if hook:
+            hook(name, "reading")
+        res.before = await provider.read(flag)
+        if res.before == want_on:
+            res.outcome = Outcome.ALREADY_ON if want_on else Outcome.ALREADY_OFF
+            res.after = res.before
+            res.detail = "no change needed"
+            return res
+        if hook:
+            hook(name, "writing")
+        res.wrote = not dry_run
+        wrote: WriteResult = await provider.write(flag, want_on, comment=comment, dry_run=dry_run)
+        if dry_run:
+            res.outcome = Outcome.DRY_RUN
+            res.after = res.before
+            res.detail = wrote.detail or f"would turn {'on' if want_on else 'off'}"
+            return res
+        if wrote.pending:
+            res.outcome = Outcome.PENDING_APPROVAL
+            res.detail = wrote.detail
+            res.after = await _try_read(provider, flag)
+            return res
+        if hook:
+            hook(name, "reading back")
+        res.after = await provider.read(flag)
+        if res.after == want_on:
+            res.outcome = Outcome.CONFIRMED
+            res.detail = wrote.detail
+        else:
+            res.outcome = Outcome.MISMATCH
+            res.detail = f"wrote, but read back {'on' if res.after else 'off'}; {wrote.detail}".strip("; ")
+    except FlagError as exc:
+        res.outcome = exc.outcome
+        res.detail = exc.detail
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a provider bug must not hide the other regions' results
+        res.outcome = Outcome.ERROR
+        res.detail = f"{type(exc).__name__}: {exc}"
+    finally:
+        res.latency_ms = int((time.monotonic() - started) * 1000)
+        if hook:
+            hook(name, "done")
+    return res
+
+
+async def _try_read(provider: FlagProvider, flag: str) -> bool | None:
+    try:
+        return await provider.read(flag)
+    except FlagError:
+        return None
+
+
+async def _flip_all(
+    provs: dict[str, FlagProvider], flag: str, *, want_on: dict[str, bool], comment: str,
+    dry_run: bool, deadline_s: float, hook: ProgressHook | None,
+) -> list[RegionResult]:
+    progress = {
+        n: RegionResult(region=n, provider=p.kind, outcome=Outcome.TIMEOUT) for n, p in provs.items()
+    }
+    started = time.monotonic()
+    tasks = {
+        asyncio.create_task(
+            _flip_region(n, p, flag, want_on=want_on[n], comment=comment, dry_run=dry_run,
+                         progress=progress, hook=hook)
+        ): n
+        for n, p in provs.items()
+    }
+    try:
+        done, pending = await asyncio.wait(tasks, timeout=deadline_s)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        for t in pending:
+            r = progress[tasks[t]]
+            r.outcome = Outcome.TIMEOUT
+            r.latency_ms = int((time.monotonic() - started) * 1000)
+            r.detail = (
+                f"no answer within the {deadline_s:g}s deadline"
+                + ("; a write was sent and is not confirmed" if r.wrote else "")
+            )
+    finally:
+        await asyncio.gather(*(p.aclose() for p in provs.values()), return_exceptions=True)
+    return [progress[n] for n in provs]
+
+
+def _fallback_info(runbook: Runbook) -> tuple[dict[str, Any] | None, list[str]]:
+    from agentfire.fallbacks import load_fallback
+
+    fb = load_fallback(runbook)
+    if fb is None or not fb.approved:
+        why = "no fallback is configured" if fb is None else fb.problem
+        return (fb.to_json() if fb else None), [
+            f"NO APPROVED FALLBACK: {why}. Users will get whatever the agent's code does when "
+            "the flag is off; write one in fallbacks/ and have it approved."
+        ]
+    return fb.to_json(), []
+
+
+def kill(
+    runbook: Runbook, journal: Journal, *, region_spec: str = "all", actor: str,
+    reason: str = "", dry_run: bool = False, deadline_s: float | None = None,
+    hook: ProgressHook | None = None,
+) -> FlipResult:
+    names = runbook.select_regions(region_spec)
+    deadline_s = deadline_s or runbook.model.kill.deadline_seconds
+    flag = runbook.agent.flag
+    provs = build_providers(runbook, names)
+    comment = f"agentfire kill ({journal.incident}) by {actor}" + (f": {reason}" if reason else "")
+    started = time.monotonic()
+    results = asyncio.run(
+        _flip_all(provs, flag, want_on={n: False for n in names}, comment=comment,
+                  dry_run=dry_run, deadline_s=deadline_s, hook=hook)
+    )
+    fallback, warnings = _fallback_info(runbook)
+    result = FlipResult(journal.incident, flag, "kill", results, dry_run, fallback, warnings)
+    if not dry_run:
+        journal.append(
+            "kill", actor=actor, flag=flag, reason=reason,
+            regions=[{**r.to_json(), "wrote": r.wrote} for r in results],
+            outcome="all_off" if result.all_off else "incomplete",
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+    return result
+
+
+def regions_to_restore(journal: Journal) -> dict[str, str]:
+    """Regions this incident turned off (region -> why), from the journaled snapshots.
+
+    A region is restored only if this incident read it on *before* its first kill and a write
+    was sent; a region that was already off before the incident stays off. A later undo entry
+    that confirmed a region removes it.
+    """
+    first_before: dict[str, bool | None] = {}
+    turned_off: dict[str, str] = {}
+    for e in journal.iter_entries():
+        if e.get("action") == "kill":
+            for r in e.get("regions", []):
+                name = r.get("region")
+                first_before.setdefault(name, r.get("before"))
+                if first_before[name] is True and r.get("wrote"):
+                    turned_off[name] = e["ts"]
+        elif e.get("action") == "kill.undo":
+            for r in e.get("regions", []):
+                if r.get("outcome") in ("CONFIRMED", "ALREADY_ON"):
+                    turned_off.pop(r.get("region"), None)
+    return turned_off
+
+
+def undo(
+    runbook: Runbook, journal: Journal, *, region_spec: str = "all", actor: str,
+    reason: str = "", dry_run: bool = False, deadline_s: float | None = None,
+    hook: ProgressHook | None = None,
+) -> FlipResult:
+    if not journal.exists():
+        raise UsageError(f"incident {journal.incident} has no journal at {journal.path}")
+    names = runbook.select_regions(region_spec)
+    to_restore = regions_to_restore(journal)
+    flag = runbook.agent.flag
+    skipped = [
+        RegionResult(n, runbook.regions[n].kind, Outcome.SKIPPED,
+                     detail="this incident did not turn it off (it was off before, or never written)")
+        for n in names if n not in to_restore
+    ]
+    active = [n for n in names if n in to_restore]
+    deadline_s = deadline_s or runbook.model.kill.deadline_seconds
+    comment = f"agentfire kill --undo ({journal.incident}) by {actor}" + (f": {reason}" if reason else "")
+    started = time.monotonic()
+    results: list[RegionResult] = []
+    if active:
+        provs = build_providers(runbook, active)
+        results = asyncio.run(
+            _flip_all(provs, flag, want_on={n: True for n in active}, comment=comment,
+                      dry_run=dry_run, deadline_s=deadline_s, hook=hook)
+        )
+    by_name = {r.region: r for r in [*results, *skipped]}
+    ordered = [by_name[n] for n in names]
+    result = FlipResult(journal.incident, flag, "undo", ordered, dry_run)
+    if not dry_run:
+        journal.append(
+            "kill.undo", actor=actor, flag=flag, reason=reason,
+            regions=[{**r.to_json(), "wrote": r.wrote} for r in ordered],
+            outcome="restored" if result.ok else "incomplete",
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+    return result
+
+
+async def _status_all(provs: dict[str, FlagProvider], flag: str, deadline_s: float) -> list[RegionStatus]:
+    async def one(name: str, p: FlagProvider) -> RegionStatus:
+        try:
+            return RegionStatus(name, p.kind, await p.read(flag), p.target)
+        except FlagError as exc:
+            return RegionStatus(name, p.kind, None, f"{exc.outcome.value}: {exc.detail}")
+        except Exception as exc:
+            return RegionStatus(name, p.kind, None, f"ERROR: {type(exc).__name__}: {exc}")
+
+    tasks = {asyncio.create_task(one(n, p)): n for n, p in provs.items()}
+    try:
+        done, pending = await asyncio.wait(tasks, timeout=deadline_s)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        out = {}
+        for t, n in tasks.items():
+            if t in done:
+                out[n] = t.result()
+            else:
+                out[n] = RegionStatus(n, provs[n].kind, None, f"TIMEOUT: no answer within {deadline_s:g}s")
+    finally:
+        await asyncio.gather(*(p.aclose() for p in provs.values()), return_exceptions=True)
+    return [out[n] for n in provs]
+
+
+def status(runbook: Runbook, *, region_spec: str = "all", deadline_s: float | None = None) -> list[RegionStatus]:
+    names = runbook.select_regions(region_spec)
+    provs = build_providers(runbook, names)
+    return asyncio.run(_status_all(provs, runbook.agent.flag, deadline_s or runbook.model.kill.deadline_seconds))
+
+
+async def _probe_all(provs: dict[str, FlagProvider], flag: str, deadline_s: float) -> dict[str, tuple[bool, str]]:
+    async def one(p: FlagProvider) -> tuple[bool, str]:
+        try:
+            return True, await asyncio.wait_for(p.probe(flag), deadline_s)
+        except FlagError as exc:
+            return False, f"{exc.outcome.value}: {exc.detail}"
+        except asyncio.TimeoutError:
+            return False, f"TIMEOUT: no answer within {deadline_s:g}s"
+        except AgentfireError as exc:
+            return False, str(exc)
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+
+    try:
+        results = await asyncio.gather(*(one(p) for p in provs.values()))
+    finally:
+        await asyncio.gather(*(p.aclose() for p in provs.values()), return_exceptions=True)
+    return dict(zip(provs, results))
+
+
+def probe(runbook: Runbook, names: list[str], deadline_s: float = 10.0) -> dict[str, tuple[bool, str]]:
+    provs = build_providers(runbook, names)
+    return asyncio.run(_probe_all(provs, runbook.agent.flag, deadline_s))
+

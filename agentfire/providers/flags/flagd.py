@@ -1,0 +1,171 @@
+"""OpenFeature flagd file provider (the embedded default).
+
+A kill makes the off variant the flag's default variant and keeps the flag ENABLED: a DISABLED
+flag makes flagd return the *caller's* default, and an agent that passes True would stay on.
+Targeting rules could still serve the on variant to some users, so a kill stashes them in the
+flag's metadata and an undo puts them back. Writes are atomic (temp file, fsync, replace) under a
+lock, and a file that cannot be parsed is never written over: flagd keeps serving its last good
+values from a corrupt file, so a half-written kill would silently fail open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from agentfire._files import atomic_write, locked
+from agentfire.config import FlagdRegion
+from agentfire.errors import StateFileError
+from agentfire.providers.flags import FlagError, Outcome, WriteResult
+
+STASH_KEY = "agentfire.stashedTargeting"
+
+
+def new_flag_file(flag: str, on_variant: str = "on", off_variant: str = "off") -> dict[str, Any]:
+    return {
+        "$schema": "https://flagd.dev/schema/v0/flags.json",
+        "flags": {
+            flag: {
+                "state": "ENABLED",
+                "variants": {on_variant: True, off_variant: False},
+                "defaultVariant": on_variant,
+            }
+        },
+    }
+
+
+class FlagdFileProvider:
+    kind = "flagd"
+
+    def __init__(self, path: Path, *, on_variant: str = "on", off_variant: str = "off",
+                 create: bool = False):
+        self.path = path
+        self.on_variant = on_variant
+        self.off_variant = off_variant
+        self.create = create
+        self.target = str(path)
+
+    # -- file handling ---------------------------------------------------------------------
+
+    def _load(self, flag: str) -> dict[str, Any]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            if self.create:
+                doc = new_flag_file(flag, self.on_variant, self.off_variant)
+                with locked(self.path):
+                    if not self.path.exists():
+                        atomic_write(self.path, _dump(doc))
+                return json.loads(self.path.read_bytes())
+            raise FlagError(Outcome.NOT_FOUND, f"flag file {self.path} does not exist") from None
+        except PermissionError as exc:
+            raise FlagError(Outcome.ERROR, f"{self.path}: cannot read ({exc.strerror})") from None
+        try:
+            doc = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FlagError(
+                Outcome.ERROR, f"{self.path}: not valid JSON ({exc}); left untouched"
+            ) from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("flags"), dict):
+            raise FlagError(Outcome.ERROR, f"{self.path}: no 'flags' object; left untouched")
+        return doc
+
+    def _flag(self, doc: dict[str, Any], flag: str) -> dict[str, Any]:
+        entry = doc["flags"].get(flag)
+        if entry is None:
+            raise FlagError(Outcome.NOT_FOUND, f"flag {flag!r} is not in {self.path}")
+        if not isinstance(entry, dict) or not isinstance(entry.get("variants"), dict):
+            raise FlagError(Outcome.ERROR, f"{self.path}: flag {flag!r} has no variants; left untouched")
+        variants = entry["variants"]
+        for v in (self.on_variant, self.off_variant):
+            if v not in variants:
+                raise FlagError(
+                    Outcome.ERROR,
+                    f"{self.path}: flag {flag!r} has no variant {v!r} "
+                    f"(has: {', '.join(map(str, variants))}); left untouched",
+                )
+        return entry
+
+    def _value(self, entry: dict[str, Any]) -> bool:
+        if entry.get("state", "ENABLED") != "ENABLED":
+            # DISABLED: flagd answers with the caller's default, which may well be on
+            return True
+        if entry.get("targeting"):
+            # rules may serve the on variant to some users
+            return True
+        return bool(entry["variants"].get(entry.get("defaultVariant")))
+
+    def read_sync(self, flag: str) -> bool:
+        return self._value(self._flag(self._load(flag), flag))
+
+    def write_sync(self, flag: str, on: bool, *, comment: str, dry_run: bool) -> WriteResult:
+        with locked(self.path):
+            doc = self._load(flag)
+            entry = self._flag(doc, flag)
+            new = copy.deepcopy(doc)
+            e = new["flags"][flag]
+            e["state"] = "ENABLED"
+            meta = e.setdefault("metadata", {}) if isinstance(e.get("metadata", {}), dict) else {}
+            if on:
+                e["defaultVariant"] = self.on_variant
+                stashed = meta.pop(STASH_KEY, None)
+                if stashed is not None:
+                    e["targeting"] = json.loads(stashed)
+            else:
+                e["defaultVariant"] = self.off_variant
+                if e.get("targeting"):
+                    meta[STASH_KEY] = json.dumps(e.pop("targeting"), separators=(",", ":"))
+                e.pop("targeting", None)
+            if not meta:
+                e.pop("metadata", None)
+            else:
+                e["metadata"] = meta
+            if dry_run:
+                return WriteResult(detail=f"would set defaultVariant={e['defaultVariant']!r} in {self.path}")
+            if new == doc:
+                return WriteResult(detail="file already in that state")
+            try:
+                atomic_write(self.path, _dump(new))
+            except StateFileError as exc:
+                raise FlagError(Outcome.ERROR, str(exc)) from None
+            except OSError as exc:
+                raise FlagError(Outcome.ERROR, f"{self.path}: cannot write ({exc.strerror})") from None
+        return WriteResult(detail=f"defaultVariant={e['defaultVariant']!r}")
+
+    # -- the Protocol ----------------------------------------------------------------------
+
+    async def read(self, flag: str) -> bool:
+        return await asyncio.to_thread(self.read_sync, flag)
+
+    async def write(self, flag: str, on: bool, *, comment: str, dry_run: bool) -> WriteResult:
+        return await asyncio.to_thread(self.write_sync, flag, on, comment=comment, dry_run=dry_run)
+
+    async def probe(self, flag: str) -> str:
+        def check() -> str:
+            if not self.path.exists():
+                if self.create:
+                    return f"{self.path} will be created on first use (agent on)"
+                raise FlagError(Outcome.NOT_FOUND, f"flag file {self.path} does not exist")
+            on = self.read_sync(flag)
+            return f"{self.path}: {flag} is {'on' if on else 'off'}"
+
+        return await asyncio.to_thread(check)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _dump(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def from_config(section: FlagdRegion, runbook: Any) -> FlagdFileProvider:
+    return FlagdFileProvider(
+        runbook.resolve_path(section.path),
+        on_variant=section.on_variant,
+        off_variant=section.off_variant,
+        create=section.create,
+    )
