@@ -1,0 +1,53 @@
+"""The traces Protocol: where trajectories come from (files, Langfuse, Phoenix).
+
+Every store returns the one Trajectory model (agentfire.trajectory). Stores are async so that
+scans can page concurrently; local stores run their file work in a thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from agentfire.errors import NotDoneError
+from agentfire.trajectory import Trajectory
+
+
+class TraceNotFound(NotDoneError):
+    """The trace id does not exist in the named store (exit 1)."""
+
+
+class TraceStoreError(NotDoneError):
+    """The store could not be read (unreachable, auth, rate limited past the deadline...)."""
+
+
+@dataclass(frozen=True)
+class TrajectorySummary:
+    """One trajectory in a window, without its steps (for costs, lists and naive scans)."""
+
+    trace_id: str
+    user_id: str | None
+    start: datetime | None
+    status: str
+    cost_usd: float
+
+
+@runtime_checkable
+class TraceStore(Protocol):
+    kind: str
+    target: str  # human description of where (never a secret)
+
+    async def get_trajectory(self, trace_id: str) -> Trajectory:
+        """The whole trajectory, steps ordered. Raises TraceNotFound / TraceStoreError."""
+        ...
+
+    async def list_trajectories(self, start: datetime, end: datetime) -> list[TrajectorySummary]:
+        """Every trajectory that started in [start, end), with its cost and status."""
+        ...
+
+    async def probe(self) -> str:
+        """Read-only reachability and auth check for `doctor`; returns a detail line."""
+        ...
+
+    async def aclose(self) -> None: ...

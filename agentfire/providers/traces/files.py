@@ -1,0 +1,120 @@
+"""The local `files` trace store (the embedded default).
+
+JSON lines of Langfuse v2-observation-shaped rows (camelCase; `input`/`output` as raw JSON
+strings), one file or a directory of `*.jsonl` files; the same parser as the Langfuse provider
+(agentfire.trajectory.from_observations). Large-window scans (blast) use DuckDB over the same
+files; this module serves single trajectories and window summaries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from agentfire.config import FilesTraces
+from agentfire.providers.traces import TraceNotFound, TraceStoreError, TrajectorySummary
+from agentfire.trajectory import Trajectory, from_observations
+
+
+class FilesTraceStore:
+    kind = "files"
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.target = str(path)
+
+    def files(self) -> list[Path]:
+        if self.path.is_file():
+            return [self.path]
+        if self.path.is_dir():
+            return sorted(p for p in self.path.rglob("*.jsonl") if p.is_file())
+        raise TraceStoreError(f"trace store {self.path} does not exist")
+
+    def iter_rows(self, needle: str | None = None) -> Iterator[tuple[Path, int, dict[str, Any] | None, str]]:
+        """(file, line number, row or None when unparsable, raw line); `needle` pre-filters."""
+        for f in self.files():
+            with open(f, encoding="utf-8", errors="replace") as fh:
+                for n, line in enumerate(fh, 1):
+                    if needle is not None and needle not in line:
+                        continue
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        yield f, n, None, line
+                        continue
+                    yield f, n, row if isinstance(row, dict) else None, line
+
+    def rows_for(self, trace_id: str) -> tuple[list[dict[str, Any]], list[str]]:
+        rows: list[dict[str, Any]] = []
+        problems: list[str] = []
+        for f, n, row, _line in self.iter_rows(needle=trace_id):
+            if row is None:
+                problems.append(f"{f.name}:{n}: unreadable line (not JSON); skipped")
+            elif row.get("traceId") == trace_id:
+                rows.append(row)
+        return rows, problems
+
+    def get_trajectory_sync(self, trace_id: str) -> Trajectory:
+        rows, problems = self.rows_for(trace_id)
+        if not rows:
+            raise TraceNotFound(f"trace {trace_id!r} not found in the files store {self.path}")
+        traj = from_observations(trace_id, rows, as_of=self.as_of(), source=f"files:{self.path}")
+        traj.problems[:0] = problems
+        return traj
+
+    def as_of(self) -> datetime:
+        """Freshness: the newest write to the store (a local store is as fresh as its files)."""
+        try:
+            newest = max(f.stat().st_mtime for f in self.files())
+        except ValueError:
+            return datetime.now(timezone.utc)
+        return datetime.fromtimestamp(newest, tz=timezone.utc)
+
+    def list_trajectories_sync(self, start: datetime, end: datetime) -> list[TrajectorySummary]:
+        by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for _f, _n, row, _line in self.iter_rows():
+            if row is not None and row.get("traceId"):
+                by_trace[row["traceId"]].append(row)
+        out = []
+        as_of = self.as_of()
+        for tid, rows in by_trace.items():
+            t = from_observations(tid, rows, as_of=as_of)
+            if t.start is not None and start <= t.start < end:
+                out.append(TrajectorySummary(tid, t.user_id, t.start, t.status, t.cost_usd))
+        out.sort(key=lambda s: (s.start, s.trace_id))
+        return out
+
+    async def get_trajectory(self, trace_id: str) -> Trajectory:
+        return await asyncio.to_thread(self.get_trajectory_sync, trace_id)
+
+    async def list_trajectories(self, start: datetime, end: datetime) -> list[TrajectorySummary]:
+        return await asyncio.to_thread(self.list_trajectories_sync, start, end)
+
+    async def probe(self) -> str:
+        files = await asyncio.to_thread(self.files)
+        return f"{self.path}: {len(files)} file(s)"
+
+    async def aclose(self) -> None:
+        return None
+
+
+def from_config(section: FilesTraces, runbook: Any) -> FilesTraceStore:
+    path = runbook.resolve_path(section.path)
+    if section.seed_scenario and not _has_data(path):
+        # the embedded sandbox: a fresh clone gets a seeded incident on first use
+        from agentfire.sandbox import seed_store
+
+        seed_store(path, scenario=section.seed_scenario)
+    return FilesTraceStore(path)
+
+
+def _has_data(path: Path) -> bool:
+    if path.is_file():
+        return True
+    return path.is_dir() and any(path.rglob("*.jsonl"))
