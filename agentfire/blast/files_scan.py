@@ -75,10 +75,14 @@ def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | Non
     import duckdb
 
     started = time.monotonic()
-    files = store_files(path)
     stats = ScanStats(engine=f"duckdb {duckdb.__version__}")
     result = BlastResult(signature=sig, window=window, store=f"files:{path}", hits=[], stats=stats,
                          as_of=datetime.now(timezone.utc))
+    try:
+        files = store_files(path)
+    except NotDoneError as exc:
+        result.gaps.append(Gap(window.start, window.end, str(exc)))
+        return result
     if not files:
         result.warnings.append(f"the files store {path} holds no *.jsonl files: nothing to scan")
         return result

@@ -237,8 +237,9 @@ class Signature:
     def last(self) -> StepPattern:
         return self.steps[-1]
 
-    def match_step(self, traj: Any) -> Any:
-        """The Step where the whole signature first holds (the last pattern's step), or None."""
+    def match_step(self, traj: Any, window: tuple[Any, Any] | None = None) -> Any:
+        """The Step where the whole signature first holds (the last pattern's step), or None.
+        With `window` (start, end), the last pattern's step must start inside [start, end)."""
         if self.model is not None and not any(
             s.kind == "model" and name_matches(self.model, s.model) for s in traj.steps
         ):
@@ -252,14 +253,18 @@ class Signature:
         # the one whose last step comes first
         want = 0
         for step in traj.steps:
+            if want == len(self.steps) - 1 and window is not None and (
+                step.start is None or not window[0] <= step.start < window[1]
+            ):
+                continue
             if self.steps[want].holds(step):
                 want += 1
                 if want == len(self.steps):
                     return step
         return None
 
-    def matches(self, traj: Any) -> bool:
-        return self.match_step(traj) is not None
+    def matches(self, traj: Any, window: tuple[Any, Any] | None = None) -> bool:
+        return self.match_step(traj, window) is not None
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}

@@ -142,7 +142,7 @@ def name_cond(d: Dialect, expr: str, pattern: str) -> str:
 
 
 def step_cond(d: Dialect, c: Columns, step: StepPattern) -> str:
-    parts: list[str] = []
+    parts: list[str] = [f"NOT {c.is_root}"]  # the root is the trajectory, not one of its steps
     if step.tool is not None:
         parts.append(f"({c.type} = 'TOOL')")
         parts.append(name_cond(d, c.name, step.tool))
@@ -161,7 +161,7 @@ def step_cond(d: Dialect, c: Columns, step: StepPattern) -> str:
             parts.append(f"coalesce({d.contains_ci(text, a.value or '')}, false)")
         else:
             parts.append(f"coalesce({d.re_search(text, a.value or '')}, false)")
-    return "(" + " AND ".join(parts or ["true"]) + ")"
+    return "(" + " AND ".join(parts) + ")"
 
 
 def trace_conds(d: Dialect, c: Columns, sig: Signature) -> list[str]:
@@ -183,13 +183,15 @@ def in_window(d: Dialect, c: Columns, start: datetime, end: datetime) -> str:
 # Only the columns a signature needs are parsed: output, model and metadata are the costly ones.
 JSONL_TYPES = {
     "id": "VARCHAR", "traceId": "VARCHAR", "type": "VARCHAR", "name": "VARCHAR",
-    "startTime": "TIMESTAMPTZ", "endTime": "TIMESTAMPTZ", "parentObservationId": "VARCHAR",
+    "startTime": "VARCHAR", "endTime": "VARCHAR", "parentObservationId": "VARCHAR",
     "isRootObservation": "BOOLEAN", "userId": "VARCHAR", "level": "VARCHAR", "input": "VARCHAR",
     "output": "VARCHAR", "model": "VARCHAR", "metadata": "JSON",
 }
 # The files store and the Langfuse v2 API: camelCase rows.
 FILES_COLUMNS = Columns(
-    trace_id="traceId", id="id", type="upper(type)", name="name", start="startTime", end="endTime",
+    # an unreadable time is NULL (as agentfire.trajectory.parse_time makes it None), not an error
+    trace_id="traceId", id="id", type="upper(type)", name="name",
+    start="TRY_CAST(startTime AS TIMESTAMPTZ)", end="TRY_CAST(endTime AS TIMESTAMPTZ)",
     is_root="coalesce(isRootObservation, parentObservationId IS NULL)", user_id="userId",
     level="upper(level)", input="input", output="output", model="model", metadata="metadata",
 )
