@@ -1,0 +1,152 @@
+"""blast against every sandbox scenario's ground truth: exact trajectories, users and still-open,
+on the files store (DuckDB), on the Langfuse contract fake (with 429s, 5xx and observations
+arriving during the scan) and on Phoenix (a real server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentfire.blast import files_scan, resolve
+from agentfire.blast.signature import ArgCondition, Signature, StepPattern
+from agentfire.sandbox import SCENARIOS, seed_store
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+
+
+def anchored(pattern: str) -> str:
+    """re.fullmatch semantics as a search pattern; a leading inline flag stays in front."""
+    m = re.match(r"^\(\?[aiLmsux]+\)", pattern)
+    flags, body = (m.group(0), pattern[m.end():]) if m else ("", pattern)
+    return f"{flags}^(?:{body})$"
+
+
+def truth_signature(sig: dict[str, Any]) -> Signature:
+    """The sandbox's ground-truth signature as a blast Signature (min_repeats -> a sequence)."""
+    conds = tuple(ArgCondition(k, "re", anchored(v)) for k, v in sig.get("match", {}).items())
+    step = StepPattern(tool=sig["tool"], args=conds, level=sig.get("level"))
+    return Signature((step,) * int(sig.get("min_repeats") or 1))
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory) -> dict[str, tuple[Path, dict[str, Any]]]:
+    out = {}
+    for scenario in SCENARIOS:
+        d = tmp_path_factory.mktemp(scenario)
+        res = seed_store(d, scenario=scenario, traces=300, seed=11, now=NOW)
+        out[scenario] = (d, res.truth)
+    return out
+
+
+def window_of(truth: dict[str, Any]):
+    # the window's end is exclusive: a step at exactly `now` must still count
+    end = datetime.fromisoformat(truth["window"]["to"].replace("Z", "+00:00")) + timedelta(seconds=1)
+    return resolve(from_=truth["window"]["from"], to=end.isoformat())
+
+
+def check_against_truth(result, truth: dict[str, Any]) -> None:
+    assert result.complete, result.gaps
+    want = {f["trace_id"] for f in truth["failing"]}
+    got = {h.trace_id for h in result.hits}
+    assert got == want, (sorted(got - want)[:5], sorted(want - got)[:5])
+    assert len(result.hits) == len(truth["failing"])
+    assert result.user_ids == truth["affected_users"]
+    assert sorted(result.still_open_ids) == truth["still_running"]
+    by_id = {h.trace_id: h for h in result.hits}
+    for f in truth["failing"]:
+        assert by_id[f["trace_id"]].user_id == f["user_id"]
+        assert by_id[f["trace_id"]].tool == f["off_rails_tool"]
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_files_store_matches_ground_truth(seeded, scenario):
+    path, truth = seeded[scenario]
+    sig = truth_signature(truth["signature"])
+    result = files_scan.scan(path, sig, window_of(truth))
+    check_against_truth(result, truth)
+    if len(sig.steps) == 1:  # a single-step signature reports the off-rails step itself
+        steps = {f["trace_id"]: f["off_rails_step"] for f in truth["failing"]}
+        assert {h.trace_id: h.step_index for h in result.hits} == steps
+
+
+def _rows(path: Path, scenario: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (path / f"{scenario}.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_langfuse_fake_matches_ground_truth_with_faults(seeded, scenario):
+    from agentfire.blast.langfuse_scan import LangfuseScan
+    from tests.fakes.langfuse import FakeLangfuse
+
+    path, truth = seeded[scenario]
+    rows = _rows(path, scenario)
+    sig = truth_signature(truth["signature"])
+    window = window_of(truth)
+    late = [dict(r, id=f"late-{r['id']}", traceId="late-trace", userId="late-user",
+                 startTime=(NOW + timedelta(minutes=5)).isoformat().replace("+00:00", "Z"), endTime=None)
+            for r in rows if r["traceId"] == truth["failing"][0]["trace_id"]]
+    with FakeLangfuse(rows=rows) as fake:
+        fake.inject(429, times=2, retry_after=0.05)
+        fake.inject(503, times=2)
+        # a matching trajectory that arrives mid-scan, after the window: never counted
+        fake.add_rows_after(3, late)
+        from agentfire._http import RetryPolicy
+
+        scan = LangfuseScan(fake.base_url, (fake.public_key, fake.secret_key), slices=4,
+                            retry=RetryPolicy(max_retries=4, cap_seconds=0.2, base_seconds=0.01))
+        result = asyncio.run(scan.run(sig, window))
+        assert not fake.validation_errors, fake.validation_errors
+        statuses = [r.status for r in fake.requests]
+    assert statuses.count(429) == 2 and statuses.count(503) == 2
+    check_against_truth(result, truth)
+    # the scan fetched only the candidate trajectories, not every trace in the window
+    assert result.stats.requests < 40 + len(truth["failing"]) * 2
+
+
+def test_langfuse_5xx_past_the_retry_bound_is_a_named_gap(seeded):
+    from agentfire._http import RetryPolicy
+    from agentfire.blast.langfuse_scan import LangfuseScan
+    from tests.fakes.langfuse import FakeLangfuse
+
+    path, truth = seeded["wrong_recipient"]
+    sig = truth_signature(truth["signature"])
+    window = window_of(truth)
+    with FakeLangfuse(rows=_rows(path, "wrong_recipient")) as fake:
+        fake.inject(502, times=50)
+        scan = LangfuseScan(fake.base_url, (fake.public_key, fake.secret_key), slices=1,
+                            retry=RetryPolicy(max_retries=2, cap_seconds=0.05, base_seconds=0.01))
+        result = asyncio.run(scan.run(sig, window))
+    assert not result.complete
+    assert result.gaps[0].start == window.start and result.gaps[0].end == window.end
+    assert "502" in result.gaps[0].reason
+
+
+def test_langfuse_pacing_waits_instead_of_failing(seeded):
+    """Under a server limit of 6 requests a minute... scaled down: the pacer's own window is
+    2 s, the fake's limit is per 60 s; the scan paces and never sees a 429."""
+    from agentfire.blast.langfuse_scan import LangfuseScan, Pacer
+
+    async def go() -> float:
+        p = Pacer(3, per=0.5)
+        t = asyncio.get_running_loop().time()
+        for _ in range(7):
+            await p.acquire()
+        return asyncio.get_running_loop().time() - t
+
+    elapsed = asyncio.run(go())
+    assert elapsed >= 1.0  # 7 requests at 3 per 0.5 s need two full waits
+    from tests.fakes.langfuse import FakeLangfuse
+
+    path, truth = seeded["papered_error"]
+    sig = truth_signature(truth["signature"])
+    with FakeLangfuse(rows=_rows(path, "papered_error"), rate_limit_per_minute=1000) as fake:
+        scan = LangfuseScan(fake.base_url, (fake.public_key, fake.secret_key), rate_per_minute=1000)
+        result = asyncio.run(scan.run(sig, window_of(truth)))
+        assert all(r.status != 429 for r in fake.requests)
+    check_against_truth(result, truth)
