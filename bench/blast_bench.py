@@ -101,16 +101,108 @@ def bench_files() -> dict:
     return out
 
 
-def bench_langfuse() -> dict | None:
-    try:
-        from agentfire.blast import langfuse_scan
-        from tests.fakes import langfuse as fake_mod  # noqa: F401
-    except ImportError as exc:
-        print(f"langfuse: not run ({exc}); the contract fake comes from the traces branch")
-        return None
-    from bench._blast_langfuse import run_side_by_side
+def langfuse_rows(now) -> tuple[list[dict], dict]:
+    """The sandbox's wrong_recipient incident, 2,000 trajectories over 6 h, each padded with
+    framework spans (chains, retrievers) to 20 observations: 40,000 in all."""
+    import tempfile
+    from datetime import timedelta
 
-    return run_side_by_side()
+    from agentfire.sandbox import seed_store
+    from agentfire.trajectory import iso, parse_time
+
+    d = Path(tempfile.mkdtemp(prefix="blast-bench-"))
+    res = seed_store(d, scenario="wrong_recipient", traces=2000, seed=3, now=now)
+    rows = [json.loads(line) for line in res.data_file.read_text().splitlines()]
+    by_trace: dict[str, list[dict]] = {}
+    for r in rows:
+        by_trace.setdefault(r["traceId"], []).append(r)
+    for tid, rs in by_trace.items():
+        anchor = min(rs, key=lambda r: r["startTime"])
+        parent = next((r["id"] for r in rs if not r.get("parentObservationId")), None)
+        t0 = parse_time(anchor["startTime"])
+        for k in range(20 - len(rs)):
+            at = t0 + timedelta(milliseconds=3 * k + 1)
+            rows.append({"id": f"{tid}-pad{k}", "traceId": tid, "type": "CHAIN" if k % 2 else "RETRIEVER",
+                         "name": "framework.step", "parentObservationId": parent or f"{tid}-root",
+                         "startTime": iso(at), "endTime": iso(at + timedelta(milliseconds=1)),
+                         "input": "{}", "output": "{}", "level": "DEFAULT", "userId": anchor.get("userId")})
+    return rows, res.truth
+
+
+def naive(base_url: str, auth: tuple[str, str], sig, window) -> set[str]:
+    """The runbook's own sketch: list every trace in the window, fetch each one, match in Python."""
+    import httpx
+
+    from agentfire.trajectory import from_observations, iso
+
+    hits: set[str] = set()
+    with httpx.Client(base_url=base_url, auth=auth, timeout=30) as c:
+        ids, page = [], 1
+        while True:
+            r = c.get("/api/public/traces", params={"fromTimestamp": iso(window.start),
+                                                    "toTimestamp": iso(window.end), "page": page, "limit": 100})
+            r.raise_for_status()
+            doc = r.json()
+            ids += [t["id"] for t in doc["data"]]
+            if page >= doc["meta"]["totalPages"]:
+                break
+            page += 1
+        for tid in ids:
+            rows, cursor = [], None
+            while True:
+                params = {"traceId": tid, "fields": "core,basic,io,metadata,model,usage", "limit": 1000}
+                if cursor:
+                    params["cursor"] = cursor
+                r = c.get("/api/public/v2/observations", params=params)
+                r.raise_for_status()
+                doc = r.json()
+                rows += doc["data"]
+                cursor = (doc.get("meta") or {}).get("cursor")
+                if not cursor:
+                    break
+            if sig.matches(from_observations(tid, rows), (window.start, window.end)):
+                hits.add(tid)
+    return hits
+
+
+def bench_langfuse() -> dict | None:
+    import asyncio
+    from datetime import datetime, timedelta, timezone
+
+    try:
+        from agentfire.blast.langfuse_scan import LangfuseScan
+        from tests.fakes.langfuse import FakeLangfuse
+    except ImportError as exc:
+        print(f"langfuse: not run ({exc})")
+        return None
+    from agentfire.blast import from_flags, resolve
+
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+    rows, truth = langfuse_rows(now)
+    n_traces = len({r["traceId"] for r in rows})
+    sig = from_flags(tool="send_email", args=["to~invoices@ledgerline-payments.net"])
+    window = resolve(from_=(now - timedelta(hours=6)).isoformat(), to=(now + timedelta(seconds=1)).isoformat())
+    want = {f["trace_id"] for f in truth["failing"]}
+    with FakeLangfuse(rows=rows, latency=0.05) as fake:
+        auth = (fake.public_key, fake.secret_key)
+        fake.reset_counts()
+        t = time.monotonic()
+        result = asyncio.run(LangfuseScan(fake.base_url, auth).run(sig, window))
+        blast_s, blast_n = time.monotonic() - t, fake.count()
+        assert {h.trace_id for h in result.hits} == want and result.complete
+        fake.reset_counts()
+        t = time.monotonic()
+        naive_hits = naive(fake.base_url, auth, sig, window)
+        naive_s, naive_n = time.monotonic() - t, fake.count()
+        assert naive_hits == want
+    print(f"langfuse fake, 50 ms latency, {n_traces} trajectories / {len(rows)} observations in 6 h, "
+          f"{len(want)} hits:")
+    print(f"  {'':8} {'requests':>9} {'wall s':>8}")
+    print(f"  {'blast':8} {blast_n:>9} {blast_s:>8.2f}")
+    print(f"  {'naive':8} {naive_n:>9} {naive_s:>8.2f}")
+    print(f"  ratio    {naive_n / blast_n:>8.0f}x {naive_s / blast_s:>7.0f}x   [targets: >= 20x fewer requests, >= 10x faster]")
+    return {"blast_requests": blast_n, "blast_s": round(blast_s, 2), "naive_requests": naive_n,
+            "naive_s": round(naive_s, 2)}
 
 
 def main() -> None:

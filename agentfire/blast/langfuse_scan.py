@@ -5,7 +5,7 @@
   `filter` (which takes precedence on the server) with `input matches` literals for argument
   values. Rows that come back are re-checked exactly in Python; the server filter only prunes.
   The window is split into slices paged concurrently (cursor pages, newest first).
-- Phase 2: the full trajectory of each candidate trace (`traceId=`), to check the sequence, the
+- Phase 2: the full trajectories of the candidates, 50 trace ids a request (`traceId any of`), to check the sequence, the
   trajectory-wide conditions and the status. Memory grows with the hits, not with the window.
 - Pacing: at most `rate_per_minute` requests in any 60 s (Langfuse Cloud: 1000/min on v2
   observations): the scan slows down rather than fails. 429/5xx: bounded retries honouring
@@ -30,6 +30,7 @@ PATH = "/api/public/v2/observations"
 PAGE_LIMIT = 1000
 SCAN_FIELDS = "core,basic,io"
 TRACE_FIELDS = "core,basic,io,metadata,model,usage"
+HIT_BATCH = 50  # trace ids per trajectory request (a JSON filter `traceId any of`)
 
 
 class Pacer:
@@ -121,7 +122,7 @@ class LangfuseScan:
             resp = await _http.request(self._client, "GET", self.base_url + PATH,
                                        deadline=self.deadline, **kwargs)
         if resp.status_code != 200:
-            raise ScanFailed(f"HTTP {resp.status_code} from {PATH}: {resp.text[:200]}")
+            raise ScanFailed(f"HTTP {resp.status_code} from {PATH}: {resp.text[:200]}", resp.status_code)
         return resp.json()
 
     async def _pages(self, params: dict[str, str]):  # type: ignore[no-untyped-def]
@@ -201,31 +202,59 @@ class LangfuseScan:
 
     async def _fetch_hits(self, sig: Signature, window: Window, found: dict[str, str],
                           result: BlastResult, hook: Any) -> None:
+        """Whole trajectories of the candidates, HIT_BATCH trace ids per paged request
+        (JSON filter `traceId any of`); a server that refuses that filter gets one trace a request."""
+        ids = sorted(found)
+        batches = [ids[i:i + HIT_BATCH] for i in range(0, len(ids), HIT_BATCH)]
         done = 0
 
-        async def one(tid: str) -> None:
+        async def batch(tids: list[str]) -> None:
             nonlocal done
+            by_trace: dict[str, list[dict[str, Any]]] = {t: [] for t in tids}
             try:
-                rows = await self.trajectory_rows(tid)
+                try:
+                    flt = [{"type": "stringOptions", "column": "traceId", "operator": "any of", "value": tids}]
+                    async for page in self._pages({"filter": json.dumps(flt, separators=(",", ":")),
+                                                   "fields": TRACE_FIELDS}):
+                        for row in page:
+                            if row.get("traceId") in by_trace:
+                                by_trace[row["traceId"]].append(row)
+                except ScanFailed as exc:
+                    if exc.status != 400:
+                        raise
+                    for t in tids:
+                        by_trace[t] = await self.trajectory_rows(t)
             except (ScanFailed, *_transport_errors()) as exc:
-                t = parse_time(found[tid]) or window.start
-                result.gaps.append(Gap(t, t, f"trajectory {tid} could not be read: {_reason(exc)}"))
+                for t in tids:
+                    at = parse_time(found[t]) or window.start
+                    result.gaps.append(Gap(at, at, f"trajectory {t} could not be read: {_reason(exc)}"))
                 return
-            traj = from_observations(tid, rows, as_of=result.as_of, source=result.store)
-            step = sig.match_step(traj, (window.start, window.end))
-            if step is not None:
-                result.hits.append(Hit(tid, traj.user_id, traj.start, traj.status, step.index,
-                                       step.name, step.input, step.start))
-            done += 1
+            for tid, rows in by_trace.items():
+                traj = from_observations(tid, [_normalise(r) for r in rows], as_of=result.as_of,
+                                         source=result.store)
+                step = sig.match_step(traj, (window.start, window.end))
+                if step is not None:
+                    result.hits.append(Hit(tid, traj.user_id, traj.start, traj.status, step.index,
+                                           step.name, step.input, step.start))
+            done += len(tids)
             if hook:
-                hook({"fraction": 0.8 + 0.2 * done / max(1, len(found)), "pages": self.stats.pages,
+                hook({"fraction": 0.8 + 0.2 * done / max(1, len(ids)), "pages": self.stats.pages,
                       "hits": len(result.hits), "covered_to": window.end})
 
-        await asyncio.gather(*(one(t) for t in found))
+        await asyncio.gather(*(batch(b) for b in batches))
+
+
+def _normalise(row: dict[str, Any]) -> dict[str, Any]:
+    # the v2 `model` field group calls the model providedModelName
+    if row.get("model") is None and row.get("providedModelName") is not None:
+        return dict(row, model=row["providedModelName"])
+    return row
 
 
 class ScanFailed(Exception):
-    pass
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
