@@ -159,12 +159,15 @@ def context_blowup(traj: Trajectory, cfg: TriageSection) -> list[Finding]:
 
 # --- untrusted-input steering ------------------------------------------------------------
 
+# Values that can steer a call. Emails are found around each '@' with bounded patterns, so a
+# megabyte of letters cannot make the scan quadratic.
 VALUE = re.compile(
-    r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"  # email address
-    r"|https?://[^\s\"'<>)\]]+"  # URL
+    r"https?://[^\s\"'<>)\]]{1,2000}"  # URL
     r"|\b[A-Z]{2}\d{2}[A-Z0-9]{11,30}\b"  # IBAN
     r"|(?<![\w.-])\d{8,18}(?![\w.-])"  # account / card number
 )
+EMAIL_LOCAL = re.compile(r"[A-Za-z0-9._%+-]{1,64}$")
+EMAIL_DOMAIN = re.compile(r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}\b")
 INSTRUCTION = re.compile(
     r"ignore (?:all |any )?(?:previous|prior|above|earlier) instructions|disregard (?:the|all|any|previous)"
     r"|from now on|\b(?:ai|assistant|agent|model|llm)s?\b[^.\n]{0,40}\b(?:must|should|are required to)\b"
@@ -181,6 +184,13 @@ def _values(value: Any) -> set[str]:
             text = text[:200_000]
         for m in VALUE.finditer(text):
             found.add(m.group(0).rstrip(".,;:").lower())
+        at = text.find("@")
+        while at != -1:
+            local = EMAIL_LOCAL.search(text, max(0, at - 64), at)
+            domain = EMAIL_DOMAIN.match(text, at + 1, at + 256)
+            if local and domain:
+                found.add(f"{local.group(0)}@{domain.group(0)}".lower())
+            at = text.find("@", at + 1)
     return found
 
 
