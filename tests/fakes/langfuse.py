@@ -637,7 +637,10 @@ class FakeLangfuse:
         page, limit = _int_param(one, "page", 1), _int_param(one, "limit", 50)
         if page < 1 or not 1 <= limit <= 1000:
             raise _bad("page must be >= 1 and limit between 1 and 1000")
-        match = _query_filter({k: v for k, v in q.items() if k not in ("isRootObservation",)})
+        if one.get("filter"):
+            match = _json_filter(one["filter"])
+        else:
+            match = _query_filter({k: v for k, v in q.items() if k not in ("isRootObservation",)})
         with self.lock:
             rows = sorted((r for r in self.rows if match(r)), key=_order_key, reverse=True)
         doc = _page(rows, page, limit)
