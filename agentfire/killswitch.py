@@ -10,13 +10,14 @@ off.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from agentfire import providers
 from agentfire.config import Runbook
-from agentfire.errors import AgentfireError, UsageError
+from agentfire.errors import AgentfireError, ConfigError, UsageError
 from agentfire.journal import Journal
 from agentfire.providers.flags import FlagError, FlagProvider, Outcome, WriteResult
 
@@ -85,6 +86,19 @@ class RegionStatus:
     provider: str
     on: bool | None
     detail: str = ""
+
+
+def check_env(runbook: Runbook, names: list[str]) -> None:
+    """Every env variable the targeted regions name is set: a ConfigError before anything is
+    asked, opened or journaled (a half-started kill is worse than a clear refusal)."""
+    missing = [
+        f"${value} is not set ({field} of region {name})"
+        for name in names
+        for field, value in runbook.regions[name].model_dump().items()
+        if field.endswith("_env") and isinstance(value, str) and not os.environ.get(value)
+    ]
+    if missing:
+        raise ConfigError("environment variable " + "; ".join(missing))
 
 
 def build_providers(runbook: Runbook, names: list[str]) -> dict[str, FlagProvider]:
@@ -340,6 +354,14 @@ async def _probe_all(provs: dict[str, FlagProvider], flag: str, deadline_s: floa
 
 
 def probe(runbook: Runbook, names: list[str], deadline_s: float = 10.0) -> dict[str, tuple[bool, str]]:
-    provs = build_providers(runbook, names)
-    return asyncio.run(_probe_all(provs, runbook.agent.flag, deadline_s))
+    # a region that cannot even be built (a missing token) is one failed row, not a crash
+    provs: dict[str, FlagProvider] = {}
+    failed: dict[str, tuple[bool, str]] = {}
+    for n in names:
+        try:
+            provs[n] = providers.build("flags", runbook.regions[n], runbook)
+        except AgentfireError as exc:
+            failed[n] = (False, str(exc))
+    probed = asyncio.run(_probe_all(provs, runbook.agent.flag, deadline_s)) if provs else {}
+    return {n: failed[n] if n in failed else probed[n] for n in names}
 

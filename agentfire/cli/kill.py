@@ -83,6 +83,7 @@ def kill(
     st = state(ctx)
     rb = st.runbook()
     names = rb.select_regions(region)
+    killswitch.check_env(rb, names)
     as_json = want_json(ctx, json_out)
 
     if undo:
