@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from agentfire import providers
 from agentfire.config import Runbook
-from agentfire.errors import AgentfireError, ConfigError, UsageError
+from agentfire.errors import AgentfireError, ConfigError, StateFileError, UsageError
 from agentfire.journal import Journal
 from agentfire.providers.flags import FlagError, FlagProvider, Outcome, WriteResult
 
@@ -51,6 +51,7 @@ class FlipResult:
     dry_run: bool = False
     fallback: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    journal_error: str | None = None  # the flips happened but could not be journaled
 
     @property
     def ok(self) -> bool:
@@ -230,13 +231,25 @@ def kill(
     fallback, warnings = _fallback_info(runbook)
     result = FlipResult(journal.incident, flag, "kill", results, dry_run, fallback, warnings)
     if not dry_run:
-        journal.append(
-            "kill", actor=actor, flag=flag, reason=reason,
-            regions=[{**r.to_json(), "wrote": r.wrote} for r in results],
-            outcome="all_off" if result.all_off else "incomplete",
-            duration_ms=int((time.monotonic() - started) * 1000),
-        )
+        _journal(result, journal, "kill", actor=actor, flag=flag, reason=reason,
+                 regions=[{**r.to_json(), "wrote": r.wrote} for r in results],
+                 outcome="all_off" if result.all_off else "incomplete",
+                 duration_ms=int((time.monotonic() - started) * 1000))
     return result
+
+
+def _journal(result: FlipResult, journal: Journal, action: str, **fields: Any) -> None:
+    """Journal a flip that already happened. A journal that cannot be written must not hide
+    what was flipped (the engineer still gets the per-region report): it becomes a loud
+    warning and `journal_error`, which the CLI turns into exit 1."""
+    try:
+        journal.append(action, **fields)
+    except (StateFileError, OSError) as exc:
+        result.journal_error = str(exc)
+        result.warnings.append(
+            f"JOURNAL NOT WRITTEN ({exc}): the flips above happened but are not recorded, "
+            f"so `kill --undo` for {journal.incident} will not know about them"
+        )
 
 
 def regions_to_restore(journal: Journal) -> dict[str, str]:
@@ -292,12 +305,10 @@ def undo(
     ordered = [by_name[n] for n in names]
     result = FlipResult(journal.incident, flag, "undo", ordered, dry_run)
     if not dry_run:
-        journal.append(
-            "kill.undo", actor=actor, flag=flag, reason=reason,
-            regions=[{**r.to_json(), "wrote": r.wrote} for r in ordered],
-            outcome="restored" if result.ok else "incomplete",
-            duration_ms=int((time.monotonic() - started) * 1000),
-        )
+        _journal(result, journal, "kill.undo", actor=actor, flag=flag, reason=reason,
+                 regions=[{**r.to_json(), "wrote": r.wrote} for r in ordered],
+                 outcome="restored" if result.ok else "incomplete",
+                 duration_ms=int((time.monotonic() - started) * 1000))
     return result
 
 

@@ -129,6 +129,8 @@ def kill(
                 f"(approved by {fb['approved_by']} on {fb['approved_on']})"))
     for w in result.warnings:
         warn(w)
+    if result.journal_error:
+        raise fail(f"the journal could not be written: {result.journal_error}", 1)
     if undo:
         if not result.ok:
             raise typer.Exit(1)
