@@ -13,7 +13,9 @@ off and the fallback is served. Budget checks (`check_budget`) live beside it.
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -30,16 +32,23 @@ class AgentDecision:
 
 def agent_enabled(
     region: str | None = None, *, config: str | None = None, runbook: Any = None,
-    timeout_s: float = 2.0,
+    timeout_s: float = 2.0, fallback_path: str | os.PathLike[str] | None = None,
 ) -> AgentDecision:
-    """Whether the agent may act in `region` (default: the first region of runbook.yaml)."""
+    """Whether the agent may act in `region` (default: the first region of runbook.yaml).
+
+    `fallback_path`: the approved fallback the agent ships with, served when runbook.yaml itself
+    cannot be read (otherwise the runbook's agent.fallback is served).
+    """
     fallback: str | None = None
     approved = False
     try:
         from agentfire import providers
         from agentfire.config import load_runbook
-        from agentfire.fallbacks import load_fallback
+        from agentfire.fallbacks import load_fallback, parse_fallback
 
+        if fallback_path is not None:
+            shipped = parse_fallback(Path(fallback_path))
+            fallback, approved = (shipped.text or None), shipped.approved
         rb = runbook or load_runbook(config)
         fb = load_fallback(rb)
         if fb is not None:
