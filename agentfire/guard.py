@@ -13,9 +13,7 @@ off and the fallback is served. Budget checks (`check_budget`) live beside it.
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 
@@ -47,6 +45,8 @@ def agent_enabled(
         from agentfire.fallbacks import load_fallback, parse_fallback
 
         if fallback_path is not None:
+            from pathlib import Path
+
             shipped = parse_fallback(Path(fallback_path))
             fallback, approved = (shipped.text or None), shipped.approved
         rb = runbook or load_runbook(config)
