@@ -16,15 +16,19 @@ def locked(path: Path, timeout: float = 10.0) -> Iterator[None]:
     """An exclusive cross-process lock beside `path` (path + '.lock')."""
     from filelock import FileLock, Timeout
 
+    lock = FileLock(str(path) + ".lock", timeout=timeout)
+    # only failures to take the lock are mapped here; errors in the caller's block pass through
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path) + ".lock", timeout=timeout)
-        with lock:
-            yield
+        lock.acquire()
     except Timeout:
         raise StateFileError(f"{path}: another agentfire holds its lock for over {timeout:.0f}s") from None
-    except PermissionError as exc:
-        raise StateFileError(f"{path.parent}: not writable ({exc.strerror})") from None
+    except OSError as exc:  # read-only filesystem, a file where a directory is expected, EACCES
+        raise StateFileError(f"{path.parent}: not writable ({exc.strerror or exc})") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:

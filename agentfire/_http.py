@@ -19,6 +19,7 @@ import httpx
 RETRY_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 
 
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_retries: int = 4
@@ -112,3 +113,21 @@ async def request(
             raise asyncio.TimeoutError("deadline passed while retrying")
         attempt += 1
         await asyncio.sleep(wait)
+
+
+_ssl_context: Any = None
+
+
+def shared_ssl_context() -> "ssl.SSLContext":
+    """One TLS context for every client: httpx builds a new one (loading the CA bundle) per
+    client by default, ~0.1 s each on a loaded machine, which serialises a 20-region kill."""
+    global _ssl_context
+    if _ssl_context is None:
+        _ssl_context = httpx.create_ssl_context()
+    return _ssl_context
+
+
+def async_client(**kwargs: Any) -> httpx.AsyncClient:
+    """An httpx.AsyncClient sharing the TLS context; use it for every provider's client."""
+    kwargs.setdefault("verify", shared_ssl_context())
+    return httpx.AsyncClient(**kwargs)

@@ -267,7 +267,9 @@ def find_config(explicit: str | os.PathLike[str] | None = None, cwd: Path | None
     if explicit:
         p = Path(explicit)
         if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
+            # the CLI passes $AGENTFIRE_CONFIG as if it were --config: say where it came from
+            origin = f" (from ${CONFIG_ENV})" if os.environ.get(CONFIG_ENV) == str(explicit) else ""
+            raise ConfigError(f"config file not found: {p}{origin}")
         return p.resolve()
     env = os.environ.get(CONFIG_ENV)
     if env:

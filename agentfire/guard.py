@@ -30,16 +30,25 @@ class AgentDecision:
 
 def agent_enabled(
     region: str | None = None, *, config: str | None = None, runbook: Any = None,
-    timeout_s: float = 2.0,
+    timeout_s: float = 2.0, fallback_path: str | os.PathLike[str] | None = None,
 ) -> AgentDecision:
-    """Whether the agent may act in `region` (default: the first region of runbook.yaml)."""
+    """Whether the agent may act in `region` (default: the first region of runbook.yaml).
+
+    `fallback_path`: the approved fallback the agent ships with, served when runbook.yaml itself
+    cannot be read (otherwise the runbook's agent.fallback is served).
+    """
     fallback: str | None = None
     approved = False
     try:
         from agentfire import providers
         from agentfire.config import load_runbook
-        from agentfire.fallbacks import load_fallback
+        from agentfire.fallbacks import load_fallback, parse_fallback
 
+        if fallback_path is not None:
+            from pathlib import Path
+
+            shipped = parse_fallback(Path(fallback_path))
+            fallback, approved = (shipped.text or None), shipped.approved
         rb = runbook or load_runbook(config)
         fb = load_fallback(rb)
         if fb is not None:

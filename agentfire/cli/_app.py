@@ -90,7 +90,8 @@ def out_console() -> Console:
 def err_console() -> Console:
     c = _consoles.get("err")
     if c is None or c.file is not sys.stderr:
-        c = _consoles["err"] = Console(file=sys.stderr, highlight=False)
+        # soft_wrap: an error or warning stays one line (greppable) whatever the width
+        c = _consoles["err"] = Console(file=sys.stderr, highlight=False, soft_wrap=True)
     return c
 
 

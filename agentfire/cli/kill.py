@@ -83,6 +83,7 @@ def kill(
     st = state(ctx)
     rb = st.runbook()
     names = rb.select_regions(region)
+    killswitch.check_env(rb, names)
     as_json = want_json(ctx, json_out)
 
     if undo:
@@ -128,6 +129,8 @@ def kill(
                 f"(approved by {fb['approved_by']} on {fb['approved_on']})"))
     for w in result.warnings:
         warn(w)
+    if result.journal_error:
+        raise fail(f"the journal could not be written: {result.journal_error}", 1)
     if undo:
         if not result.ok:
             raise typer.Exit(1)

@@ -29,7 +29,7 @@ class UnleashProvider:
         self.environment = environment
         self.policy = policy
         self.target = f"{self.base} project={project} env={environment}"
-        self._client = httpx.AsyncClient(
+        self._client = _http.async_client(
             headers={"Authorization": token, "Accept": "application/json"},
             timeout=httpx.Timeout(timeout_s),
         )
