@@ -103,6 +103,8 @@ def outcomes(result: Any) -> dict[str, str]:
 def test_kill_status_undo_round_trip_as_the_client_api_sees_it(dep: Deployment, cli) -> None:
     srv, flag = dep.server, dep.flag
     assert srv.client_view(flag) == {"development": True, "production": True}
+    strategies = {env: srv.client_feature(flag, env)["strategies"] for env in ("development", "production")}
+    assert all(strategies.values())
 
     s = cli("status", "--json")
     assert s.exit_code == 0, s
@@ -131,6 +133,8 @@ def test_kill_status_undo_round_trip_as_the_client_api_sees_it(dep: Deployment, 
     assert u.exit_code == 0, u
     assert outcomes(u) == {"us-east": "CONFIRMED", "eu-west": "CONFIRMED", FLAGD_REGION: "CONFIRMED"}
     assert srv.client_view(flag) == {"development": True, "production": True}
+    # a kill turns the environment off; it must not lose the rollout strategies behind it
+    assert {env: srv.client_feature(flag, env)["strategies"] for env in strategies} == strategies
     assert dep.flagd_on() is True
 
     entries = dep.journal("inc-ul")

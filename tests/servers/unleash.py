@@ -120,14 +120,17 @@ class UnleashServer:
         r = self._admin("GET", f"/api/admin/projects/default/features/{flag}/environments/{environment}")
         return r.json()["enabled"]
 
-    def client_enabled(self, flag: str, environment: str) -> bool:
+    def client_feature(self, flag: str, environment: str) -> dict:
         """What an agent's SDK sees: the client API with that environment's backend token."""
         r = self._http.get(f"{self.url}/api/client/features/{flag}",
                            headers={"Authorization": self.backend_tokens[environment]})
         if r.status_code != 200:
             raise AssertionError(f"client API for {flag} in {environment}: HTTP {r.status_code} "
                                  f"{r.text[:300]} {self.where()}")
-        return r.json()["enabled"]
+        return r.json()
+
+    def client_enabled(self, flag: str, environment: str) -> bool:
+        return self.client_feature(flag, environment)["enabled"]
 
     def client_view(self, flag: str) -> dict[str, bool]:
         return {env: self.client_enabled(flag, env) for env in ENVIRONMENTS}
