@@ -37,12 +37,16 @@ class Deployment:
         return {"kind": "unleash", "url": self.server.url, "environment": environment,
                 "token_env": TOKEN_ENV, "timeout_seconds": 5, **over}
 
-    def write(self, regions: dict[str, dict[str, Any]] | None = None, **kill: Any) -> Path:
-        regions = regions if regions is not None else {
+    def default_regions(self, **eu_west: Any) -> dict[str, dict[str, Any]]:
+        """The three regions; keyword arguments change the eu-west (development) region."""
+        return {
             "us-east": self.unleash_region("production"),
-            "eu-west": self.unleash_region("development"),
+            "eu-west": self.unleash_region("development", **eu_west),
             FLAGD_REGION: {"kind": "flagd", "path": "flags/ap-south.flagd.json", "create": True},
         }
+
+    def write(self, regions: dict[str, dict[str, Any]] | None = None, **kill: Any) -> Path:
+        regions = regions if regions is not None else self.default_regions()
         doc = {
             "version": 1,
             "agent": {"name": "support-agent", "flag": self.flag, "fallback": "fallbacks/support-agent.md"},
@@ -194,11 +198,7 @@ def test_dry_run_leaves_the_server_unchanged(dep: Deployment, cli) -> None:
 
 def test_region_whose_flag_does_not_exist_is_not_found_and_the_others_confirm(dep: Deployment, cli) -> None:
     # eu-west looks in a project that has no such flag
-    dep.write({
-        "us-east": dep.unleash_region("production"),
-        "eu-west": dep.unleash_region("development", project="no-such-project"),
-        FLAGD_REGION: {"kind": "flagd", "path": "flags/ap-south.flagd.json", "create": True},
-    })
+    dep.write(dep.default_regions(project="no-such-project"))
     r = cli("--incident", "inc-nf", "kill", "--json")
     assert r.exit_code == 1, r
     assert outcomes(r) == {"us-east": "CONFIRMED", "eu-west": "NOT_FOUND", FLAGD_REGION: "CONFIRMED"}
@@ -224,11 +224,7 @@ def test_wrong_admin_token_is_auth(dep: Deployment, cli, monkeypatch: pytest.Mon
     wrong = "*:*.0123456789abcdef0123456789abcdef"
     dep.extra_secrets.append(wrong)
     monkeypatch.setenv("AF_TEST_WRONG_TOKEN", wrong)
-    dep.write({
-        "us-east": dep.unleash_region("production"),
-        "eu-west": dep.unleash_region("development", token_env="AF_TEST_WRONG_TOKEN"),
-        FLAGD_REGION: {"kind": "flagd", "path": "flags/ap-south.flagd.json", "create": True},
-    })
+    dep.write(dep.default_regions(token_env="AF_TEST_WRONG_TOKEN"))
     r = cli("--incident", "inc-auth", "kill", "--json")
     assert r.exit_code == 1, r
     assert outcomes(r) == {"us-east": "CONFIRMED", "eu-west": "AUTH", FLAGD_REGION: "CONFIRMED"}
@@ -277,11 +273,7 @@ def test_missing_token_variable_is_a_usage_error_and_changes_nothing(
 
 def test_unreachable_server_is_unreachable_and_the_others_confirm(dep: Deployment, cli) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
-    dep.write({
-        "us-east": dep.unleash_region("production"),
-        "eu-west": dep.unleash_region("development", url=closed),
-        FLAGD_REGION: {"kind": "flagd", "path": "flags/ap-south.flagd.json", "create": True},
-    }, max_retries=1)
+    dep.write(dep.default_regions(url=closed), max_retries=1)
     r = cli("--incident", "inc-down", "kill", "--json")
     assert r.exit_code == 1, r
     assert outcomes(r) == {"us-east": "CONFIRMED", "eu-west": "UNREACHABLE", FLAGD_REGION: "CONFIRMED"}
