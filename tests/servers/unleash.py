@@ -139,9 +139,15 @@ class UnleashServer:
         return [self.admin_token, *self.backend_tokens.values()]
 
 
-def _as_postgres(cmd: list[str]) -> list[str]:
-    # Postgres refuses to run as root; the tests do run as root here
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+def _spawn_cmd(cmd: list[str], *, as_postgres: bool = False, pdeathsig: str | None = None) -> list[str]:
+    """cmd through setpriv: as user `postgres` (Postgres refuses to run as root, and the tests run
+    as root here), and with a parent-death signal so a killed pytest cannot leave servers behind."""
+    pre = ["setpriv"]
+    if as_postgres and os.geteuid() == 0:
+        pre += ["--reuid=postgres", "--regid=postgres", "--init-groups"]
+    if pdeathsig:
+        pre += [f"--pdeathsig={pdeathsig}"]
+    return [*pre, "--", *cmd] if len(pre) > 1 else cmd
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -149,6 +155,22 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def _stop(proc: subprocess.Popen | None, sig: int) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.kill(proc.pid, sig)  # the server itself; it stops its own children
+        proc.wait(30)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        proc.wait(10)
 
 
 @pytest.fixture(scope="session")
@@ -160,68 +182,59 @@ def unleash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Unleash
     require_server("unleash", entry is not None and os.access(node, os.X_OK),
                    f"no unleash-server 8.2 + Node 22 under {unleash_dir}; run scripts/install-servers.sh")
     require_server("postgresql", pg is not None, "apt-get install postgresql; or scripts/install-servers.sh")
-    if os.geteuid() == 0:
-        require_server("postgresql", shutil.which("runuser") is not None,
-                       "running as root needs runuser to start Postgres as user postgres")
+    require_server("setpriv (util-linux)", shutil.which("setpriv") is not None, "apt-get install util-linux")
     assert pg is not None and entry is not None
 
     logs = tmp_path_factory.mktemp("unleash-logs")
-    log = logs / "unleash.log"
-    # Postgres (running as `postgres`) cannot enter pytest's root-only temp dirs: its own dir
+    log, pg_log = logs / "unleash.log", logs / "postgres.log"
+    # Postgres (user `postgres`) cannot enter pytest's root-only temp dirs: its data gets its own
     work = Path(tempfile.mkdtemp(prefix="agentfire-pg-"))
     if os.geteuid() == 0:
         shutil.chown(work, "postgres")
-    pg_log = work / "postgres.log"
+    data = work / "data"
     db_port, port = free_port(), free_port()
     while port == db_port:
         port = free_port()
     admin = f"*:*.{secrets.token_hex(16)}"
     backend = {env: f"default:{env}.{secrets.token_hex(16)}" for env in ENVIRONMENTS}
     started = time.monotonic()
-    proc: subprocess.Popen | None = None
-    pg_started = False
+    deadline = started + READY_TIMEOUT_S
+    postgres: subprocess.Popen | None = None
+    unleash: subprocess.Popen | None = None
 
-    def stop() -> None:
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(5)
-        if pg_started:
-            subprocess.run(_as_postgres([str(pg / "pg_ctl"), "-D", str(work / "data"), "-m", "immediate",
-                                         "-w", "stop"]), capture_output=True, timeout=60)
-        if pg_log.exists():
-            shutil.copy(pg_log, logs / "postgres.log")
-        shutil.rmtree(work, ignore_errors=True)
+    def die(what: str, log_tail: Path) -> None:
+        pytest.fail(f"{what}; Unleash log {log}, Postgres log {pg_log}\n{_tail(log_tail)}", pytrace=False)
 
-    def die(what: str) -> None:
-        pytest.fail(f"{what}; Unleash log {log}, Postgres log {logs / 'postgres.log'}\n{_tail(log)}", pytrace=False)
+    def wait_ready(proc: subprocess.Popen, name: str, log_tail: Path, ready) -> None:  # noqa: ANN001
+        while not ready():
+            if proc.poll() is not None:
+                die(f"{name} exited with code {proc.returncode} before it was ready", log_tail)
+            if time.monotonic() > deadline:
+                die(f"{name} not ready within {READY_TIMEOUT_S:g}s", log_tail)
+            time.sleep(0.25)
 
     try:
-        r = subprocess.run(_as_postgres([str(pg / "initdb"), "-D", str(work / "data"), "-U", "postgres",
-                                         "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(_spawn_cmd([str(pg / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                                       "-E", "UTF8", "--locale=C.UTF-8"], as_postgres=True),
+                           cwd=work, capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
             pg_log.write_text(r.stdout + r.stderr)
-            die("initdb failed")
-        opts = (f"-c listen_addresses=127.0.0.1 -p {db_port} -c unix_socket_directories={work} "
-                "-c fsync=off -c full_page_writes=off")
-        r = subprocess.run(_as_postgres([str(pg / "pg_ctl"), "-D", str(work / "data"), "-l", str(pg_log),
-                                         "-o", opts, "-w", "-t", "60", "start"]),
-                           capture_output=True, text=True, timeout=90)
-        pg_started = r.returncode == 0
-        if not pg_started:
-            die(f"pg_ctl start failed: {r.stderr.strip()}")
-        r = subprocess.run(_as_postgres([str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(db_port),
-                                         "-U", "postgres", "unleash"]),
-                           capture_output=True, text=True, timeout=60)
+            die("initdb failed", pg_log)
+        with open(pg_log, "ab") as out:  # opened here, so Postgres writes into a dir it cannot enter
+            # in the foreground as our child (not pg_ctl's daemon), with SIGINT = fast shutdown
+            postgres = subprocess.Popen(
+                _spawn_cmd([str(pg / "postgres"), "-D", str(data), "-c", "listen_addresses=127.0.0.1",
+                            "-p", str(db_port), "-c", f"unix_socket_directories={work}",
+                            "-c", "fsync=off", "-c", "full_page_writes=off"],
+                           as_postgres=True, pdeathsig="INT"),
+                cwd=work, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        wait_ready(postgres, "Postgres", pg_log, lambda: subprocess.run(
+            [str(pg / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(db_port)], timeout=10).returncode == 0)
+        r = subprocess.run([str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(db_port), "-U", "postgres",
+                            "unleash"], capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
-            die(f"createdb failed: {r.stderr.strip()}")
+            die(f"createdb failed: {r.stderr.strip()}", pg_log)
 
         script = logs / "start-unleash.mjs"
         script.write_text(START_SCRIPT.format(entry=json.dumps(entry.as_uri()), db_port=db_port, port=port))
@@ -232,35 +245,29 @@ def unleash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Unleash
             "INIT_BACKEND_API_TOKENS": ",".join(backend.values()),
         }
         with open(log, "wb") as out:
-            proc = subprocess.Popen([str(node), str(script)], cwd=logs, env=env, stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+            unleash = subprocess.Popen(_spawn_cmd([str(node), str(script)], pdeathsig="TERM"),
+                                       cwd=logs, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
-        deadline = started + READY_TIMEOUT_S
-        with httpx.Client(timeout=2.0) as c:
-            while True:
-                if proc.poll() is not None:
-                    die(f"Unleash exited with code {proc.returncode} before it was ready")
-                try:
-                    if c.get(f"{url}/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    die(f"Unleash not ready (GET /health != 200) within {READY_TIMEOUT_S:g}s")
-                time.sleep(0.25)
-        server = UnleashServer(url, admin, backend, log, logs / "postgres.log",
-                               round(time.monotonic() - started, 1))
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{url}/health", timeout=2.0).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_ready(unleash, "Unleash (GET /health 200)", log, healthy)
+        server = UnleashServer(url, admin, backend, log, pg_log, round(time.monotonic() - started, 1))
         server.create_flag(DEFAULT_FLAG)
         print(f"\nUnleash 8.2 + Postgres ready in {server.started_in_s}s at {url} {server.where()}")
-    except BaseException:
-        stop()
-        raise
-    try:
-        yield server
+        try:
+            yield server
+        finally:
+            server._http.close()
     finally:
-        server._http.close()
-        stop()
+        _stop(unleash, signal.SIGTERM)
+        _stop(postgres, signal.SIGINT)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture
