@@ -172,14 +172,18 @@ def budget_allows(spent_usd: float, *, starting: bool = False, scope: str | None
                   config: str | None = None) -> BudgetDecision:
     """load_caps + check_budget with a sentence for the logs: `if not d: stop(d.reason)`."""
     caps = load_caps(scope, config=config)
-    verdict = check_budget(spent_usd, caps, starting=starting)
+    now = time.time()  # one instant for the verdict and its reason (an expiry may pass between)
+    verdict = check_budget(spent_usd, caps, starting=starting, now=now)
     if verdict is None:
         return BudgetDecision(True, None, "within caps", caps)
-    eff = caps.effective(time.time()) if caps.error is None else None
-    reason = {
-        UNREADABLE: caps.error or "caps unreadable",
-        HARD_CAP: f"spent ${spent_usd:.4f} reached the hard cap ${eff.hard_usd if eff else 0:.4f}",
-        FREEZE: f"spent ${spent_usd:.4f} reached the freeze cap ${eff.freeze_usd if eff else 0:.4f}",
-        FROZEN: f"admission for scope {caps.scope!r} is frozen: no new trajectory",
-    }[verdict]
+    if verdict == UNREADABLE:
+        reason = caps.error or "caps unreadable"
+    else:
+        eff = caps.effective(now)
+        if verdict == HARD_CAP:
+            reason = f"spent ${spent_usd:.4f} reached the hard cap ${eff.hard_usd:.4f}"
+        elif verdict == FREEZE:
+            reason = f"spent ${spent_usd:.4f} reached the freeze cap ${eff.freeze_usd:.4f}"
+        else:
+            reason = f"admission for scope {caps.scope!r} is frozen: no new trajectory"
     return BudgetDecision(False, verdict, reason, caps)
