@@ -61,8 +61,19 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
+_SCOPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199}$")
+
+
 def default_scope(runbook: Any) -> str:
     return runbook.agent.name
+
+
+def check_scope(scope: str | None, runbook: Any) -> str:
+    """--scope NAME (default: the agent's name): letters, digits and . _ : / @ - only."""
+    name = scope or default_scope(runbook)
+    if not _SCOPE.match(name):
+        raise UsageError(f"--scope: {name!r} is not a scope name (letters, digits, '.', '_', ':', '/', '@', '-')")
+    return name
 
 
 def open_store(runbook: Any) -> BudgetStore:
@@ -224,7 +235,7 @@ def freeze(
     store: BudgetStore | None = None,
 ) -> CapsChange:
     started = time.monotonic()
-    scope = scope or default_scope(runbook)
+    scope = check_scope(scope, runbook)
     kind, usd = parse_level(to)
     if hard_usd is not None and not (hard_usd >= 0 and hard_usd != float("inf")):
         raise UsageError(f"--hard: {hard_usd!r} must be a finite amount >= 0")
@@ -309,7 +320,7 @@ def lift(
     from agentfire.providers.budget import parse_caps
 
     started = time.monotonic()
-    scope = scope or default_scope(runbook)
+    scope = check_scope(scope, runbook)
     if not journal.exists():
         raise UsageError(f"incident {journal.incident} has no journal at {journal.path}")
     found = freezes_to_lift(journal, scope)

@@ -247,6 +247,7 @@ def test_garbage_in_the_store_is_an_error_not_a_freeze(sandbox: Path, cli, redis
     (["--to", "-1"], "must be a finite amount"),
     (["--window", "an hour"], "--window: 'an hour' is not a duration"),
     (["--for", "0h"], "--for: '0h' is not a duration"),
+    (["--scope", "[red]x"], "--scope: '[red]x' is not a scope name"),
 ])
 def test_bad_input_is_exit_2_and_changes_nothing(sandbox: Path, cli, args: list[str], needle: str) -> None:
     write_traces(sandbox, COSTS)

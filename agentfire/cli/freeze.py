@@ -30,7 +30,7 @@ def render_change(doc: dict[str, Any]) -> None:
     console = out_console()
     dist = doc.get("distribution")
     if dist:
-        t = Table(title=f"cost per trajectory, {dist['source']} ({dist['start']} .. {dist['end']})",
+        t = Table(title=Text(f"cost per trajectory, {dist['source']} ({dist['start']} .. {dist['end']})"),
                   title_justify="left")
         for col in ("n", "p50", "p75", "p90", "max", "running", "running over new cap"):
             t.add_column(col, justify="right")
@@ -43,7 +43,7 @@ def render_change(doc: dict[str, Any]) -> None:
     title = f"{doc['action']}: scope {doc['scope']}  ({doc['store']}, incident {doc['incident']})"
     if doc["dry_run"]:
         title += "  [dry run: nothing changed]"
-    t = Table(title=title, title_justify="left")
+    t = Table(title=Text(title), title_justify="left")  # Text: no markup from names
     for col in ("", "freeze", "hard", "admission", "expires", "version"):
         t.add_column(col)
     for label, d in (("before", doc["before"]), ("wanted", doc["wanted"]), ("read back", doc["after"])):
@@ -152,7 +152,7 @@ def _render_caps(doc: dict[str, Any]) -> None:
     if "error" in doc and "scopes" not in doc:
         err_console().print(Text("spend caps: ", style="bold") + Text(doc["error"], style="bold red"))
         return
-    t = Table(title=f"spend caps: {doc['store']}", title_justify="left")
+    t = Table(title=Text(f"spend caps: {doc['store']}"), title_justify="left")
     for col in ("scope", "admission", "freeze", "hard", "expires (then)", "version", "set by"):
         t.add_column(col)
     for s in doc["scopes"]:
