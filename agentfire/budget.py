@@ -20,7 +20,7 @@ from agentfire import providers
 from agentfire.errors import AgentfireError, NotDoneError, UsageError
 from agentfire.journal import Journal, iso, utcnow
 from agentfire.providers.budget import (
-    BudgetStore, BudgetStoreError, Caps, CapsState, VersionConflict,
+    BudgetStore, BudgetStoreError, Caps, CapsState, VersionConflict, parse_state,
 )
 
 PERCENTILES = {"p50": 50.0, "p75": 75.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
@@ -317,8 +317,6 @@ def lift(
     dry_run: bool = False, store: BudgetStore | None = None,
 ) -> CapsChange:
     """Restore what this incident's first freeze found (its journaled before), compare-and-set."""
-    from agentfire.providers.budget import parse_caps
-
     started = time.monotonic()
     scope = check_scope(scope, runbook)
     if not journal.exists():
@@ -327,7 +325,7 @@ def lift(
     if found is None:
         raise NotDoneError(f"incident {journal.incident} has no freeze of scope {scope!r} to lift")
     first, last = found
-    restore = _journaled_state(first["before"], parse_caps)
+    restore = _journaled_state(first.get("before") or {}, f"{journal.path}: freeze at {first.get('ts')}: before")
     own = store is None
     store = store or open_store(runbook)
     try:
@@ -355,12 +353,10 @@ def lift(
             store.close()
 
 
-def _journaled_state(doc: dict[str, Any], parse_caps: Any) -> CapsState:
+def _journaled_state(doc: dict[str, Any], where: str) -> CapsState:
     """The state that applied when the journaled record was read (its effective caps then)."""
     eff = doc.get("effective")
-    if isinstance(eff, dict):
-        return CapsState(eff.get("hard_usd"), eff.get("freeze_usd"), eff.get("admission") or "open")
-    return CapsState(doc.get("hard_usd"), doc.get("freeze_usd"), doc.get("admission") or "open")
+    return parse_state(eff if isinstance(eff, dict) else doc, where)
 
 
 def _human(seconds: float) -> str:

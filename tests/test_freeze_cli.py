@@ -69,6 +69,11 @@ def open_store(root: Path) -> Any:
     return budget.open_store(load_runbook(root / "runbook.yaml"))
 
 
+def err(r: Any) -> str:
+    """stderr with Rich's line wrapping undone."""
+    return " ".join(r.stderr.split())
+
+
 def journal(root: Path, incident: str) -> list[dict]:
     return [json.loads(l) for l in (root / f".agentfire/incidents/{incident}.jsonl").read_text().splitlines()]
 
@@ -125,7 +130,7 @@ def test_lift_restores_the_journaled_before(sandbox: Path, cli, store_kind: str)
     assert lifted["before"]["freeze_usd"] is not None and lifted["after"]["hard_usd"] == 5.0
     # nothing left to lift
     again = cli("--incident", "inc-l", "freeze", "--lift")
-    assert again.exit_code == 1 and "no freeze of scope" in again.stderr
+    assert again.exit_code == 1 and "no freeze of scope" in err(again)
 
 
 def test_lift_without_incident_uses_the_latest_freeze(sandbox: Path, cli, store_kind: str) -> None:
@@ -134,7 +139,7 @@ def test_lift_without_incident_uses_the_latest_freeze(sandbox: Path, cli, store_
     incident = r.json()["incident"]
     lift = cli("freeze", "--lift", "--json")
     assert lift.exit_code == 0 and lift.json()["incident"] == incident
-    assert incident in lift.stderr
+    assert incident in err(lift)
 
 
 def test_dry_run_writes_and_journals_nothing(sandbox: Path, cli, store_kind: str) -> None:
@@ -193,8 +198,8 @@ def test_concurrent_freeze_and_lift_second_sees_the_first_version(
     monkeypatch.setattr(budget, "open_store", lambda rb: RacingStore(real_open(rb)))
     r = cli("--incident", "inc-r", "freeze", "--to", "p50")
     assert r.exit_code == 1, r
-    assert "changed under you: you read version 0, the store now has version 1" in r.stderr
-    assert "bob" in r.stderr and "Re-run" in r.stderr and "Traceback" not in r.stderr
+    assert "changed under you: you read version 0, the store now has version 1" in err(r)
+    assert "bob" in err(r) and "Re-run" in err(r) and "Traceback" not in err(r)
     assert open_store(sandbox).read("support-agent").freeze_usd == 9.0  # bob's write survived
     assert journal(sandbox, "inc-r")[-1]["outcome"] == "VERSION_CONFLICT"
     monkeypatch.setattr(budget, "open_store", real_open)
@@ -209,7 +214,7 @@ def test_lift_refuses_when_someone_changed_the_caps_since(sandbox: Path, cli, st
     store = open_store(sandbox)
     store.compare_and_set(Caps("support-agent", freeze_usd=0.1, admission="frozen", updated_by="carol"), 1)
     r = cli("--incident", "inc-c", "freeze", "--lift")
-    assert r.exit_code == 1 and "changed since this incident's freeze" in r.stderr and "carol" in r.stderr
+    assert r.exit_code == 1 and "changed since this incident's freeze" in err(r) and "carol" in err(r)
     assert store.read("support-agent").freeze_usd == 0.1
     forced = cli("--incident", "inc-c", "freeze", "--lift", "--force", "--json")
     assert forced.exit_code == 0 and store.read("support-agent").state == CapsState()
@@ -221,7 +226,7 @@ def test_store_down_exits_1_with_a_clear_line(sandbox: Path, cli) -> None:
     set_budget(sandbox, {"kind": "redis", "url": f"redis://127.0.0.1:{port}/0", "timeout_seconds": 0.5})
     r = run_agentfire("--incident", "inc-d", "freeze", "--to", "p50", cwd=sandbox)
     assert r.exit_code == 1, r
-    assert f"budget store redis://127.0.0.1:{port}/0" in r.stderr and "Traceback" not in r.stderr
+    assert f"budget store redis://127.0.0.1:{port}/0" in err(r) and "Traceback" not in err(r)
     s = cli("status", "--json")
     assert "error" in s.json()["budget"] and "127.0.0.1" in s.json()["budget"]["error"]
 
@@ -234,7 +239,7 @@ def test_garbage_in_the_store_is_an_error_not_a_freeze(sandbox: Path, cli, redis
     write_traces(sandbox, COSTS)
     redis.Redis.from_url(redis_server.url).hset(prefix + "support-agent", mapping={"version": "2", "hard_usd": "ten"})
     r = cli("--incident", "inc-g", "freeze", "--to", "p50")
-    assert r.exit_code == 1 and "hard_usd is 'ten', not a number" in r.stderr
+    assert r.exit_code == 1 and "hard_usd is 'ten', not a number" in err(r)
     st = cli("status", "--json").json()["budget"]["scopes"][0]
     assert "hard_usd is 'ten'" in st["error"]
     assert "UNREADABLE" in cli("status").stdout
@@ -252,14 +257,14 @@ def test_garbage_in_the_store_is_an_error_not_a_freeze(sandbox: Path, cli, redis
 def test_bad_input_is_exit_2_and_changes_nothing(sandbox: Path, cli, args: list[str], needle: str) -> None:
     write_traces(sandbox, COSTS)
     r = cli("--incident", "inc-b", "freeze", *args)
-    assert r.exit_code == 2 and needle in r.stderr, r
+    assert r.exit_code == 2 and needle in err(r), r
     assert SqliteBudgetStore(sandbox / ".agentfire/budget.sqlite").read("support-agent").version == 0
 
 
 def test_percentile_of_an_empty_window_is_not_done(sandbox: Path, cli) -> None:
     write_traces(sandbox, COSTS, minutes_ago=180)
     r = cli("--incident", "inc-w", "freeze", "--to", "p50", "--window", "1h")
-    assert r.exit_code == 1 and "no trajectories started in the last 1h" in r.stderr
+    assert r.exit_code == 1 and "no trajectories started in the last 1h" in err(r)
     wide = cli("--incident", "inc-w", "freeze", "--to", "p50", "--window", "4h", "--json")
     assert wide.exit_code == 0 and wide.json()["distribution"]["n"] == 10
 
@@ -267,3 +272,25 @@ def test_percentile_of_an_empty_window_is_not_done(sandbox: Path, cli) -> None:
 def test_help_has_an_example(cli) -> None:
     r = cli("freeze", "--help")
     assert r.exit_code == 0 and "Example: agentfire freeze --to p50" in r.stdout and "--lift" in r.stdout
+
+
+def test_lift_from_a_tampered_journal_is_refused(sandbox: Path, cli) -> None:
+    write_traces(sandbox, COSTS)
+    assert cli("--incident", "inc-t", "freeze", "--to", "p50", "--json").exit_code == 0
+    path = sandbox / ".agentfire/incidents/inc-t.jsonl"
+    entries = [json.loads(l) for l in path.read_text().splitlines()]
+    for e in entries:
+        if e["action"] == "freeze":
+            e["before"]["effective"]["hard_usd"] = "unlimited"
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    r = cli("--incident", "inc-t", "freeze", "--lift")
+    assert r.exit_code == 1 and "hard_usd is 'unlimited', not a number" in err(r)
+    assert SqliteBudgetStore(sandbox / ".agentfire/budget.sqlite").read("support-agent").admission == "frozen"
+
+
+def test_doctor_probes_the_budget_store(sandbox: Path, cli) -> None:
+    r = cli("doctor", "--json")
+    doc = r.json()
+    rows = doc["checks"] if isinstance(doc, dict) else doc
+    budget = [c for c in rows if c["area"] == "budget"]
+    assert budget and budget[0]["ok"] is True and "not created yet" in budget[0]["detail"]

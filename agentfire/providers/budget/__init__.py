@@ -146,6 +146,13 @@ def _admission(value: Any, where: str) -> str:
     return str(value)
 
 
+def parse_state(doc: Mapping[str, Any], where: str, label: str = "") -> CapsState:
+    """A {hard_usd, freeze_usd, admission} mapping (a stored prior, a journaled before), validated."""
+    return CapsState(_number(doc.get("hard_usd"), f"{label}hard_usd", where),
+                     _number(doc.get("freeze_usd"), f"{label}freeze_usd", where),
+                     _admission(doc.get("admission"), where))
+
+
 def parse_caps(scope: str, fields: Mapping[str, Any] | None, where: str) -> Caps:
     """Validate a stored record (None: never written -> open, version 0)."""
     if not fields:
@@ -166,9 +173,7 @@ def parse_caps(scope: str, fields: Mapping[str, Any] | None, where: str) -> Caps
                 raise ValueError
         except (TypeError, ValueError):
             raise BudgetGarbage(f"{where}: prior is not a JSON object; failing closed") from None
-        prior = CapsState(_number(p.get("hard_usd"), "prior.hard_usd", where),
-                          _number(p.get("freeze_usd"), "prior.freeze_usd", where),
-                          _admission(p.get("admission"), where))
+        prior = parse_state(p, where, "prior.")
     return Caps(
         scope=scope,
         hard_usd=_number(fields.get("hard_usd"), "hard_usd", where),

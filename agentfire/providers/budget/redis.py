@@ -41,8 +41,10 @@ class RedisBudgetStore:
     kind = "redis"
 
     def __init__(self, url: str, *, key_prefix: str = "agentfire:budget:", timeout_s: float = 1.0):
-        import redis
-
+        try:
+            import redis
+        except ImportError:
+            raise ConfigError("the redis budget store needs the redis client: pip install 'agentfire[redis]'") from None
         self._redis = redis
         self.key_prefix = key_prefix
         self.target = describe(url)
