@@ -89,12 +89,13 @@ _CAPS_CACHE: dict[tuple[str | None, str | None], tuple[float, "Caps"]] = {}
 _STORES: dict[str | None, tuple[Any, Any]] = {}
 
 
-def _forget_after_fork() -> None:
+def forget_caps() -> None:
+    """Drop cached caps and store connections (done automatically in a forked child)."""
     _CAPS_CACHE.clear()
     _STORES.clear()  # a connection (sqlite, redis socket) must not be shared with the parent
 
 
-os.register_at_fork(after_in_child=_forget_after_fork)
+os.register_at_fork(after_in_child=forget_caps)
 
 
 def check_budget(spent_usd: float, caps: "Caps", *, starting: bool = False,

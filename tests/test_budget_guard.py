@@ -29,9 +29,9 @@ def set_budget(root: Path, section: dict) -> Path:
 
 @pytest.fixture(autouse=True)
 def fresh_guard():
-    guard._forget_after_fork()
+    guard.forget_caps()
     yield
-    guard._forget_after_fork()
+    guard.forget_caps()
 
 
 def caps(**kw) -> Caps:

@@ -58,7 +58,7 @@ def store_kind(request: pytest.FixtureRequest, sandbox: Path) -> str:
         server = request.getfixturevalue("redis_server")
         set_budget(sandbox, {"kind": "redis", "url": server.url, "key_prefix": f"cli:{uuid.uuid4().hex[:8]}:"})
     write_traces(sandbox, COSTS, running={8, 9})
-    guard._forget_after_fork()
+    guard.forget_caps()
     return request.param
 
 
@@ -161,7 +161,7 @@ def test_for_expires_and_status_says_when(sandbox: Path, cli, store_kind: str) -
     time.sleep(2.2)
     scope = cli("status", "--json").json()["budget"]["scopes"][0]
     assert scope["expired"] is True and scope["effective"]["admission"] == "open"
-    guard._forget_after_fork()
+    guard.forget_caps()
     assert guard.budget_allows(10.0, starting=True).allowed
 
 
