@@ -72,6 +72,7 @@ class RedisBudget(Strict):
     url: str | None = None
     url_env: str | None = Field(default=None, description="env variable holding redis://...")
     key_prefix: str = "agentfire:budget:"
+    timeout_seconds: float = Field(default=1.0, gt=0, description="connect/read timeout (agents fail closed after it)")
 
 
 # --- trace stores -------------------------------------------------------------------------------
