@@ -358,3 +358,17 @@ def test_no_token_leaks_even_without_the_redaction_net(ld, cli, monkeypatch: pyt
     assert rows["ld-badtoken"]["outcome"] == "AUTH" and rows["ld-prod"]["outcome"] == "PENDING_APPROVAL"
     t = cli("--incident", "inc-leak", "kill", "--region", "all", "--yes")  # the table renderer too
     no_secret_anywhere(root, t.stdout, t.stderr)
+
+
+def test_rate_limit_longer_than_the_deadline_is_rate_limited_not_timeout(ld, cli) -> None:
+    """A retry that would sleep past the overall deadline stops early and says RATE_LIMITED."""
+    root, fake = ld
+    write_runbook(root, fake.url, max_retries=4, retry_cap=5)
+    fake.inject("production", "status", status=429, retry_after=3)
+    started = time.monotonic()
+    r = cli("--incident", "inc-rl", "kill", "--region", "ld-prod,ld-eu", "--yes", "--json", "--deadline", "4")
+    assert time.monotonic() - started < 4 + 3
+    rows = check_kill(root, fake, r, "inc-rl")
+    assert rows["ld-prod"]["outcome"] == "RATE_LIMITED", rows["ld-prod"]
+    assert "after 2 tries" in rows["ld-prod"]["detail"]
+    assert rows["ld-eu"]["outcome"] == "CONFIRMED"
