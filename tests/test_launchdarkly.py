@@ -17,7 +17,7 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_agentfire
 from tests.fakes.launchdarkly import (  # noqa: F401  (launchdarkly_fake is a fixture)
     LaunchDarklyFake, conform, launchdarkly_fake,
 )
@@ -357,6 +357,7 @@ def test_no_token_leaks_even_without_the_redaction_net(ld, cli, monkeypatch: pyt
     rows = check_kill(root, fake, r, "inc-leak")
     assert rows["ld-badtoken"]["outcome"] == "AUTH" and rows["ld-prod"]["outcome"] == "PENDING_APPROVAL"
     t = cli("--incident", "inc-leak", "kill", "--region", "all", "--yes")  # the table renderer too
+    assert t.exit_code == 1 and "PENDING_APPROVAL" in t.stdout and "AUTH" in t.stdout
     no_secret_anywhere(root, t.stdout, t.stderr)
 
 
@@ -372,3 +373,16 @@ def test_rate_limit_longer_than_the_deadline_is_rate_limited_not_timeout(ld, cli
     assert rows["ld-prod"]["outcome"] == "RATE_LIMITED", rows["ld-prod"]
     assert "after 2 tries" in rows["ld-prod"]["detail"]
     assert rows["ld-eu"]["outcome"] == "CONFIRMED"
+
+
+def test_hung_region_as_a_real_process_exits_by_the_deadline(ld) -> None:
+    """The whole process (not only the in-process command) ends at the deadline."""
+    root, fake = ld
+    fake.inject("eu", "hang", seconds=30)
+    started = time.monotonic()
+    r = run_agentfire("--incident", "inc-proc", "kill", "--region", "ld-prod,ld-eu", "--yes", "--json",
+                      "--deadline", "2", cwd=root, timeout=30)
+    assert time.monotonic() - started < 2 + 6  # deadline plus interpreter start-up on a busy machine
+    assert r.exit_code == 1, r
+    assert {x["region"]: x["outcome"] for x in r.json()["regions"]} == {"ld-prod": "CONFIRMED", "ld-eu": "TIMEOUT"}
+    no_secret_anywhere(root, r.stdout, r.stderr)
