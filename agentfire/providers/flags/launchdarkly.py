@@ -15,12 +15,9 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
-from agentfire import _http
 from agentfire.config import LaunchDarklyRegion
 from agentfire.providers.flags import FlagError, Outcome, WriteResult
-from agentfire.providers.flags._httpflags import call
+from agentfire.providers.flags._httpflags import HttpFlagProvider, call, json_body, retry_policy
 from agentfire.secrets import secret
 
 API_VERSION = "20240415"
@@ -31,28 +28,9 @@ def _q(part: str) -> str:
     return quote(part, safe="")
 
 
-def _json(response: httpx.Response, what: str) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise FlagError(Outcome.ERROR, f"{what}: the answer is not JSON") from None
-
-
-class LaunchDarklyProvider:
+class LaunchDarklyProvider(HttpFlagProvider):
     kind = "launchdarkly"
-
-    def __init__(self, base_url: str, project: str, environment: str, token: str, *,
-                 timeout_s: float = 5.0, policy: _http.RetryPolicy = _http.RetryPolicy()):
-        self.base = base_url.rstrip("/")
-        self.project = project
-        self.environment = environment
-        self.policy = policy
-        self.target = f"{self.base} project={project} env={environment}"
-        self._client = httpx.AsyncClient(
-            headers={"Authorization": token, "LD-API-Version": API_VERSION,
-                     "Accept": "application/json"},
-            timeout=httpx.Timeout(timeout_s),
-        )
+    extra_headers = {"LD-API-Version": API_VERSION}  # pin the API, whatever the token's version
 
     def _flag_url(self, flag: str) -> str:
         return f"{self.base}/api/v2/flags/{_q(self.project)}/{_q(flag)}"
@@ -74,7 +52,7 @@ class LaunchDarklyProvider:
     async def read(self, flag: str) -> bool:
         r = await call(self._client, "GET", self._flag_url(flag), what="read", policy=self.policy,
                        params={"env": self.environment})
-        return self._env_state(_json(r, "read"), "read")
+        return self._env_state(json_body(r, "read"), "read")
 
     async def write(self, flag: str, on: bool, *, comment: str, dry_run: bool) -> WriteResult:
         kind = "turnFlagOn" if on else "turnFlagOff"
@@ -91,7 +69,7 @@ class LaunchDarklyProvider:
                                           f"a real run would create an approval request to {kind}")
             return await self._request_approval(flag, kind, comment)
         if dry_run:
-            preview = self._env_state(_json(r, "dry run"), "dry run")
+            preview = self._env_state(json_body(r, "dry run"), "dry run")
             return WriteResult(detail=f"dryRun=true accepted: {kind} would leave "
                                       f"{self.environment} {'on' if preview else 'off'}")
         return WriteResult(detail=f"semantic patch {kind} in {self.environment}")
@@ -102,7 +80,7 @@ class LaunchDarklyProvider:
         # not idempotent: a second POST would file a second request, so no retry on a cut connection
         r = await call(self._client, "POST", self._approval_url(flag), what="approval request",
                        policy=self.policy, ok=(200, 201), idempotent=False, json=body)
-        doc = _json(r, "approval request")
+        doc = json_body(r, "approval request")
         request_id = doc.get("_id") if isinstance(doc, dict) else None
         status = doc.get("reviewStatus") if isinstance(doc, dict) else None
         return WriteResult(
@@ -127,7 +105,7 @@ class LaunchDarklyProvider:
                                params={"limit": page, "offset": offset})
             except FlagError as exc:
                 return f"approval settings unreadable ({exc.outcome.value})"
-            doc = _json(r, "environments")
+            doc = json_body(r, "environments")
             items = doc.get("items") if isinstance(doc, dict) else None
             if not isinstance(items, list):
                 return "approval settings unreadable (no items)"
@@ -142,15 +120,10 @@ class LaunchDarklyProvider:
                 break
         return f"environment {self.environment!r} not listed in project {self.project!r}"
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
 
 def from_config(section: LaunchDarklyRegion, runbook: Any) -> LaunchDarklyProvider:
-    kill = runbook.model.kill
     return LaunchDarklyProvider(
         section.base_url, section.project, section.environment,
         secret(section.token_env, what="LaunchDarkly access token"),
-        timeout_s=section.timeout_seconds,
-        policy=_http.RetryPolicy(max_retries=kill.max_retries, cap_seconds=kill.retry_cap_seconds),
+        timeout_s=section.timeout_seconds, policy=retry_policy(runbook),
     )
