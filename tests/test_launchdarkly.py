@@ -167,6 +167,18 @@ def test_approval_request_is_created_and_named(ld, cli) -> None:
     assert "NOT confirmed off" in r.stderr
 
 
+def test_approval_request_refused_says_approval_was_required(ld, cli) -> None:
+    root, fake = ld
+    fake.envs["production"].approval_required = True
+    fake.inject("production", "status", status=403, on="approval")
+    r = cli("--incident", "inc-appr403", "kill", "--region", "ld-prod,ld-eu", "--yes", "--json")
+    rows = check_kill(root, fake, r, "inc-appr403")
+    assert rows["ld-prod"]["outcome"] == "AUTH"
+    assert rows["ld-prod"]["detail"].startswith("approval required in production, and approval request: HTTP 403")
+    assert not fake.approvals and fake.is_on(FLAG, "production") is True
+    assert rows["ld-eu"]["outcome"] == "CONFIRMED"
+
+
 def test_missing_and_wrong_credentials(ld, cli) -> None:
     root, fake = ld
     r = cli("--incident", "inc-auth", "kill", "--region", "ld-badtoken,ld-noproject,ld-staging", "--yes", "--json")

@@ -121,7 +121,8 @@ class Fault:
     Retry-After in seconds and `reset_in` sets X-Ratelimit-Reset to now + reset_in, epoch ms),
     "hang" (hold the request `seconds`, then close without answering), "cut" (close the socket
     without answering), "stuck_on" (a write answers 200 but changes nothing).
-    on: "read", "write" or "any". times: how many requests it hits (None: all).
+    on: "read", "write", "approval" (creating an approval request) or "any".
+    times: how many requests it hits (None: all).
     """
 
     kind: str
@@ -369,7 +370,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         if not authed:
             return self._error(401, "Invalid access token")
-        fault = fake._take_fault(env, op) if op in ("read", "write") else None
+        fault = fake._take_fault(env, op) if op in ("read", "write", "approval") else None
         if fault is not None:
             if fault.kind == "cut":
                 self._rec.answer = "cut"

@@ -78,8 +78,12 @@ class LaunchDarklyProvider(HttpFlagProvider):
         body = {"description": comment or f"agentfire: {kind}", "comment": comment,
                 "instructions": [{"kind": kind}]}
         # not idempotent: a second POST would file a second request, so no retry on a cut connection
-        r = await call(self._client, "POST", self._approval_url(flag), what="approval request",
-                       policy=self.policy, ok=(200, 201), idempotent=False, json=body)
+        try:
+            r = await call(self._client, "POST", self._approval_url(flag), what="approval request",
+                           policy=self.policy, ok=(200, 201), idempotent=False, json=body)
+        except FlagError as exc:  # keep the outcome, but say that approval was the way in
+            exc.detail = f"approval required in {self.environment}, and {exc.detail}"
+            raise
         doc = json_body(r, "approval request")
         request_id = doc.get("_id") if isinstance(doc, dict) else None
         status = doc.get("reviewStatus") if isinstance(doc, dict) else None
@@ -112,6 +116,10 @@ class LaunchDarklyProvider(HttpFlagProvider):
             for env in items:
                 if isinstance(env, dict) and env.get("key") == self.environment:
                     settings = env.get("approvalSettings") or {}
+                    tags = settings.get("requiredApprovalTags") or []
+                    if settings.get("required") and tags:
+                        return (f"changes to flags tagged {', '.join(map(str, tags))} require approval: "
+                                "a kill of such a flag will be PENDING_APPROVAL")
                     if settings.get("required"):
                         return "changes here require approval: a kill will be PENDING_APPROVAL"
                     return "no approval required"
