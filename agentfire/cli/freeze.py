@@ -96,19 +96,13 @@ def freeze(
     trajectories, reads the store back and journals before and after. Exit 0 only when the
     read-back matches; 1 when not done (store down, version conflict); 2 on bad input."""
     from agentfire import budget
-    from agentfire.journal import Journal, latest_incident_with
+    from agentfire.journal import Journal
 
     st = state(ctx)
     rb = st.runbook()
     as_json = want_json(ctx, json_out)
     if lift_:
-        if not st.incident:
-            latest = latest_incident_with(rb.journal_dir, "freeze")
-            if latest is None:
-                raise fail("no incident has a freeze to lift; pass --incident ID", 2)
-            st.incident = latest
-            err_console().print(Text(f"lifting the freeze of incident {latest} (the latest with a freeze)"))
-        journal = st.journal(create=False)
+        journal = st.journal_to_restore("freeze", "lift")
         if not dry_run and not yes and interactive():
             if not confirm(f"lift the freeze on scope {scope or rb.agent.name}?"):
                 raise fail("not confirmed; nothing changed", 1)

@@ -78,7 +78,6 @@ def kill(
     """Minute one: turn the agent's kill-switch flag off in every region at once, read it back,
     report per region. Exit 0 only when every targeted region is CONFIRMED or ALREADY_OFF."""
     from agentfire import killswitch
-    from agentfire.journal import latest_incident_with
 
     st = state(ctx)
     rb = st.runbook()
@@ -87,13 +86,7 @@ def kill(
     as_json = want_json(ctx, json_out)
 
     if undo:
-        if not st.incident:
-            latest = latest_incident_with(rb.journal_dir, "kill")
-            if latest is None:
-                raise fail("no incident has a kill to undo; pass --incident ID", 2)
-            st.incident = latest
-            err_console().print(Text(f"undoing the kill of incident {latest} (the latest with a kill)"))
-        journal = st.journal(create=False)
+        journal = st.journal_to_restore("kill", "undo")
         verb = "turn the agent back ON"
     else:
         journal = None
