@@ -150,3 +150,41 @@ def test_langfuse_pacing_waits_instead_of_failing(seeded):
         result = asyncio.run(scan.run(sig, window_of(truth)))
         assert all(r.status != 429 for r in fake.requests)
     check_against_truth(result, truth)
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_like_derives_a_signature_that_finds_the_incident(seeded, scenario, sandbox, cli):
+    """--like on one failing trace: triage's off-rails step becomes a signature that finds
+    exactly the scenario's failing trajectories (and is printed as YAML to edit)."""
+    import yaml
+
+    path, truth = seeded[scenario]
+    rb = (sandbox / "runbook.yaml").read_text().replace("path: .agentfire/traces", f"path: {path}")
+    (sandbox / "runbook.yaml").write_text(rb)
+    w = window_of(truth)
+    example = truth["failing"][0]["trace_id"]
+    r = cli("blast", "--like", example, "--from", truth["window"]["from"], "--to",
+            w.end.isoformat(), "--json")
+    assert r.exit_code == 0, r
+    doc = r.json()
+    assert {h["trace_id"] for h in doc["hits"]} == {f["trace_id"] for f in truth["failing"]}
+    assert sorted(doc["user_ids"]) == truth["affected_users"]
+    # the printed form (terminal) is YAML that --signature reads back to the same signature
+    r2 = cli("blast", "--like", example, "--since", "1m")
+    assert "signature derived from step" in r2.stderr
+    from agentfire.blast import from_document
+    assert from_document(doc["signature"]) == from_document(yaml.safe_load(yaml.safe_dump(doc["signature"])))
+
+
+def test_like_refuses_a_step_that_is_not_a_tool_call(seeded, sandbox, cli):
+    path, truth = seeded["wrong_recipient"]
+    rb = (sandbox / "runbook.yaml").read_text().replace("path: .agentfire/traces", f"path: {path}")
+    (sandbox / "runbook.yaml").write_text(rb)
+    from agentfire.providers.traces.files import FilesTraceStore
+
+    traj = FilesTraceStore(path).get_trajectory_sync(truth["failing"][0]["trace_id"])
+    model_step = next(s.index for s in traj.steps if s.kind == "model")
+    r = cli("blast", "--like", f"{traj.trace_id}:{model_step}", "--since", "6h")
+    assert r.exit_code == 2 and "not a tool" in r.stderr, r
+    r = cli("blast", "--like", "no-such-trace", "--since", "6h")
+    assert r.exit_code == 1 and "not found" in r.stderr, r

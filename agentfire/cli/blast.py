@@ -18,7 +18,8 @@ FIRST_ROWS = 20
 EPILOG = (
     "Examples: agentfire --incident inc-42 blast --tool send_email --arg 'to~landlord' --since 6h  |  "
     "agentfire blast --tool read_inbox --then send_email --out affected.csv  |  "
-    "agentfire blast --signature sig.yaml --json  |  agentfire blast --tool 'run_*' --emit-sql clickhouse"
+    "agentfire blast --like 3f2a...c1 --since 6h  |  agentfire blast --signature sig.yaml --json  |  "
+    "agentfire blast --tool 'run_*' --emit-sql clickhouse"
 )
 
 
@@ -44,6 +45,10 @@ def blast(
                                                  help="Some observation carries this metadata (repeatable)."),
     signature_file: Optional[Path] = typer.Option(None, "--signature", metavar="FILE.yaml",
                                                   help="The signature in a file (same fields)."),
+    like: Optional[str] = typer.Option(
+        None, "--like", metavar="TRACE_ID[:STEP]",
+        help="Derive the signature from triage's off-rails step of this trace (or STEP); it is "
+             "printed as YAML to edit and pass back with --signature."),
     since: Optional[str] = typer.Option(None, "--since", metavar="DURATION", help="Window: the last 30m, 6h, 2d..."),
     from_: Optional[str] = typer.Option(None, "--from", metavar="ISO", help="Window start (ISO time, UTC by default)."),
     to: Optional[str] = typer.Option(None, "--to", metavar="ISO", help="Window end (default: now)."),
@@ -69,12 +74,15 @@ def blast(
     as_json = want_json(ctx, json_out)
     sig = core.from_flags(tool=tool, then=then, args=arg, output_matches=output_matches, level=level,
                           model=model, metadata=metadata)
+    given = [n for n, v in (("flags", sig), ("--signature", signature_file), ("--like", like)) if v is not None]
+    if len(given) > 1:
+        raise UsageError(f"give the signature one way, not {' and '.join(given)}")
     if signature_file is not None:
-        if sig is not None:
-            raise UsageError("give the signature either as flags or as --signature FILE, not both")
         sig = core.load_file(signature_file)
+    if like is not None:
+        sig = _derive_like(st.runbook(), like, quiet=as_json)
     if sig is None:
-        raise UsageError("no signature: give --tool NAME (with --arg ...), or --signature FILE.yaml")
+        raise UsageError("no signature: give --tool NAME (with --arg ...), --signature FILE.yaml or --like TRACE_ID")
     if emit_sql is not None and emit_sql not in ("clickhouse", "duckdb"):
         raise UsageError(f"--emit-sql {emit_sql!r}: use clickhouse or duckdb")
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
@@ -116,6 +124,19 @@ def blast(
         parts = "; ".join(f"{g.start:%Y-%m-%d %H:%M:%S}Z..{g.end:%Y-%m-%d %H:%M:%S}Z ({g.reason})"
                           for g in result.gaps)
         raise fail(f"the scan did not complete; NOT scanned: {parts}. The counts above are a lower bound.", 1)
+
+
+def _derive_like(rb: Any, like: str, *, quiet: bool) -> Any:
+    from agentfire import triage
+    from agentfire.blast.like import derive, parse_like
+
+    trace_id, step = parse_like(like)
+    sig, index = derive(triage.run(rb, trace_id), step)
+    if not quiet:
+        err_console().print(Text(f"signature derived from step {index} of {trace_id} "
+                                 "(edit it, save it, pass it back with --signature FILE.yaml):", style="bold"))
+        err_console().print(safe_text(sig.to_yaml().rstrip(), None))
+    return sig
 
 
 def _scan(rb: Any, sig: Any, window: Any, *, show_progress: bool) -> Any:
