@@ -170,7 +170,9 @@ def bench_langfuse() -> dict | None:
     from datetime import datetime, timedelta, timezone
 
     try:
-        from agentfire.blast.langfuse_scan import LangfuseScan
+        from agentfire.blast.pushdown import LangfusePushdown
+        from agentfire.blast.remote_scan import RemoteScan
+        from agentfire.providers.traces.langfuse import LangfuseTraceStore
         from tests.fakes.langfuse import FakeLangfuse
     except ImportError as exc:
         print(f"langfuse: not run ({exc})")
@@ -187,7 +189,8 @@ def bench_langfuse() -> dict | None:
         auth = (fake.public_key, fake.secret_key)
         fake.reset_counts()
         t = time.monotonic()
-        result = asyncio.run(LangfuseScan(fake.base_url, auth).run(sig, window))
+        store = LangfuseTraceStore(fake.base_url, *auth)
+        result = asyncio.run(RemoteScan(store, LangfusePushdown()).run(sig, window))
         blast_s, blast_n = time.monotonic() - t, fake.count()
         assert {h.trace_id for h in result.hits} == want and result.complete
         fake.reset_counts()

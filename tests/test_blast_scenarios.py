@@ -79,9 +79,19 @@ def _rows(path: Path, scenario: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (path / f"{scenario}.jsonl").read_text().splitlines()]
 
 
+def langfuse_scan(fake, *, max_retries: int = 4, slices: int = 8):
+    from agentfire._http import RetryPolicy
+    from agentfire.blast.pushdown import LangfusePushdown
+    from agentfire.blast.remote_scan import RemoteScan
+    from agentfire.providers.traces.langfuse import LangfuseTraceStore
+
+    store = LangfuseTraceStore(fake.base_url, fake.public_key, fake.secret_key,
+                               policy=RetryPolicy(max_retries=max_retries, cap_seconds=0.2, base_seconds=0.01))
+    return RemoteScan(store, LangfusePushdown(), slices=slices)
+
+
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_langfuse_fake_matches_ground_truth_with_faults(seeded, scenario):
-    from agentfire.blast.langfuse_scan import LangfuseScan
     from tests.fakes.langfuse import FakeLangfuse
 
     path, truth = seeded[scenario]
@@ -96,22 +106,20 @@ def test_langfuse_fake_matches_ground_truth_with_faults(seeded, scenario):
         fake.inject(503, times=2)
         # a matching trajectory that arrives mid-scan, after the window: never counted
         fake.add_rows_after(3, late)
-        from agentfire._http import RetryPolicy
-
-        scan = LangfuseScan(fake.base_url, (fake.public_key, fake.secret_key), slices=4,
-                            retry=RetryPolicy(max_retries=4, cap_seconds=0.2, base_seconds=0.01))
-        result = asyncio.run(scan.run(sig, window))
+        result = asyncio.run(langfuse_scan(fake, max_retries=4, slices=4).run(sig, window))
         assert not fake.validation_errors, fake.validation_errors
         statuses = [r.status for r in fake.requests]
     assert statuses.count(429) == 2 and statuses.count(503) == 2
+    # the signature went to the server: the scan asked for the tool, not for every observation
+    scan_requests = [r for r in fake.requests if "traceId" not in json.dumps(r.query)]
+    assert scan_requests and all(r.query.get("name") == [sig.last.tool] or sig.last.tool in json.dumps(r.query)
+                                 for r in scan_requests)
     check_against_truth(result, truth)
     # the scan fetched only the candidate trajectories, not every trace in the window
     assert result.stats.requests < 40 + len(truth["failing"]) * 2
 
 
 def test_langfuse_5xx_past_the_retry_bound_is_a_named_gap(seeded):
-    from agentfire._http import RetryPolicy
-    from agentfire.blast.langfuse_scan import LangfuseScan
     from tests.fakes.langfuse import FakeLangfuse
 
     path, truth = seeded["wrong_recipient"]
@@ -119,9 +127,7 @@ def test_langfuse_5xx_past_the_retry_bound_is_a_named_gap(seeded):
     window = window_of(truth)
     with FakeLangfuse(rows=_rows(path, "wrong_recipient")) as fake:
         fake.inject(502, times=50)
-        scan = LangfuseScan(fake.base_url, (fake.public_key, fake.secret_key), slices=1,
-                            retry=RetryPolicy(max_retries=2, cap_seconds=0.05, base_seconds=0.01))
-        result = asyncio.run(scan.run(sig, window))
+        result = asyncio.run(langfuse_scan(fake, max_retries=2, slices=1).run(sig, window))
     assert not result.complete
     assert result.gaps[0].start == window.start and result.gaps[0].end == window.end
     assert "502" in result.gaps[0].reason
@@ -130,7 +136,7 @@ def test_langfuse_5xx_past_the_retry_bound_is_a_named_gap(seeded):
 def test_langfuse_pacing_waits_instead_of_failing(seeded):
     """Under a server limit of 6 requests a minute... scaled down: the pacer's own window is
     2 s, the fake's limit is per 60 s; the scan paces and never sees a 429."""
-    from agentfire.blast.langfuse_scan import LangfuseScan, Pacer
+    from agentfire.blast.remote_scan import Pacer
 
     async def go() -> float:
         p = Pacer(3, per=0.5)
@@ -146,8 +152,7 @@ def test_langfuse_pacing_waits_instead_of_failing(seeded):
     path, truth = seeded["papered_error"]
     sig = truth_signature(truth["signature"])
     with FakeLangfuse(rows=_rows(path, "papered_error"), rate_limit_per_minute=1000) as fake:
-        scan = LangfuseScan(fake.base_url, (fake.public_key, fake.secret_key), rate_per_minute=1000)
-        result = asyncio.run(scan.run(sig, window_of(truth)))
+        result = asyncio.run(langfuse_scan(fake).run(sig, window_of(truth)))
         assert all(r.status != 429 for r in fake.requests)
     check_against_truth(result, truth)
 

@@ -2,8 +2,8 @@
 with its user, whether it is still running, and the matching step.
 
 `run(runbook, signature, window)` picks the scan for the runbook's trace store: DuckDB over the
-local files store (agentfire.blast.files_scan), the Langfuse v2 observations API with server-side
-filters (agentfire.blast.langfuse_scan). Stores without a pushdown scan here are refused
+local files store (agentfire.blast.files_scan); Langfuse and Phoenix through their stores' paged
+APIs with the signature pushed into server-side filters (agentfire.blast.remote_scan). Stores without a pushdown scan here are refused
 with a clear message rather than scanned naively.
 """
 
@@ -29,10 +29,14 @@ def run(runbook: Any, sig: Signature, window: Window, *, hook: Any = None) -> Bl
 
         store = from_config(section, runbook)  # seeds the sandbox store on first use
         return files_scan.scan(store.path, sig, window, hook=hook)
-    if kind == "langfuse":
-        from agentfire.blast import langfuse_scan
+    from agentfire.blast.pushdown import PUSHDOWNS
 
-        return langfuse_scan.scan(section, runbook, sig, window, hook=hook)
+    if kind in PUSHDOWNS:
+        from agentfire.blast import remote_scan
+        from agentfire.providers import build
+
+        store = build("traces", section, runbook)
+        return remote_scan.scan(store, PUSHDOWNS[kind](), sig, window, hook=hook)
     raise NotDoneError(
         f"blast has no server-side scan for the {kind!r} trace store yet; "
         "run the query from `agentfire blast --emit-sql clickhouse|duckdb` on your own engine"
