@@ -193,3 +193,25 @@ def test_like_refuses_a_step_that_is_not_a_tool_call(seeded, sandbox, cli):
     assert r.exit_code == 2 and "not a tool" in r.stderr, r
     r = cli("blast", "--like", "no-such-trace", "--since", "6h")
     assert r.exit_code == 1 and "not found" in r.stderr, r
+
+
+from tests.servers.phoenix import phoenix_server  # noqa: E402,F401  (the session fixture)
+
+
+@pytest.mark.servers
+def test_phoenix_matches_ground_truth_on_every_scenario(phoenix_server, tmp_path):
+    """A real Phoenix: each scenario ingested over OTLP; blast pushes span_kind/name/status_code
+    and finds exactly the failing trajectories, their users and the still-running ones."""
+    from agentfire.blast.pushdown import PhoenixPushdown
+    from agentfire.blast.remote_scan import RemoteScan
+    from agentfire.providers.traces.phoenix import PhoenixTraceStore
+
+    for scenario in SCENARIOS:
+        res = seed_store(tmp_path / scenario, scenario=scenario, traces=40, seed=5, now=NOW)
+        project = phoenix_server.ingest(_rows(tmp_path / scenario, scenario))
+        store = PhoenixTraceStore(phoenix_server.url, project)
+        result = asyncio.run(RemoteScan(store, PhoenixPushdown(), slices=2).run(
+            truth_signature(res.truth["signature"]), window_of(res.truth)))
+        check_against_truth(result, res.truth)
+        # pushdown: the scan read the signature's tool spans, not the whole project
+        assert result.stats.rows_scanned < len(_rows(tmp_path / scenario, scenario)) / 2, scenario
