@@ -16,10 +16,11 @@ from agentfire.cli._app import (
 FIRST_ROWS = 20
 
 EPILOG = (
-    "Examples: agentfire --incident inc-42 blast --tool send_email --arg 'to~landlord' --since 6h  |  "
-    "agentfire blast --tool read_inbox --then send_email --out affected.csv  |  "
-    "agentfire blast --like 3f2a...c1 --since 6h  |  agentfire blast --signature sig.yaml --json  |  "
-    "agentfire blast --tool 'run_*' --emit-sql clickhouse"
+    "Example: agentfire --incident inc-42 blast --tool send_email --arg 'to~landlord' --since 6h "
+    "--out affected.csv\n\n"
+    "More: agentfire blast --like 3f2a...c1 (signature from triage's off-rails step);  "
+    "agentfire blast --tool read_inbox --then send_email --json;  "
+    "agentfire blast --signature sig.yaml --emit-sql clickhouse"
 )
 
 
