@@ -215,3 +215,33 @@ def test_phoenix_matches_ground_truth_on_every_scenario(phoenix_server, tmp_path
         check_against_truth(result, res.truth)
         # pushdown: the scan read the signature's tool spans, not the whole project
         assert result.stats.rows_scanned < len(_rows(tmp_path / scenario, scenario)) / 2, scenario
+
+
+def test_cli_on_langfuse_store_with_json_out(seeded, sandbox, cli, monkeypatch, tmp_path):
+    """The command end to end on a Langfuse runbook: secrets from the environment, the JSON
+    --out file, and no secret anywhere in the output."""
+    from tests.fakes.langfuse import FakeLangfuse
+
+    path, truth = seeded["destructive_sql"]
+    rb = (sandbox / "runbook.yaml").read_text()
+    rb = rb.replace("  kind: files\n  path: .agentfire/traces\n  seed_scenario: wrong_recipient",
+                    "  kind: langfuse")
+    assert "kind: langfuse" in rb
+    (sandbox / "runbook.yaml").write_text(rb)
+    out = tmp_path / "affected.json"
+    with FakeLangfuse(rows=_rows(path, "destructive_sql")) as fake:
+        for k, v in fake.env().items():
+            monkeypatch.setenv(k, v)
+        w = window_of(truth)
+        r = cli("blast", "--tool", "run_sql", "--arg", "database=production",
+                "--arg", r"query re (?i)^\s*delete\s+from\s+orders", "--from", truth["window"]["from"],
+                "--to", w.end.isoformat(), "--out", str(out), "--json")
+        secret = fake.secret_key
+    assert r.exit_code == 0, r
+    doc = r.json()
+    assert doc["trajectories"] == len(truth["failing"]) and doc["complete"]
+    assert sorted(doc["still_open_trace_ids"]) == truth["still_running"]
+    assert doc["scan"]["requests"] > 0 and doc["store"].startswith("langfuse:")
+    saved = json.loads(out.read_text())
+    assert {h["trace_id"] for h in saved["hits"]} == {f["trace_id"] for f in truth["failing"]}
+    assert secret not in r.stdout + r.stderr + out.read_text()
