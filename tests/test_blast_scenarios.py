@@ -134,8 +134,8 @@ def test_langfuse_5xx_past_the_retry_bound_is_a_named_gap(seeded):
 
 
 def test_langfuse_pacing_waits_instead_of_failing(seeded):
-    """Under a server limit of 6 requests a minute... scaled down: the pacer's own window is
-    2 s, the fake's limit is per 60 s; the scan paces and never sees a 429."""
+    """The pacer waits for its sliding window instead of failing (scaled down: 3 per 0.5 s), and a
+    whole scan against a fake that enforces 1000 requests a minute never sees a 429."""
     from agentfire.blast.remote_scan import Pacer
 
     async def go() -> float:
