@@ -339,3 +339,27 @@ def test_emit_sql_cli(blast_sandbox, cli):
     r = cli("blast", "--tool", "send_email", "--arg", "to~landlord", "--emit-sql", "clickhouse", "--since", "6h")
     assert r.exit_code == 0, r
     assert r.stdout.startswith("-- agentfire blast") and "FROM s0 JOIN traj" in r.stdout
+
+
+def test_parquet_files_in_the_store_scan_the_same(store, tmp_path):
+    """Half the rows as Parquet (times as timestamps, no isRootObservation column), half as JSON
+    lines: the same answer as the reference."""
+    import duckdb
+
+    path, rows = store
+    d = tmp_path / "mixed"
+    d.mkdir()
+    half = len(rows) // 2
+    write_store(d / "a.jsonl", rows[:half])
+    write_store(tmp_path / "b.jsonl", rows[half:])
+    duckdb.sql(f"""COPY (SELECT id, traceId, type, name, parentObservationId,
+                   CAST(startTime AS TIMESTAMPTZ) AS startTime, CAST(endTime AS TIMESTAMPTZ) AS endTime,
+                   userId, level, input, output, model, metadata
+                   FROM read_json_auto('{tmp_path / "b.jsonl"}')) TO '{d / "b.parquet"}' (FORMAT PARQUET)""")
+    window = resolve(from_=_ts(NOW - timedelta(hours=6)), to=_ts(NOW))
+    for flags in SIGNATURES:
+        sig = from_flags(**flags)
+        got = files_scan.scan(d, sig, window)
+        assert got.complete, got.gaps
+        assert {h.trace_id: (h.user_id, h.status, h.step_index, h.tool, h.args) for h in got.hits} == \
+            reference(rows, sig, window), flags

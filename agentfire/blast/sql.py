@@ -204,9 +204,9 @@ EXPORT_COLUMNS = Columns(
 )
 
 
-def files_source(paths: list[str], sig: Signature | None = None) -> str:
-    files = "[" + ", ".join(lit(p) for p in paths) + "]"
-    skip = set()
+def needed_columns(sig: Signature | None) -> dict[str, str]:
+    """The observation fields a signature needs, with their DuckDB types."""
+    skip: set[str] = set()
     if sig is not None:
         skip = {"output", "model", "metadata"}
         if any(s.output_matches is not None for s in sig.steps):
@@ -215,9 +215,29 @@ def files_source(paths: list[str], sig: Signature | None = None) -> str:
             skip.discard("model")
         if sig.metadata:
             skip.discard("metadata")
-    cols = "{" + ", ".join(f"{k}: '{v}'" for k, v in JSONL_TYPES.items() if k not in skip) + "}"
+    return {k: v for k, v in JSONL_TYPES.items() if k not in skip}
+
+
+def files_source(paths: list[str], sig: Signature | None = None) -> str:
+    files = "[" + ", ".join(lit(p) for p in paths) + "]"
+    cols = "{" + ", ".join(f"{k}: '{v}'" for k, v in needed_columns(sig).items()) + "}"
     return (f"read_json({files}, format='newline_delimited', columns={cols}, "
             "ignore_errors=false, maximum_object_size=67108864)")
+
+
+def parquet_source(paths: list[str], present: set[str], sig: Signature | None = None) -> str:
+    """Parquet files of the same camelCase rows; a column the files lack reads as NULL, times
+    may be timestamps or ISO strings."""
+    files = "[" + ", ".join(lit(p) for p in paths) + "]"
+    sel = [f'CAST("{k}" AS {v}) AS "{k}"' if k in present else f'CAST(NULL AS {v}) AS "{k}"'
+           for k, v in needed_columns(sig).items()]
+    return f"(SELECT {', '.join(sel)} FROM read_parquet({files}, union_by_name=true))"
+
+
+def union_source(parts: list[str]) -> str:
+    if len(parts) == 1:
+        return parts[0]
+    return "(" + " UNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts) + ")"
 
 
 # --- the local one-pass scan ------------------------------------------------------------------
