@@ -129,7 +129,7 @@ def _source(con: Any, files: list[Path], sig: Signature) -> str:
     parts = [files_source(jsonl, sig)] if jsonl else []
     if parquet:
         listed = "[" + ", ".join(lit(p) for p in parquet) + "]"
-        present = {row[0] for row in con.execute(
+        present = {row[0]: row[1] for row in con.execute(
             f"DESCRIBE SELECT * FROM read_parquet({listed}, union_by_name=true)").fetchall()}
         parts.append(parquet_source(parquet, present, sig))
     return union_source(parts)

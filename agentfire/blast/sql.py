@@ -225,12 +225,18 @@ def files_source(paths: list[str], sig: Signature | None = None) -> str:
             "ignore_errors=false, maximum_object_size=67108864)")
 
 
-def parquet_source(paths: list[str], present: set[str], sig: Signature | None = None) -> str:
-    """Parquet files of the same camelCase rows; a column the files lack reads as NULL, times
-    may be timestamps or ISO strings."""
+def parquet_source(paths: list[str], present: dict[str, str], sig: Signature | None = None) -> str:
+    """Parquet files of the same camelCase rows (`present`: column -> its type); a column the
+    files lack reads as NULL; times stay timestamps when they are (no round trip via text)."""
     files = "[" + ", ".join(lit(p) for p in paths) + "]"
-    sel = [f'CAST("{k}" AS {v}) AS "{k}"' if k in present else f'CAST(NULL AS {v}) AS "{k}"'
-           for k, v in needed_columns(sig).items()]
+    sel = []
+    for k, v in needed_columns(sig).items():
+        if k not in present:
+            sel.append(f'CAST(NULL AS {v}) AS "{k}"')
+        elif k in ("startTime", "endTime") and present[k].upper().startswith("TIMESTAMP"):
+            sel.append(f'CAST("{k}" AS TIMESTAMPTZ) AS "{k}"')
+        else:
+            sel.append(f'CAST("{k}" AS {v}) AS "{k}"')
     return f"(SELECT {', '.join(sel)} FROM read_parquet({files}, union_by_name=true))"
 
 
