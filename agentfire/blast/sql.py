@@ -100,9 +100,11 @@ class ClickHouse(Dialect):
         return ", ".join(str(p + 1) if isinstance(p, int) else self.lit(p) for p in path_parts(path))
 
     def json_text(self, col: str, path: str) -> str:
-        # JSONExtractString is '' for non-strings: take the raw value and unquote strings
-        raw = f"JSONExtractRaw({col}, {self._keys(path)})"
-        return f"if(JSONType({col}, {self._keys(path)}) = 'String', JSONExtractString({col}, {self._keys(path)}), {raw})"
+        # as DuckDB's json_extract_string: NULL when missing or JSON null, strings unquoted,
+        # other values as their JSON text (ClickHouse's extractors answer '' instead of NULL)
+        k = self._keys(path)
+        return (f"multiIf(NOT JSONHas({col}, {k}), NULL, JSONType({col}, {k}) = 'Null', NULL, "
+                f"JSONType({col}, {k}) = 'String', JSONExtractString({col}, {k}), JSONExtractRaw({col}, {k}))")
 
     def json_exists(self, col: str, path: str) -> str:
         return f"JSONHas({col}, {self._keys(path)})"
