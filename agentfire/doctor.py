@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from agentfire.errors import ConfigError
+from agentfire.providers.traces import doctor_probe as traces_doctor_probe
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,9 @@ class Check:
 
 
 # family -> probe(runbook) -> (ok, detail); the budget and trace layers register theirs here.
-FAMILY_PROBES: dict[str, Callable[[Any], tuple[bool, str]]] = {}
+FAMILY_PROBES: dict[str, Callable[[Any], tuple[bool, str]]] = {
+    "traces": traces_doctor_probe,
+}
 
 
 def run_checks(config: str | None) -> list[Check]:

@@ -74,14 +74,20 @@ class LangfuseTraceStore:
         self.api_version: str | None = None  # "v4" or "v3" once known
         self._auth = (public_key, secret_key)
         self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
         self._pace_lock: asyncio.Lock | None = None
         self._next_slot = 0.0
 
     # --- HTTP -----------------------------------------------------------------------------------
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
+        # a client belongs to one event loop: a store reused across asyncio.run() calls gets a new one
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
             import httpx
+
+            self._client_loop = loop
+            self._pace_lock = None
 
             self._client = httpx.AsyncClient(
                 base_url=self.base, auth=httpx.BasicAuth(*self._auth),
@@ -342,9 +348,9 @@ class LangfuseTraceStore:
         return f"{self.target}: reachable, keys accepted (API {self.api_version or 'v4'})"
 
     async def aclose(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._client_loop is asyncio.get_running_loop():
             await self._client.aclose()
-            self._client = None
+        self._client = None
 
 
 # --- row mapping --------------------------------------------------------------------------------
@@ -389,7 +395,9 @@ def _legacy_row(o: dict[str, Any], trace: dict[str, Any] | None = None) -> dict[
     row["input"], row["output"] = _encode_io(o.get("input")), _encode_io(o.get("output"))
     if not row.get("usageDetails") and isinstance(o.get("usage"), dict):
         u = o["usage"]
-        row["usageDetails"] = {k: u[k] for k in ("input", "output", "total") if isinstance(u.get(k), int)}
+        # legacy `usage` is all zeros on observations without usage: not a count of zero tokens
+        if any(isinstance(u.get(k), int) and u[k] > 0 for k in ("input", "output", "total")):
+            row["usageDetails"] = {k: u[k] for k in ("input", "output", "total") if isinstance(u.get(k), int)}
     if row.get("totalCost") is None:
         total = (o.get("costDetails") or {}).get("total") if isinstance(o.get("costDetails"), dict) else None
         row["totalCost"] = total if total is not None else o.get("calculatedTotalCost")
