@@ -14,6 +14,8 @@ Usage in a test module:
 
 `ingest(rows, project=None)` returns the project name (a fresh unique one by default) after every
 exported span can be read back over REST; rows without endTime are skipped (see agentfire._otlp).
+Phoenix keys traces by trace id across all projects: spans of a trace id already ingested land in
+the earlier project, so every test must ingest trace ids of its own (or reuse the project).
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ class PhoenixServer:
             if seen >= expected:
                 return
             time.sleep(0.3)
-        raise TimeoutError(f"phoenix: {seen} of {expected} spans queryable in {project!r} after {timeout_s:g} s")
+        raise TimeoutError(f"phoenix: {seen} of {expected} spans queryable in {project!r} after {timeout_s:g} s "
+                           "(trace ids already ingested into another project stay there)")
 
 
 def start_phoenix(work_dir: Path) -> PhoenixServer:
