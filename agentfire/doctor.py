@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from agentfire.errors import ConfigError
-from agentfire.providers.traces import doctor_probe as traces_doctor_probe
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class Check:
 # family -> probe(runbook) -> (ok, detail); the budget and trace layers register theirs here.
 FAMILY_PROBES: dict[str, Callable[[Any], tuple[bool, str]]] = {
     "budget": lambda rb: __import__("agentfire.budget", fromlist=["probe"]).probe(rb),
-    "traces": traces_doctor_probe,
+    "traces": lambda rb: __import__("agentfire.providers.traces", fromlist=["doctor_probe"]).doctor_probe(rb),
 }
 
 

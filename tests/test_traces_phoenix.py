@@ -227,3 +227,49 @@ def test_iter_observations_pushes_span_filters_down(phoenix_server) -> None:
     roots = asyncio.run(scan({"parent_id": "null"}))
     assert sorted(r["id"] for r in roots) == ["tr-a-root", "tr-b-root"]
     assert store.requests_made == 3
+
+
+@pytest.mark.parametrize("scenario", ["wrong_recipient", "destructive_sql", "runaway_loop", "papered_error"])
+def test_sandbox_scenarios_read_the_same_from_phoenix_and_the_files_store(phoenix_server, scenario: str) -> None:
+    from agentfire.config import TriageSection
+    from agentfire.triage import triage_trajectory
+
+    seeded = phoenix_server.seed_scenario(scenario, traces=40)
+    files = FilesTraceStore(seeded.path)
+    phoenix = PhoenixTraceStore(phoenix_server.url, seeded.project)
+    trace_ids = sorted({r["traceId"] for r in seeded.rows})
+    failing = {f["trace_id"]: f for f in seeded.truth["failing"]}
+
+    async def read_all():
+        try:
+            return [await phoenix.get_trajectory(t) for t in trace_ids]
+        finally:
+            await phoenix.aclose()
+
+    for remote in asyncio.run(read_all()):
+        local = files.get_trajectory_sync(remote.trace_id)
+        assert comparable(remote) == comparable(local), remote.trace_id
+        assert remote.status == local.status, remote.trace_id
+        if local.status != "running":  # a running root cannot be exported: headers differ only then
+            for attr in ("user_id", "session_id", "start", "end", "root_input", "model", "metadata"):
+                assert getattr(remote, attr) == getattr(local, attr), (remote.trace_id, attr)
+            assert round(remote.cost_usd, 6) == round(local.cost_usd, 6)
+        if remote.trace_id in failing:
+            a, b = triage_trajectory(remote, TriageSection()), triage_trajectory(local, TriageSection())
+            assert (a.verdict.step_index, a.verdict.tool, a.verdict.kind) == (
+                b.verdict.step_index, b.verdict.tool, b.verdict.kind), remote.trace_id
+            assert a.verdict.step_index == failing[remote.trace_id]["off_rails_step"]
+    window = seeded.truth["window"]
+    start, end = (datetime.fromisoformat(window[k].replace("Z", "+00:00")) for k in ("from", "to"))
+
+    async def listing():
+        try:
+            return await phoenix.list_trajectories(start, end)
+        finally:
+            await phoenix.aclose()
+
+    remote_list = {s.trace_id: s for s in asyncio.run(listing())}
+    local_list = {s.trace_id: s for s in files.list_trajectories_sync(start, end)}
+    assert remote_list.keys() == local_list.keys()
+    assert {t for t, s in remote_list.items() if s.status == "running"} == {
+        t for t, s in local_list.items() if s.status == "running"} >= set(seeded.truth["still_running"])
