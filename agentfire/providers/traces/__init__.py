@@ -64,9 +64,12 @@ def doctor_probe(runbook) -> tuple[bool, str]:
     async def run() -> str:
         section = runbook.traces
         if section.kind == "files":
-            from agentfire.providers.traces.files import FilesTraceStore
+            from agentfire.providers.traces.files import FilesTraceStore, _has_data
 
-            store = FilesTraceStore(runbook.resolve_path(section.path))
+            path = runbook.resolve_path(section.path)
+            if section.seed_scenario and not _has_data(path):
+                return f"{path}: empty; first use seeds the sandbox scenario {section.seed_scenario!r}"
+            store = FilesTraceStore(path)
         else:
             from agentfire import providers
 
