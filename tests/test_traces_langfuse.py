@@ -388,3 +388,23 @@ def test_doctor_probes_the_configured_langfuse_store(sandbox: Path, langfuse_fak
     traces = [c for c in checks if c["area"] == "traces"]
     assert traces and traces[0]["ok"] is True and "reachable, keys accepted (API v4)" in traces[0]["detail"]
     assert langfuse_fake.secret_key not in r.stdout + r.stderr
+
+
+def test_fake_validation_agrees_with_the_sdk_parser(langfuse_fake: FakeLangfuse) -> None:
+    import pydantic
+
+    from tests.fakes.langfuse import validate_body, validate_body_with_sdk_parser
+
+    langfuse_fake.add_rows(trajectory_rows("tr-1", tools=2))
+    good = langfuse_fake._v2_observations({"fields": ["core,basic,time,io,metadata,model,usage,metrics,trace_context"]})
+    row = good["data"][0]
+    bads = [dict(row, level="LOUD"), {k: v for k, v in row.items() if k != "startTime"},
+            dict(row, usageDetails={"input": "many"}), dict(row, startTime="yesterday")]
+    for model, body, ok in [("ObservationsV2Response", good, True)] + [
+            ("ObservationsV2Response", {"data": [b], "meta": {}}, False) for b in bads]:
+        for check in (validate_body, validate_body_with_sdk_parser):
+            if ok:
+                check(model, body)
+            else:
+                with pytest.raises(pydantic.ValidationError):
+                    check(model, body)
