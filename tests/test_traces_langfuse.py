@@ -408,3 +408,11 @@ def test_fake_validation_agrees_with_the_sdk_parser(langfuse_fake: FakeLangfuse)
             else:
                 with pytest.raises(pydantic.ValidationError):
                     check(model, body)
+
+
+def test_a_cut_connection_is_retried(langfuse_fake: FakeLangfuse) -> None:
+    langfuse_fake.add_rows(trajectory_rows("tr-1"))
+    langfuse_fake.inject(0, times=1, path=V2_PATH)
+    store = store_for(langfuse_fake)
+    assert len(run(_get(store, "tr-1")).steps) == 6
+    assert langfuse_fake.count(V2_PATH) == 2 and store.requests_made == 2

@@ -273,3 +273,17 @@ def test_sandbox_scenarios_read_the_same_from_phoenix_and_the_files_store(phoeni
     assert remote_list.keys() == local_list.keys()
     assert {t for t, s in remote_list.items() if s.status == "running"} == {
         t for t, s in local_list.items() if s.status == "running"} >= set(seeded.truth["still_running"])
+
+
+def test_doctor_probes_the_configured_phoenix_project(phoenix_server, sandbox: Path, cli) -> None:
+    seeded = phoenix_server.seed_scenario("wrong_recipient", traces=40)
+    text = (sandbox / "runbook.yaml").read_text()
+    start = text.index("traces:")
+    end = text.index("\n\n", start)
+    section = f"traces:\n  kind: phoenix\n  url: {phoenix_server.url}\n  project: {seeded.project}\n"
+    (sandbox / "runbook.yaml").write_text(text[:start] + section + text[end:])
+    check = [c for c in cli("doctor", "--json").json()["checks"] if c["area"] == "traces"][0]
+    assert check["ok"] is True and check["detail"] == f"{phoenix_server.url} project {seeded.project}: reachable"
+    (sandbox / "runbook.yaml").write_text(text[:start] + section.replace(seeded.project, "nope") + text[end:])
+    check = [c for c in cli("doctor", "--json").json()["checks"] if c["area"] == "traces"][0]
+    assert check["ok"] is False and "project 'nope' does not exist" in check["detail"]

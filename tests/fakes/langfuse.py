@@ -12,7 +12,8 @@ raw JSON strings). It follows /work/shared/specs/langfuse-openapi.yml and PROVID
 - mode="v3": /v2/observations answers 404 "... v4 write mode ...", as a v3 server does.
 - Datasets: POST /api/public/v2/datasets (upsert by name), GET /api/public/v2/datasets/{name},
   POST /api/public/dataset-items (upsert by id), GET /api/public/dataset-items.
-- Faults: `inject(status, times=, retry_after=, path=)`, `latency` seconds per request,
+- Faults: `inject(status, times=, retry_after=, path=)` (status 0: the connection is cut without
+  an answer), `latency` seconds per request,
   `rate_limit_per_minute`, `add_rows_after(n, rows)` (rows arriving while a scan runs);
   HTTP Basic auth (401 otherwise); every request is logged (`requests`, `count()`).
 
@@ -128,6 +129,10 @@ def _cost_details(row: dict[str, Any]) -> dict[str, float]:
     if "total" not in out and isinstance(row.get("totalCost"), (int, float)):
         out["total"] = float(row["totalCost"])
     return out
+
+
+class _CutConnection(Exception):
+    """inject(0): close the connection without answering."""
 
 
 class HttpAnswer(Exception):
@@ -457,7 +462,8 @@ class FakeLangfuse:
 
     def inject(self, status: int, *, times: int = 1, retry_after: float | None = None,
                path: str = "", body: Any = None) -> None:
-        """The next `times` requests whose path starts with `path` get `status`."""
+        """The next `times` requests whose path starts with `path` get `status` (429 with the
+        Cloud body and Retry-After; 0 cuts the connection without an answer)."""
         with self.lock:
             self.faults.append(Fault(status, times, retry_after, path, body))
 
@@ -493,6 +499,11 @@ class FakeLangfuse:
             status, body, headers = 200, self._route(method, path, query, body_in), {}
         except HttpAnswer as ans:
             status, body, headers = ans.status, ans.body, ans.headers
+        except _CutConnection:
+            with self.lock:
+                self.requests.append(logged)
+            h.close_connection = True
+            return
         except Exception as exc:  # a bug in the fake must be loud, not a hang
             status, body, headers = 500, {"message": f"fake crashed: {type(exc).__name__}: {exc}"}, {}
             with self.lock:
@@ -520,6 +531,8 @@ class FakeLangfuse:
             for f in self.faults:
                 if f.times > 0 and path.startswith(f.path):
                     f.times -= 1
+                    if f.status == 0:
+                        raise _CutConnection()
                     if f.status == 429:
                         raise self._rate_limited(f.retry_after if f.retry_after is not None else 1)
                     headers = {"Retry-After": _fmt(f.retry_after)} if f.retry_after is not None else {}
