@@ -64,7 +64,7 @@ class LangfuseTraceStore:
         if base.endswith("/api/public"):
             base = base[: -len("/api/public")]
         self.base = base
-        self.target = base
+        self.target = _without_userinfo(base)  # for messages: never a credential
         self.environment = environment
         self.timeout_s = timeout_s
         # a rate-limited scan waits for the server rather than failing fast
@@ -88,7 +88,6 @@ class LangfuseTraceStore:
 
             self._client_loop = loop
             self._pace_lock = None
-
             self._client = httpx.AsyncClient(
                 base_url=self.base, auth=httpx.BasicAuth(*self._auth),
                 timeout=httpx.Timeout(self.timeout_s), headers={"Accept": "application/json"},
@@ -354,6 +353,15 @@ class LangfuseTraceStore:
 
 
 # --- row mapping --------------------------------------------------------------------------------
+
+
+def _without_userinfo(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def _qv(value: Any) -> Any:
