@@ -172,12 +172,19 @@ def stop_phoenix(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
+_SHARED: PhoenixServer | None = None
+
+
 @pytest.fixture(scope="session")
-def phoenix_server(tmp_path_factory: pytest.TempPathFactory):
-    """One Phoenix for the test session (about 0.5 GB, 15-25 s to start)."""
+def phoenix_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """One Phoenix for the whole test session (about 0.5 GB, 15-25 s to start).
+
+    Shared through a module global: a session fixture imported into several test modules is a
+    separate fixture in each, and must not start a second server."""
+    global _SHARED
     require_server("phoenix", PHOENIX_BIN.exists())
-    server = start_phoenix(tmp_path_factory.mktemp("phoenix"))
-    try:
-        yield server
-    finally:
-        stop_phoenix(server.process)
+    if _SHARED is None or _SHARED.process.poll() is not None:
+        _SHARED = start_phoenix(tmp_path_factory.mktemp("phoenix"))
+        proc = _SHARED.process
+        request.config.add_cleanup(lambda: stop_phoenix(proc))
+    return _SHARED
