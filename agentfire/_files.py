@@ -32,7 +32,15 @@ def locked(path: Path, timeout: float = 10.0) -> Iterator[None]:
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
-    """Temp file in the same directory, fsync, os.replace, fsync the directory."""
+    """Temp file in the same directory, fsync, os.replace, fsync the directory.
+
+    Refuses to replace anything but a regular file: `--out /dev/null` run as root must not turn
+    the device into a file.
+    """
+    if path.exists() and not path.is_file():
+        raise StateFileError(f"{path}: not a regular file; refusing to replace it")
+    if path.is_symlink():
+        raise StateFileError(f"{path}: is a symbolic link; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -8,6 +8,7 @@ retried a bounded number of times; transport errors are retried only for idempot
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import random
 import time
@@ -17,6 +18,11 @@ from typing import Any
 import httpx
 
 RETRY_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
+
+# The caller's overall deadline (a time.monotonic() value) for requests that pass none: set by a
+# command's core (e.g. the kill switch) so that a provider's retries stop before it, reporting
+# "rate limited after N tries" instead of being cancelled as a bare timeout.
+DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("agentfire_http_deadline", default=None)
 
 
 
@@ -89,6 +95,8 @@ async def request(
     or httpx.TransportError when the server cannot be reached, and asyncio.TimeoutError when
     the deadline (a time.monotonic() value) has passed.
     """
+    if deadline is None:
+        deadline = DEADLINE.get()
     attempt = 0
     while True:
         if deadline is not None and time.monotonic() >= deadline:

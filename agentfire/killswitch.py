@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -174,6 +175,11 @@ async def _flip_all(
         n: RegionResult(region=n, provider=p.kind, outcome=Outcome.TIMEOUT) for n, p in provs.items()
     }
     started = time.monotonic()
+    # HTTP providers' retries stop before the deadline (each task copies this context); _http is
+    # loaded only if an HTTP provider was built, so a flagd-only kill never imports httpx
+    http = sys.modules.get("agentfire._http")
+    if http is not None:
+        http.DEADLINE.set(started + deadline_s)
     tasks = {
         asyncio.create_task(
             _flip_region(n, p, flag, want_on=want_on[n], comment=comment, dry_run=dry_run,

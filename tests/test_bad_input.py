@@ -305,16 +305,26 @@ def test_version_and_python_dash_m(sandbox: Path) -> None:
 
 
 def command_names() -> list[str]:
+    """Every command path, sub-commands of groups included ("golden save")."""
+    import click
     from typer.main import get_command
 
     from agentfire.cli import app
 
-    return sorted(get_command(app).commands)  # type: ignore[attr-defined]
+    def walk(group: click.Group, prefix: tuple[str, ...]) -> list[str]:
+        out = []
+        for name, cmd in group.commands.items():
+            out.append(" ".join(prefix + (name,)))
+            if isinstance(cmd, click.Group):
+                out.extend(walk(cmd, prefix + (name,)))
+        return out
+
+    return sorted(walk(get_command(app), ()))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("command", command_names())
 def test_every_command_help_has_an_example(cli, command: str) -> None:
-    r = cli(command, "--help")
+    r = cli(*command.split(), "--help")
     assert r.exit_code == 0, r
     assert "Example:" in r.stdout and "agentfire " in r.stdout.split("Example:")[1]
 
