@@ -416,3 +416,12 @@ def test_a_cut_connection_is_retried(langfuse_fake: FakeLangfuse) -> None:
     store = store_for(langfuse_fake)
     assert len(run(_get(store, "tr-1")).steps) == 6
     assert langfuse_fake.count(V2_PATH) == 2 and store.requests_made == 2
+
+
+def test_fake_latency_applies_to_every_request() -> None:
+    with FakeLangfuse(trajectory_rows("tr-1"), latency=0.05) as fake:
+        store = store_for(fake)
+        t = time.monotonic()
+        run(_get(store, "tr-1"))
+        run(_get(store, "tr-1"))
+        assert time.monotonic() - t >= 0.1 and store.requests_made == 2

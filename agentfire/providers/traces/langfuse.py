@@ -40,7 +40,7 @@ SUMMARY_FIELDS = "core,basic,usage"
 PAGE_LIMIT = 1000  # the API's maximum
 LEGACY_TRACE_PAGE = 100  # /api/public/traces maximum
 LEGACY_OBS_PAGE = 1000
-ID_CHUNK = 50  # trace ids per "any of" filter
+OPEN_TRACE_CONCURRENCY = 8
 
 # query-parameter filters of /v2/observations and the JSON filter condition each becomes
 # (a JSON `filter` takes precedence over the query filters, so when one is present they all move
@@ -291,9 +291,9 @@ class LangfuseTraceStore:
     async def list_trajectories(self, start: datetime, end: datetime) -> list[TrajectorySummary]:
         """Trajectories that started in [start, end): user, start, status, summed totalCost.
 
-        One scan of the window (fields core,basic,usage), then, for trajectories still open at
-        `end` (no root seen, or a root without endTime or ending after `end`), their roots and
-        their observations after `end`, so costs and statuses are whole.
+        One scan of the window (fields core,basic,usage), then every observation of each
+        trajectory still open at `end` (no root seen, or a root without endTime or ending after
+        `end`), so costs and statuses are whole.
         """
         by_trace: dict[str, dict[str, dict[str, Any]]] = {}
 
@@ -308,14 +308,15 @@ class LangfuseTraceStore:
         if self.api_version == "v3":
             users = await self._legacy_users(start, end)
         open_ids = [tid for tid, rows in by_trace.items() if _open_at(rows.values(), end)]
-        for i in range(0, len(open_ids), ID_CHUNK):
-            ids = open_ids[i: i + ID_CHUNK]
-            any_of = {"type": "stringOptions", "column": "traceId", "operator": "any of", "value": ids}
-            async for page in self.iter_observations(
-                    filters={"filter": [any_of], "isRootObservation": True}, fields=SUMMARY_FIELDS):
-                add(page)
-            async for page in self.iter_observations(filters={"filter": [any_of]}, fields=SUMMARY_FIELDS, start=end):
-                add(page)
+        # one plain traceId query per open trajectory (documented on v4 and v3 alike), a few at once
+        gate = asyncio.Semaphore(OPEN_TRACE_CONCURRENCY)
+
+        async def whole(tid: str) -> None:
+            async with gate:
+                async for page in self.iter_observations(filters={"traceId": tid}, fields=SUMMARY_FIELDS):
+                    add(page)
+
+        await asyncio.gather(*(whole(tid) for tid in open_ids))
         as_of = datetime.now(timezone.utc)
         out = []
         for tid, rows in by_trace.items():
