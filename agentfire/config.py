@@ -94,6 +94,9 @@ class LangfuseTraces(Strict):
     secret_key_env: str = "LANGFUSE_SECRET_KEY"
     environment: str | None = None
     timeout_seconds: float = 10.0
+    requests_per_minute: int | None = Field(
+        default=None, gt=0, description="client-side pacing (Langfuse Cloud: 1000/min for v2 observations)"
+    )
 
 
 class PhoenixTraces(Strict):
