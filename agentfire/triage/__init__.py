@@ -20,7 +20,7 @@ from typing import Any
 
 from agentfire.config import TriageSection
 from agentfire.textsafe import cut, neutralise
-from agentfire.trajectory import Step, Trajectory
+from agentfire.trajectory import Step, Trajectory, iso
 from agentfire.triage._text import model_text, tool_args
 from agentfire.triage.detectors import (
     DETECTORS, KIND_PRIORITY, SEVERITIES, Finding, run_detectors,
@@ -78,7 +78,7 @@ class TriageReport:
         origin = self.trajectory.start
         return {
             "index": s.index, "kind": s.kind, "name": s.name, "offset_ms": s.offset_ms(origin),
-            "start": s.to_json()["start"], "end": s.to_json()["end"],
+            "start": iso(s.start), "end": iso(s.end),
             "duration_ms": int((s.end - s.start).total_seconds() * 1000) if s.start and s.end else None,
             "args": tool_args(s) if s.is_tool else None,
             "text": model_text(s) if s.is_model else None,
