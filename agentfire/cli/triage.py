@@ -138,7 +138,7 @@ def render(report: Any, *, last: int, full: bool) -> None:
         out.print(Text(f"{len(steps) - len(shown)} earlier step(s) not shown (--last 0 shows all)", style="dim"))
 
     if report.problems:
-        out.print(Text("could not read:", style="bold yellow"))
+        out.print(Text("missing or could not read:", style="bold yellow"))
         for p in report.problems[:50]:
             out.print(Text("  ").append_text(safe_text(p, 300)))
         if len(report.problems) > 50:
