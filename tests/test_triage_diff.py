@@ -63,6 +63,7 @@ def test_unordered() -> None:
     extra = traj(("get_invoice", {}), ("run_sql", {}), ("lookup_contact", {}), ("send_email", {}))
     d = diff(extra, GOLD, mode="unordered")
     assert d.divergence.reason == "unexpected call" and d.divergence.step_index == 4
+    assert d.divergence.expected.tool == "lookup_contact"  # the golden call still owed at that point
     missing = traj(("get_invoice", {}), ("send_email", {}))
     d = diff(missing, GOLD, mode="unordered")
     assert d.divergence.reason == "missing call" and d.divergence.expected.tool == "lookup_contact"
