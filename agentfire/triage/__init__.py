@@ -120,11 +120,14 @@ def _tool_calls(output: Any) -> list[dict[str, Any]] | None:
 def inert(value: Any, limit: int | None, depth: int = 0) -> Any:
     """A JSON-able copy with every string neutralised and cut (keys neutralised too)."""
     if isinstance(value, str):
+        if value.isprintable() and (limit is None or len(value) <= limit):
+            return value  # the common case, checked in C: nothing to neutralise or cut
         return cut(neutralise(value), limit)
     if depth > 40:
         return cut(neutralise(repr(value)), limit)
     if isinstance(value, dict):
-        return {neutralise(str(k)): inert(v, limit, depth + 1) for k, v in value.items()}
+        return {(k if isinstance(k, str) and k.isprintable() else neutralise(str(k))): inert(v, limit, depth + 1)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [inert(v, limit, depth + 1) for v in value]
     if value is None or isinstance(value, (bool, int, float)):
