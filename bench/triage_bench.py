@@ -124,10 +124,23 @@ def main() -> None:
             lf_time, out = timed(["triage", BIG, "--json"], lf, lenv, a.runs)
             per_run = fake.count(V2_PATH) / a.runs
             assert len(json.loads(out)["steps"]) == a.steps
+            # the fake's own service time (it validates every page with the SDK's models): replay
+            # one triage's requests directly, so the client's share can be told apart
+            import httpx
+
+            one_run = [r for r in fake.requests if r.path == V2_PATH][: round(per_run)]
+            t0 = time.perf_counter()
+            with httpx.Client(auth=(fake.public_key, fake.secret_key), timeout=120) as client:
+                for r in one_run:
+                    client.get(fake.base_url + r.path, params={k: v[0] for k, v in r.query.items()})
+            served = time.perf_counter() - t0
         print(f"  Langfuse fake ({a.latency * 1000:.0f} ms/request), --json  {lf_time:6.3f} s   "
               f"({lf_time / as_json:4.1f}x the files store)")
+        print(f"    of which the fake answering (replayed) {served:6.3f} s; agentfire's share "
+              f"{lf_time - served:6.3f} s ({(lf_time - served) / as_json:4.1f}x the files store)")
         print(f"  Langfuse requests per triage         {per_run:6.1f}     "
-              f"(target: one per 1,000 steps = {a.steps / 1000:.0f})")
+              f"(target: one per 1,000 observations: {a.steps:,} steps + the root = "
+              f"{-(-(a.steps + 1) // 1000)})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
