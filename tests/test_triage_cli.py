@@ -158,7 +158,15 @@ def test_golden_save_and_diff(sandbox: Path, cli) -> None:
     assert div["expected"]["tool"] == "lookup_contact" or div["reason"] == "missing call"
     human = cli("triage", bad, "--golden", "send_to_contact")
     assert "golden diff (strict, args ignore)" in human.stdout and "expected there" in human.stdout
+    by_id = cli("--json", "triage", bad, "--golden", good).json()["diff"]
+    assert by_id["golden"] == f"trace {good}" and by_id["expected_tools"] == ["lookup_contact", "send_email"]
+    rows_file = sandbox / "golden-rows.jsonl"
+    rows_file.write_text("".join(json.dumps(r) + "\n" for r in rows if r["traceId"] == good))
+    by_file = cli("triage", bad, "--golden", str(rows_file), "--mode", "subset", "--json").json()["diff"]
+    assert by_file["expected_tools"] == ["lookup_contact", "send_email"] and not by_file["matched"]
+    assert by_file["divergence"]["actual"]["tool"] == "read_inbox"
     assert cli("triage", bad, "--golden", "no-such-class").exit_code == 2
+    assert cli("triage", bad, "--golden", good, "--mode", "fuzzy").exit_code == 2
     assert cli("golden", "save", "nope", "--class", "x").exit_code == 1
 
 
