@@ -151,7 +151,8 @@ def test_golden_save_and_diff(sandbox: Path, cli) -> None:
     assert cli("golden", "save", good, "--class", "send_to_contact", "--json").json()["outcome"] == "unchanged"
     assert (sandbox / "golden/send_to_contact.json").is_file()
     assert cli("golden", "list", "--json").json()["classes"][0]["class"] == "send_to_contact"
-    bad = truth["examples"][0]
+    # a failing run that never looked the contact up (the golden run did)
+    bad = next(f["trace_id"] for f in truth["failing"] if "lookup_contact" not in by_trace[f["trace_id"]])
     doc = cli("triage", bad, "--golden", "send_to_contact", "--mode", "superset", "--json").json()
     div = doc["diff"]["divergence"]
     assert doc["diff"]["mode"] == "superset" and not doc["diff"]["matched"]
