@@ -199,7 +199,14 @@ def run(runbook: Any, trace_id: str, golden: str | Trajectory | None = None, *,
     import asyncio
 
     from agentfire import golden as golden_mod
+    from agentfire.errors import UsageError
     from agentfire.providers import build
+    from agentfire.triage.diff import MODES, parse_args_mode
+
+    if golden is not None:  # bad diff options fail before anything is read
+        if mode not in MODES:
+            raise UsageError(f"invalid diff mode {mode!r}; valid: {', '.join(MODES)}")
+        parse_args_mode(args)
 
     async def go() -> tuple[Trajectory, Trajectory | None, str]:
         store = build("traces", runbook.traces, runbook)
