@@ -206,6 +206,15 @@ async def _flip_all(
     return [progress[n] for n in provs]
 
 
+def flip_regions(runbook: Runbook, names: list[str], *, on: bool, comment: str) -> list[RegionResult]:
+    """Set the flag in `names` with read-back, unjournaled: for callers that journal it their
+    own way (a gameday arming the kill switch)."""
+    provs = build_providers(runbook, names)
+    return asyncio.run(_flip_all(provs, runbook.agent.flag, want_on={n: on for n in names},
+                                 comment=comment, dry_run=False,
+                                 deadline_s=runbook.model.kill.deadline_seconds, hook=None))
+
+
 def _fallback_info(runbook: Runbook) -> tuple[dict[str, Any] | None, list[str]]:
     from agentfire.fallbacks import load_fallback
 

@@ -78,6 +78,8 @@ class StepRecord:
     actor: str | None = None
     carried: dict[str, Any] = field(default_factory=dict)
     runs: int = 0
+    edited: bool = False  # run with a command other than the runbook's proposal
+    reason: str | None = None  # why it was skipped
 
     @property
     def done(self) -> bool:
@@ -106,6 +108,8 @@ def records(journal: Journal, steps: list[RunbookStep]) -> dict[str, StepRecord]
             rec.status, rec.started, rec.actor = "running", e["ts"], e.get("actor")
             rec.command = e.get("command")
             rec.runs += 1
+            if e.get("command") != e.get("proposed"):
+                rec.edited = True
         elif e.get("phase") == "end":
             rec.status = e.get("outcome", "failed")
             rec.ended = e["ts"]
@@ -113,6 +117,7 @@ def records(journal: Journal, steps: list[RunbookStep]) -> dict[str, StepRecord]
             rec.duration_ms = e.get("duration_ms")
             rec.carried = e.get("carried") or {}
             rec.command = e.get("command", rec.command)
+            rec.reason = e.get("reason")
         elif e.get("phase") == "reopen":
             # blast found trajectories still open: minute one again
             rec.status = "pending"
@@ -237,9 +242,14 @@ class Walk:
         return render_command(step.command, self.values())
 
     def start(self, step: RunbookStep, command: str) -> None:
+        try:
+            proposed: str | None = self.propose(step)
+        except UsageError:
+            proposed = None
+        # `proposed` beside `command` shows where a responder had to edit the runbook's line
         self.journal.append("runbook.step", actor=self.actor, step=step.id, phase="start",
-                            command=command, title=step.title, target_seconds=step.target_seconds,
-                            elapsed_s=round(self.elapsed_s(), 3))
+                            command=command, proposed=proposed, title=step.title,
+                            target_seconds=step.target_seconds, elapsed_s=round(self.elapsed_s(), 3))
 
     def finish(self, step: RunbookStep, command: str, result: CommandResult, name: str) -> StepRecord:
         carried = extract(name, result.document)
