@@ -245,3 +245,28 @@ def test_cli_on_langfuse_store_with_json_out(seeded, sandbox, cli, monkeypatch, 
     saved = json.loads(out.read_text())
     assert {h["trace_id"] for h in saved["hits"]} == {f["trace_id"] for f in truth["failing"]}
     assert secret not in r.stdout + r.stderr + out.read_text()
+
+
+@pytest.mark.parametrize("refusal", ["400", "ignored"])
+def test_langfuse_batch_fetch_falls_back_to_one_trace_a_request(seeded, monkeypatch, refusal):
+    """A server that refuses (400) or ignores the `traceId any of` filter: the candidates are
+    fetched one trajectory a request, with the same answer."""
+    from tests.fakes import langfuse as fake_mod
+    from tests.fakes.langfuse import FakeLangfuse
+
+    real = fake_mod._condition
+
+    def condition(c):
+        if c.get("column") == "traceId" and c.get("type") == "stringOptions":
+            if refusal == "400":
+                raise fake_mod.HttpAnswer(400, {"message": "Invalid filter: traceId is a string column"})
+            return lambda r: True
+        return real(c)
+
+    monkeypatch.setattr(fake_mod, "_condition", condition)
+    path, truth = seeded["wrong_recipient"]
+    with FakeLangfuse(rows=_rows(path, "wrong_recipient")) as fake:
+        result = asyncio.run(langfuse_scan(fake).run(truth_signature(truth["signature"]), window_of(truth)))
+        per_trace = [r for r in fake.requests if r.query.get("traceId")]
+    check_against_truth(result, truth)
+    assert len(per_trace) >= len(truth["failing"])
