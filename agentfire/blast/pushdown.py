@@ -83,8 +83,13 @@ class LangfusePushdown:
 
 
 class PhoenixPushdown:
-    """Phoenix spans: span_kind TOOL, name, status_code ERROR for --level ERROR; the candidate
-    trajectories by repeated trace_id."""
+    """Phoenix spans: span_kind TOOL, name, status_code ERROR for --level ERROR; then each
+    candidate trajectory by trace id.
+
+    Argument conditions are not sent as `attribute=tool.parameters.KEY:VALUE`, on purpose: Phoenix
+    splits `tool.parameters` into such keys only for spans that arrived over OTLP; spans posted
+    over REST (and instrumentations that keep a JSON string) would be silently missed, and blast
+    never trades recall for speed. The rows that come back are matched exactly in Python."""
 
     batch = 1  # get_trajectory maps ids and links parents; Phoenix has no rate limit to save
 
