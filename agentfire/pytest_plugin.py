@@ -94,12 +94,15 @@ def _load(config: pytest.Config) -> tuple[Path, list[EvalCase]]:
     from agentfire.errors import AgentfireError
     from agentfire.evalset import EvalSet
 
+    problem = None
     try:
         path = _evals_path(config)
         cases = [EvalCase.from_json(doc) for doc in EvalSet(path).cases()]
     except AgentfireError as exc:
+        problem = str(exc)
+    if problem is not None:
         # one clear line, not a traceback: the eval set or runbook.yaml is broken
-        raise pytest.UsageError(f"agentfire: {exc}") from None
+        pytest.fail(f"agentfire: {problem}", pytrace=False)
     tags = set(config.getoption("--agentfire-tag") or [])
     if tags:
         cases = [c for c in cases if tags & set(c.tags)]
