@@ -94,6 +94,9 @@ class LangfuseTraces(Strict):
     secret_key_env: str = "LANGFUSE_SECRET_KEY"
     environment: str | None = None
     timeout_seconds: float = 10.0
+    requests_per_minute: int | None = Field(
+        default=None, gt=0, description="client-side pacing (Langfuse Cloud: 1000/min for v2 observations)"
+    )
 
 
 class PhoenixTraces(Strict):
@@ -140,10 +143,13 @@ class JournalSection(Strict):
 
 
 class TriageSection(Strict):
+    """What the triage detectors treat as destructive, read-only, untrusted (names are globs)."""
+
     # tool-name globs and argument regexes that make a call destructive or irreversible
     destructive_tools: list[str] = Field(
         default_factory=lambda: [
-            "send_*", "*email*", "delete_*", "drop_*", "refund*", "pay*", "transfer*", "wire*",
+            "send_*", "email_*", "forward_*", "delete_*", "drop_*", "refund*", "pay*",
+            "transfer*", "wire*",
         ]
     )
     destructive_sql: str = r"\b(DELETE|DROP|TRUNCATE|ALTER)\b|\bUPDATE\b(?![\s\S]*\bWHERE\b)"
@@ -151,6 +157,32 @@ class TriageSection(Strict):
     read_tools: list[str] = Field(
         default_factory=lambda: ["search*", "read_*", "get_*", "lookup*", "list_*", "select*"]
     )
+    # other state-changing tools (a "mutation" breaks a promise to verify first)
+    mutation_tools: list[str] = Field(
+        default_factory=lambda: [
+            "update_*", "create_*", "insert_*", "set_*", "write_*", "cancel_*", "close_*",
+        ]
+    )
+    # tools whose output is written by outsiders (emails, web pages, uploaded documents)
+    untrusted_tools: list[str] = Field(
+        default_factory=lambda: [
+            "read_inbox", "read_email*", "read_document*", "read_attachment*", "fetch_*",
+            "browse*", "search_web*", "web_*", "get_webpage*",
+        ]
+    )
+    loop_min_repeats: int = Field(default=3, ge=2, description="identical calls that make a loop")
+    max_input_output_ratio: float = Field(default=70.0, gt=1, description="context blow-up threshold")
+
+    @field_validator("destructive_sql")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        import re
+
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
 
 
 class RunbookStep(Strict):

@@ -16,6 +16,7 @@ from agentfire.cli._app import AppState, app
 # Each import registers commands on `app`. A command exists only when it works.
 from agentfire.cli import kill as _kill  # noqa: E402,F401
 from agentfire.cli import doctor as _doctor  # noqa: E402,F401
+from agentfire.cli import golden as _golden, sandbox as _sandbox, triage as _triage  # noqa: E402,F401
 from agentfire.cli import capture as _capture, incident as _incident  # noqa: E402,F401
 
 
