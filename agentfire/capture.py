@@ -52,7 +52,7 @@ class OffRails:
     why: str | None = None  # triage's sentence, when triage chose the step
     finding: str | None = None  # triage's finding kind (destructive, steering, loop...)
     source: str = "--step"  # "--step" or "triage"
-    golden_tools: list[str] | None = None  # the known-good tool sequence, when triage had one
+    golden_tools: list[str] | None = None  # the known-good tool sequence, when one is known
 
 
 def build_case(
@@ -104,33 +104,26 @@ def build_case(
     }
 
 
-def off_rails_from_triage(traj: Trajectory, runbook: Any) -> OffRails:
+def off_rails_from_triage(traj: Trajectory, runbook: Any, golden: Trajectory | None = None,
+                         golden_label: str = "") -> OffRails:
     """Ask triage which step went off the rails (when the responder gave no --step)."""
-    try:
-        from agentfire.triage import triage_trajectory
-    except ImportError:
+    from agentfire.triage import triage_trajectory
+
+    report = triage_trajectory(traj, runbook.model.triage, golden, golden_label=golden_label)
+    verdict = report.verdict
+    if verdict.step_index is None:
         raise UsageError(
-            "triage is not available in this build to choose the off-rails step; pass --step N"
-        ) from None
-    report = triage_trajectory(traj, runbook)
-    verdict = getattr(report, "verdict", None)
-    step = getattr(verdict, "step_index", None)
-    if not isinstance(step, int):
-        raise UsageError(
-            f"triage found no off-rails step in trace {traj.trace_id!r}; pass --step N"
+            f"triage names no off-rails step in trace {traj.trace_id!r} ({verdict.sentence}); "
+            "pass --step N"
         )
-    return OffRails(step=step, why=getattr(verdict, "sentence", None),
-                    finding=getattr(verdict, "kind", None), source="triage",
-                    golden_tools=_golden_tools(report))
+    tools = list(report.diff.expected_tools) if report.diff is not None else None
+    return OffRails(step=verdict.step_index, why=verdict.sentence, finding=verdict.kind,
+                    source="triage", golden_tools=tools or golden_tool_names(golden))
 
 
-def _golden_tools(report: Any) -> list[str] | None:
-    """The known-good tool sequence from triage's golden diff, when it had a golden run."""
-    diff = getattr(report, "diff", None)
-    tools = getattr(diff, "golden_tools", None) if diff is not None else None
-    if isinstance(tools, (list, tuple)) and all(isinstance(t, str) for t in tools):
-        return list(tools)
-    return None
+def golden_tool_names(golden: Trajectory | None) -> list[str] | None:
+    """The known-good tool sequence (tool names in order), when there is a golden run."""
+    return [s.name for s in golden.tool_steps] if golden is not None else None
 
 
 @dataclass
@@ -160,18 +153,22 @@ class CaptureResult:
         }
 
 
-async def _read_trajectory(runbook: Any, trace_id: str) -> Trajectory:
+async def _read(runbook: Any, trace_id: str, golden: str | None
+                ) -> tuple[Trajectory, Trajectory | None, str]:
+    """The trajectory and, with --golden CLASS|TRACE_ID|FILE, the golden run, from one store."""
     from agentfire import providers
 
     store = providers.build("traces", runbook.traces, runbook)
     try:
-        return await store.get_trajectory(trace_id)
+        traj = await store.get_trajectory(trace_id)
+        if golden is None:
+            return traj, None, ""
+        from agentfire.golden import resolve
+
+        g, label = await resolve(golden, runbook, store)
+        return traj, g, label
     finally:
         await store.aclose()
-
-
-def read_trajectory(runbook: Any, trace_id: str) -> Trajectory:
-    return asyncio.run(_read_trajectory(runbook, trace_id))
 
 
 def capture(
@@ -184,12 +181,17 @@ def capture(
     step: int | None = None,
     tags: Sequence[str] = (),
     push: bool = False,
-    trajectory: Trajectory | None = None,
+    golden: str | None = None,
 ) -> CaptureResult:
-    """Read the trace, build the case, add it to the eval set, optionally push it; journaled."""
+    """Read the trace, build the case, add it to the eval set, optionally push it; journaled.
+
+    The off-rails step is `step`, else the one triage names (with the golden run, if given)."""
     started = time.monotonic()
-    traj = trajectory if trajectory is not None else read_trajectory(runbook, trace_id)
-    off = OffRails(step=step) if step is not None else off_rails_from_triage(traj, runbook)
+    traj, gold, label = asyncio.run(_read(runbook, trace_id, golden))
+    if step is not None:
+        off = OffRails(step=step, golden_tools=golden_tool_names(gold))
+    else:
+        off = off_rails_from_triage(traj, runbook, gold, label)
     case = build_case(traj, off, expected=expected, incident=journal.incident, actor=actor,
                       tags=tags)
     evalset = evalset_for(runbook)

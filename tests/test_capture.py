@@ -222,3 +222,48 @@ def test_capture_hostile_trace_content_renders_inertly(sandbox, cli):
     r = _capture(cli, "t-h", "--step", "2", "--expected", hostile)
     assert r.exit_code == 0, r
     assert "\x1b" not in r.stdout and "[bold red]PWNED[/]" in r.stdout
+
+
+# --- the off-rails step from triage ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", ["wrong_recipient", "destructive_sql", "runaway_loop",
+                                      "papered_error"])
+def test_without_step_triage_names_the_off_rails_step(sandbox, cli, scenario):
+    from agentfire.sandbox import seed_store
+
+    seeded = seed_store(sandbox / ".agentfire" / "traces", scenario=scenario, traces=40, seed=3)
+    failing = [f for f in seeded.truth["failing"] if not f["still_running"]][:2]
+    for f in failing:
+        r = _capture(cli, f["trace_id"], "--expected", "do not", "--json")
+        assert r.exit_code == 0, r
+        doc = r.json()
+        off = doc["case"]["off_rails"]
+        assert (off["step"], off["name"]) == (f["off_rails_step"], f["off_rails_tool"])
+        assert off["chosen_by"] == "triage" and off["why"].startswith("Off the rails at step")
+        assert doc["case_id"] == case_id(f["trace_id"], f["off_rails_step"])
+
+
+def test_golden_run_gives_the_golden_tool_sequence(sandbox, cli):
+    from agentfire.sandbox import seed_store
+
+    seeded = seed_store(sandbox / ".agentfire" / "traces", scenario="wrong_recipient", traces=40)
+    bad = next(f for f in seeded.truth["failing"] if not f["still_running"])
+    good = ("t-golden", trace_rows("t-golden", [
+        ("TOOL", "read_inbox", {}, {}), ("TOOL", "lookup_contact", {"name": "lawyer"}, {}),
+        ("TOOL", "send_email", {"to": "lawyer@example.com"}, {"ok": True})]))
+    write_store(sandbox, good)
+    r = _capture(cli, bad["trace_id"], "--expected", "x", "--golden", "t-golden", "--json")
+    assert r.exit_code == 0, r
+    case = r.json()["case"]
+    assert case["golden_tools"] == ["read_inbox", "lookup_contact", "send_email"]
+    assert case["off_rails"]["step"] == bad["off_rails_step"]  # a high finding still wins
+
+
+def test_a_trace_triage_finds_nothing_in_needs_step(sandbox, cli):
+    steps = [("TOOL", "search_kb", {"q": "hours"}, {"hits": 1}),
+             ("GENERATION", "answer", [], "We open at nine.")]
+    write_store(sandbox, ("t-ok", trace_rows("t-ok", steps)))
+    r = _capture(cli, "t-ok", "--expected", "x")
+    assert r.exit_code == 2 and "--step" in r.stderr
+    assert not (sandbox / "evals" / "regressions.jsonl").exists()

@@ -82,6 +82,9 @@ def capture(
     step: Optional[int] = typer.Option(
         None, "--step", min=1, metavar="N",
         help="The off-rails step (default: the one triage names)."),
+    golden: Optional[str] = typer.Option(
+        None, "--golden", metavar="CLASS|TRACE_ID|FILE",
+        help="A known-good run: its tool sequence goes into the case (and triage diffs against it)."),
     tag: Optional[List[str]] = typer.Option(None, "--tag", metavar="T", help="Tag the case (repeatable)."),
     push: bool = typer.Option(
         False, "--push",
@@ -103,10 +106,10 @@ def capture(
     if console.is_terminal and not as_json:
         with console.status(f"reading {trace_id} and capturing..."):
             result = core.capture(rb, journal, trace_id, expected=text, actor=st.actor,
-                                  step=step, tags=tag or [], push=push)
+                                  step=step, tags=tag or [], push=push, golden=golden)
     else:
         result = core.capture(rb, journal, trace_id, expected=text, actor=st.actor,
-                              step=step, tags=tag or [], push=push)
+                              step=step, tags=tag or [], push=push, golden=golden)
     if as_json:
         emit_json(result.to_json())
     else:
