@@ -187,6 +187,11 @@ def capture(
 
     The off-rails step is `step`, else the one triage names (with the golden run, if given)."""
     started = time.monotonic()
+    targets = None
+    if push:  # a missing URL or key is a usage error before anything is read or written
+        from agentfire.datasets import push_targets
+
+        targets = push_targets(runbook)
     traj, gold, label = asyncio.run(_read(runbook, trace_id, golden))
     if step is not None:
         off = OffRails(step=step, golden_tools=golden_tool_names(gold))
@@ -204,10 +209,10 @@ def capture(
         before={"in_eval_set": not stored.added}, after={"in_eval_set": True},
         duration_ms=int((time.monotonic() - started) * 1000),
     )
-    if push:
+    if targets is not None:
         from agentfire.datasets import push_case
 
-        result.push = push_case(runbook, case)
+        result.push = push_case(targets, case)
         journal.append(
             "capture.push", actor=actor, case_id=case["id"],
             outcome="CONFIRMED" if result.ok else "NOT_CONFIRMED",

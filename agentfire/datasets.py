@@ -146,8 +146,16 @@ def phoenix_target(runbook: Any) -> PhoenixTarget | None:
     return PhoenixTarget(section.url.rstrip("/"), key, section.timeout_seconds)
 
 
-def push_case(runbook: Any, case: dict[str, Any], *, deadline_s: float = DEADLINE_S) -> list[PushOutcome]:
-    """Upsert the case everywhere it belongs; one outcome per target."""
+@dataclass(frozen=True)
+class PushTargets:
+    langfuse: LangfuseTarget | None
+    phoenix: PhoenixTarget | None
+    dataset: str
+    phoenix_dataset: str
+
+
+def push_targets(runbook: Any) -> PushTargets:
+    """Where --push goes; a ConfigError (before anything is written) when nowhere or no keys."""
     lf, px = langfuse_target(runbook), phoenix_target(runbook)
     if lf is None and px is None:
         raise ConfigError(
@@ -155,15 +163,21 @@ def push_case(runbook: Any, case: dict[str, Any], *, deadline_s: float = DEADLIN
             "LANGFUSE_SECRET_KEY), or use a langfuse or phoenix trace store in runbook.yaml"
         )
     name = dataset_name(runbook)
-    phoenix_name = runbook.model.evals.phoenix_dataset or name
+    return PushTargets(lf, px, name, runbook.model.evals.phoenix_dataset or name)
+
+
+def push_case(targets: PushTargets, case: dict[str, Any], *,
+              deadline_s: float = DEADLINE_S) -> list[PushOutcome]:
+    """Upsert the case everywhere it belongs, concurrently; one outcome per target."""
     deadline = time.monotonic() + deadline_s
 
     async def run() -> list[PushOutcome]:
         jobs = []
-        if lf is not None:
-            jobs.append(push_langfuse(case, lf, name, deadline=deadline))
-        if px is not None:
-            jobs.append(push_phoenix(case, px, phoenix_name, deadline=deadline))
+        if targets.langfuse is not None:
+            jobs.append(push_langfuse(case, targets.langfuse, targets.dataset, deadline=deadline))
+        if targets.phoenix is not None:
+            jobs.append(push_phoenix(case, targets.phoenix, targets.phoenix_dataset,
+                                     deadline=deadline))
         return list(await asyncio.gather(*jobs))
 
     return asyncio.run(run())
