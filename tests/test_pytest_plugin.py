@@ -140,3 +140,33 @@ def test_plugin_also_loads_from_conftest_pytest_plugins(pytester, argv):
     pytester.makepyfile(test_regressions=USER_TEST)
     result = pytester.runpytest(*argv)
     result.assert_outcomes(passed=1)
+
+
+def test_installed_entry_point_and_p_flag_together_register_once(tmp_path):
+    """As after `pip install agentfire`: the pytest11 entry point autoloads the plugin, and a user
+    who also passes -p agentfire.pytest_plugin (or lists it in conftest) gets it once, not an error."""
+    site = tmp_path / "site"
+    dist = site / "agentfire_probe-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: agentfire-probe\nVersion: 0.1\n")
+    eps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["pytest11"]
+    (dist / "entry_points.txt").write_text(
+        "[pytest11]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
+    project = tmp_path / "proj"
+    project.mkdir()
+    _fill(project / "evals" / "regressions.jsonl", "t-1", "t-2")
+    (project / "test_regressions.py").write_text(USER_TEST)
+    env = {**__import__("os").environ, "PYTHONPATH": f"{site}:{REPO}"}
+    env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+
+    def run(*extra: str) -> None:
+        p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra],
+                           cwd=project, env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "2 passed" in p.stdout
+
+    run()  # the entry point alone provides the fixture
+    run("-p", "agentfire.pytest_plugin")
+    (project / "conftest.py").write_text('pytest_plugins = ["agentfire.pytest_plugin"]\n')
+    run()
+    run("-p", "agentfire.pytest_plugin")
