@@ -201,6 +201,8 @@ def capture(
                       tags=tags)
     evalset = evalset_for(runbook)
     stored = evalset.append(case)
+    if stored.stored is not None:  # already there: the eval set's case is the one that counts
+        case = stored.stored
     result = CaptureResult(case, stored, traj.status)
     journal.append(
         "capture", actor=actor, trace_id=trace_id, case_id=case["id"],

@@ -52,6 +52,7 @@ class AppendResult:
     line: int  # 1-based line of the case in the file
     case_id: str
     differs: list[str] = field(default_factory=list)  # fields that differ from the stored case
+    stored: dict[str, Any] | None = field(default=None, repr=False)  # the case as in the file
 
     @property
     def added(self) -> bool:
@@ -148,12 +149,12 @@ class EvalSet:
                         k for k in set(stored) | set(case)
                         if k not in _VOLATILE and stored.get(k) != case.get(k)
                     )
-                    return AppendResult("exists", self.path, n, case_id, differs)
+                    return AppendResult("exists", self.path, n, case_id, differs, stored)
             if data and not data.endswith(b"\n"):
                 data += b"\n"  # a hand-edited last line without its newline: complete it
             lines_before = data.count(b"\n")
             atomic_write(self.path, data + line + b"\n")
-            return AppendResult("added", self.path, lines_before + 1, case_id)
+            return AppendResult("added", self.path, lines_before + 1, case_id, [], case)
 
     def _remove_orphans(self) -> None:
         """Temp files left by a writer killed mid-write (we hold the lock: nobody owns them)."""

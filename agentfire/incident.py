@@ -23,12 +23,18 @@ from agentfire._files import atomic_write
 from agentfire.errors import NotDoneError, StateFileError, UsageError
 from agentfire.evalset import evalset_for
 from agentfire.journal import Journal, iso, list_incidents, utcnow
-from agentfire.textsafe import safe
+from agentfire.textsafe import neutralise
 
 CLOSE = "incident.close"
 CAPTURED = ("added", "exists")
 # bookkeeping keys every journal entry has; the rest is what the action did
 _BOOKKEEPING = {"ts", "incident", "actor", "action", "outcome", "duration_ms"}
+
+
+def _inert(text: str, limit: int) -> str:
+    """One line of untrusted text for the report: escapes visible, newlines shown, cut."""
+    out = neutralise(text, keep_newlines=False)
+    return out if len(out) <= limit else f"{out[:limit]}… [+{len(out) - limit:,} chars]"
 
 
 def _ts(value: Any) -> datetime | None:
@@ -106,7 +112,7 @@ def _summary_line(entry: dict[str, Any], limit: int = 160) -> str:
              if v not in (None, "", [], {})]
     if before is not None or after is not None:
         parts.append(f"before={json.dumps(before, default=str)} -> after={json.dumps(after, default=str)}")
-    return safe(" ".join(parts), limit, keep_newlines=False)
+    return _inert(" ".join(parts), limit)
 
 
 def build_report(journal: Journal, runbook: Any, *, closed_by: str,
@@ -157,8 +163,8 @@ def _cell(value: Any, limit: int = 160) -> str:
     """Untrusted text as one inert markdown table cell."""
     if value is None:
         return ""
-    return safe(value if isinstance(value, str) else json.dumps(value, default=str), limit,
-                keep_newlines=False).replace("|", "\\|")
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return _inert(text, limit).replace("|", "\\|")
 
 
 def render_markdown(r: dict[str, Any]) -> str:

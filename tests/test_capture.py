@@ -145,11 +145,15 @@ def test_capture_cli_adds_the_case_then_says_it_is_already_there(sandbox, cli):
     assert "ALREADY THERE" in again.stdout
     assert "already in" in again.stderr and "expected" in again.stderr  # says what differs
     assert evals.read_bytes() == before  # a no-op
+    assert "ask first" in again.stdout and "something else" not in again.stdout  # the stored case
+    as_json = _capture(cli, "trace-wr-1", "--step", "4", "--expected", "other", "--json").json()
+    assert as_json["outcome"] == "exists" and as_json["case"]["expected"] == "ask first"
+    assert as_json["differs"] == ["assert", "expected", "tags"]
 
     entries = [json.loads(line) for line in
                (sandbox / ".agentfire/incidents/inc-cap.jsonl").read_text().splitlines()]
     caps = [e for e in entries if e["action"] == "capture"]
-    assert [c["outcome"] for c in caps] == ["added", "exists"]
+    assert [c["outcome"] for c in caps] == ["added", "exists", "exists"]
     assert caps[0]["case_id"] == doc["case_id"] and caps[0]["actor"] == "alice"
     assert caps[0]["before"] == {"in_eval_set": False} and caps[0]["after"] == {"in_eval_set": True}
 
