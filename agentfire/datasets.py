@@ -240,6 +240,8 @@ async def _guarded(target: str, dataset: str, item_id: str, body: Any) -> PushOu
         outcome, detail = "TIMEOUT", "no answer before the deadline"
     except httpx.TransportError as exc:
         outcome, detail = "UNREACHABLE", f"{type(exc).__name__}: {exc}"
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # e.g. a base URL that is not one
+        outcome, detail = "ERROR", f"{type(exc).__name__}: {exc}"
     return PushOutcome(target, outcome, dataset, item_id, detail,
                        int((time.monotonic() - started) * 1000))
 

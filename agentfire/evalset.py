@@ -19,6 +19,7 @@ are written as JSON escapes, so one case is always exactly one physical line.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +34,25 @@ LOCK_TIMEOUT_S = 120.0
 _LINE_BREAKERS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
 
 
+def _finite(value: Any) -> Any:
+    """NaN and infinities (Python agents log them) as strings: JSON has no such numbers, and a
+    bare NaN would make the line unreadable to promptfoo and other JSON readers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "nan", "inf", "-inf"
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def encode_case(case: dict[str, Any]) -> bytes:
     """One case as one line of UTF-8 JSON (no trailing newline)."""
-    text = json.dumps(case, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        text = json.dumps(case, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        case = _finite(case)
+        text = json.dumps(case, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     for ch, esc in _LINE_BREAKERS.items():
         if ch in text:  # only ever inside strings, where the escape means the same character
             text = text.replace(ch, esc)

@@ -188,3 +188,13 @@ def test_push_to_phoenix_upserts_one_example(sandbox, cli, phoenix_server):
     examples = httpx.get(f"{phoenix_server.url}/v1/datasets/{ds[0]['id']}/examples").json()
     assert len(examples["data"]["examples"]) == 1
     assert examples["data"]["examples"][0]["metadata"]["case_id"] == doc["case_id"]
+
+
+def test_an_unusable_langfuse_url_is_an_outcome_not_a_traceback(sandbox, cli):
+    write_store(sandbox, ("t-u", trace_rows("t-u", WRONG_RECIPIENT)))
+    env = {"LANGFUSE_PUBLIC_KEY": "pk-x", "LANGFUSE_SECRET_KEY": "sk-x-secret"}
+    for url, outcome in (("ftp://nowhere.invalid", "UNREACHABLE"), ("http://127.0.0.1:9", "UNREACHABLE")):
+        r = cli("capture", "t-u", "--step", "4", "--expected", "x", "--push", "--json",
+                env={**env, "LANGFUSE_BASE_URL": url})
+        assert r.exit_code == 1, r
+        assert r.json()["push"][0]["outcome"] == outcome

@@ -203,3 +203,12 @@ def test_a_capture_killed_with_sigkill_mid_write_leaves_the_file_valid(tmp_path)
     assert r.added
     assert es.cases()[-1] == _case("after")
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_non_finite_numbers_from_a_trace_keep_the_line_valid_json(tmp_path):
+    es = EvalSet(tmp_path / "r.jsonl")
+    es.append(_case("nan", input={"score": float("nan"), "big": [float("inf"), -float("inf"), 1.5]}))
+    line = es.path.read_text()
+    assert "NaN" not in line and "Infinity" not in line
+    json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in the eval set"))
+    assert es.cases()[0]["input"] == {"score": "nan", "big": ["inf", "-inf", 1.5]}
