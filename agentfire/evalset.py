@@ -84,26 +84,62 @@ class AppendResult:
 _VOLATILE = {"captured_at", "actor", "incident", "metadata"}
 
 
+@dataclass
+class _Index:
+    """What one append validated: the file's bytes then, its line count, each id's line."""
+
+    data: bytes
+    lines: int
+    ids: dict[str, tuple[int, int, int]]  # id -> (line number, start offset, end offset)
+
+
 class EvalSet:
-    """The eval set file. Reading needs no lock; appending takes it."""
+    """The eval set file. Reading needs no lock; appending takes it.
+
+    An instance remembers the bytes it last validated: the file is append-only, so the next
+    append (in a long-lived process: a test suite, 16 concurrent capturers) checks that those
+    bytes are still the file's prefix and parses only the lines added since. Any other change
+    (a line fixed by hand) fails the prefix check and the whole file is parsed again.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._index: _Index | None = None
 
     def __repr__(self) -> str:
         return f"EvalSet({str(self.path)!r})"
 
     # --- reading ---------------------------------------------------------------------------
 
+    def _scan(self, data: bytes, pos: int = 0, n: int = 1
+              ) -> Iterator[tuple[int, int, int, dict[str, Any]]]:
+        """(line number, start, end, case) for every non-blank line from offset `pos` (line
+        `n`); StateFileError at the first bad one."""
+        size = len(data)
+        while pos < size:
+            end = data.find(b"\n", pos)
+            if end == -1:
+                end = size
+            raw = data[pos:end]
+            if raw.strip():
+                yield n, pos, end, self._decode(raw, n)
+            pos, n = end + 1, n + 1
+
     def _parse(self, data: bytes) -> Iterator[tuple[int, dict[str, Any]]]:
-        """(line number, case) for every non-blank line; StateFileError at the first bad one."""
-        lines = data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        for n, raw in enumerate(lines, 1):
-            if not raw.strip():
-                continue
-            yield n, self._decode(raw, n)
+        for n, _start, _end, case in self._scan(data):
+            yield n, case
+
+    def _indexed(self, data: bytes) -> _Index:
+        """Validate `data` (only what follows the last validated prefix) and index its ids."""
+        old = self._index
+        if old is not None and data.startswith(old.data):
+            ids, pos, n = dict(old.ids), len(old.data), old.lines + 1
+        else:
+            ids, pos, n = {}, 0, 1
+        for line_no, start, end, case in self._scan(data, pos, n):
+            ids.setdefault(case["id"], (line_no, start, end))
+        lines = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+        return _Index(data, lines, ids)
 
     def _decode(self, raw: bytes, n: int) -> dict[str, Any]:
         where = f"{self.path}:{n}"
@@ -160,18 +196,26 @@ class EvalSet:
         with locked(self.path, timeout=LOCK_TIMEOUT_S):
             self._remove_orphans()
             data = self._read_bytes()
-            for n, stored in self._parse(data):
-                if stored["id"] == case_id:
-                    differs = sorted(
-                        k for k in set(stored) | set(case)
-                        if k not in _VOLATILE and stored.get(k) != case.get(k)
-                    )
-                    return AppendResult("exists", self.path, n, case_id, differs, stored)
+            index = self._indexed(data)
+            if case_id in index.ids:
+                # remember only whole lines: a last line without its newline may still grow
+                self._index = index if data.endswith(b"\n") else None
+                n, start, end = index.ids[case_id]
+                stored = json.loads(data[start:end].decode("utf-8"))
+                differs = sorted(
+                    k for k in set(stored) | set(case)
+                    if k not in _VOLATILE and stored.get(k) != case.get(k)
+                )
+                return AppendResult("exists", self.path, n, case_id, differs, stored)
             if data and not data.endswith(b"\n"):
                 data += b"\n"  # a hand-edited last line without its newline: complete it
             lines_before = data.count(b"\n")
-            atomic_write(self.path, data + line + b"\n")
-            return AppendResult("added", self.path, lines_before + 1, case_id, [], case)
+            new = data + line + b"\n"
+            atomic_write(self.path, new)
+            index.ids[case_id] = (lines_before + 1, len(data), len(data) + len(line))
+            self._index = _Index(new, lines_before + 1, index.ids)
+            return AppendResult("added", self.path, lines_before + 1, case_id, [],
+                                json.loads(line.decode("utf-8")))
 
     def _remove_orphans(self) -> None:
         """Temp files left by a writer killed mid-write (we hold the lock: nobody owns them)."""

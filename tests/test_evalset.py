@@ -212,3 +212,21 @@ def test_non_finite_numbers_from_a_trace_keep_the_line_valid_json(tmp_path):
     assert "NaN" not in line and "Infinity" not in line
     json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in the eval set"))
     assert es.cases()[0]["input"] == {"score": "nan", "big": ["inf", "-inf", 1.5]}
+
+
+def test_a_long_lived_eval_set_notices_hand_edits_before_its_last_append(tmp_path):
+    es = EvalSet(tmp_path / "r.jsonl")
+    es.append(_case("a"))
+    es.append(_case("b"))
+    good = es.path.read_bytes()
+    es.path.write_bytes(good.replace(b'"a"', b'"a'))  # line 1 broken by hand, same process
+    with pytest.raises(StateFileError, match=r"r\.jsonl:1:"):
+        es.append(_case("c"))
+    es.path.write_bytes(good.split(b"\n", 1)[1])  # line 1 removed by hand: b is now line 1
+    assert es.append(_case("b")).line == 1
+    assert es.append(_case("a")).line == 2
+    es.path.write_bytes(es.path.read_bytes() + b'{"id": "x"}')  # no newline yet
+    assert es.append(_case("x")).outcome == "exists"
+    es.path.write_bytes(es.path.read_bytes() + b'garbage\n')  # that last line grew: corrupt now
+    with pytest.raises(StateFileError, match=r"r\.jsonl:3:"):
+        es.append(_case("y"))
