@@ -176,9 +176,6 @@ class EvalSet:
         """Every case in file order. Raises StateFileError naming the first corrupt line."""
         return [case for _n, case in self._parse(self._read_bytes())]
 
-    def numbered(self) -> list[tuple[int, dict[str, Any]]]:
-        return list(self._parse(self._read_bytes()))
-
     def find(self, case_id: str) -> tuple[int, dict[str, Any]] | None:
         for n, case in self._parse(self._read_bytes()):
             if case["id"] == case_id:

@@ -164,6 +164,12 @@ def test_capture_reads_the_expected_behaviour_from_a_file(sandbox, cli):
     r = _capture(cli, "t-f", "--step", "2", "--expected-file", "expected.md", "--json")
     assert r.exit_code == 0, r
     assert r.json()["case"]["expected"].startswith("Never email")
+    r = cli("--incident", "inc-cap", "capture", "t-f", "--step", "3", "--expected-file", "-",
+            "--json", input="From stdin: ask the user.\n")
+    assert r.exit_code == 0, r
+    assert r.json()["case"]["expected"] == "From stdin: ask the user.\n"
+    r = _capture(cli, "t-f", "--step", "1", "--expected-file", "missing.md")
+    assert r.exit_code == 2 and "missing.md" in r.stderr
 
 
 def test_capture_usage_errors_exit_2_and_write_nothing(sandbox, cli):
