@@ -16,19 +16,31 @@ def locked(path: Path, timeout: float = 10.0) -> Iterator[None]:
     """An exclusive cross-process lock beside `path` (path + '.lock')."""
     from filelock import FileLock, Timeout
 
+    lock = FileLock(str(path) + ".lock", timeout=timeout)
+    # only failures to take the lock are mapped here; errors in the caller's block pass through
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path) + ".lock", timeout=timeout)
-        with lock:
-            yield
+        lock.acquire()
     except Timeout:
         raise StateFileError(f"{path}: another agentfire holds its lock for over {timeout:.0f}s") from None
-    except PermissionError as exc:
-        raise StateFileError(f"{path.parent}: not writable ({exc.strerror})") from None
+    except OSError as exc:  # read-only filesystem, a file where a directory is expected, EACCES
+        raise StateFileError(f"{path.parent}: not writable ({exc.strerror or exc})") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
-    """Temp file in the same directory, fsync, os.replace, fsync the directory."""
+    """Temp file in the same directory, fsync, os.replace, fsync the directory.
+
+    Refuses to replace anything but a regular file: `--out /dev/null` run as root must not turn
+    the device into a file.
+    """
+    if path.exists() and not path.is_file():
+        raise StateFileError(f"{path}: not a regular file; refusing to replace it")
+    if path.is_symlink():
+        raise StateFileError(f"{path}: is a symbolic link; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -72,6 +72,7 @@ class RedisBudget(Strict):
     url: str | None = None
     url_env: str | None = Field(default=None, description="env variable holding redis://...")
     key_prefix: str = "agentfire:budget:"
+    timeout_seconds: float = Field(default=1.0, gt=0, description="connect/read timeout (agents fail closed after it)")
 
 
 # --- trace stores -------------------------------------------------------------------------------
@@ -272,7 +273,9 @@ def find_config(explicit: str | os.PathLike[str] | None = None, cwd: Path | None
     if explicit:
         p = Path(explicit)
         if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
+            # the CLI passes $AGENTFIRE_CONFIG as if it were --config: say where it came from
+            origin = f" (from ${CONFIG_ENV})" if os.environ.get(CONFIG_ENV) == str(explicit) else ""
+            raise ConfigError(f"config file not found: {p}{origin}")
         return p.resolve()
     env = os.environ.get(CONFIG_ENV)
     if env:
@@ -388,7 +391,7 @@ def _validate_provider(
 ) -> BaseModel:
     from agentfire.providers import provider_schemas
 
-    schemas = provider_schemas(family)
+    schemas = provider_schemas(family, raw.get("kind") if isinstance(raw, dict) else None)
     line = _line_for(at, lines)
     where = f"{path}:{line or '?'}: {'.'.join(str(a) for a in at)}"
     if not isinstance(raw, dict):

@@ -25,7 +25,9 @@ class Check:
 
 
 # family -> probe(runbook) -> (ok, detail); the budget and trace layers register theirs here.
-FAMILY_PROBES: dict[str, Callable[[Any], tuple[bool, str]]] = {}
+FAMILY_PROBES: dict[str, Callable[[Any], tuple[bool, str]]] = {
+    "budget": lambda rb: __import__("agentfire.budget", fromlist=["probe"]).probe(rb),
+}
 
 
 def run_checks(config: str | None) -> list[Check]:

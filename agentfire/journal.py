@@ -73,6 +73,7 @@ class Journal:
         entry = redact_obj(entry)  # type: ignore[assignment]
         line = json.dumps(entry, ensure_ascii=False, default=str, separators=(",", ":"))
         with locked(self.path):
+            self._seal_torn_tail(actor)
             if not self.path.exists():
                 opened = {
                     "ts": entry["ts"], "incident": self.incident, "actor": actor,
@@ -81,6 +82,23 @@ class Journal:
                 append_line(self.path, json.dumps(opened, separators=(",", ":")))
             append_line(self.path, line)
         return entry
+
+    def _seal_torn_tail(self, actor: str) -> None:
+        """A writer killed mid-line leaves a last line without its newline; appending after it
+        would glue two entries into one corrupt middle line. Keep the fragment as data in an
+        entry of its own instead (caller holds the lock)."""
+        try:
+            data = self.path.read_bytes()  # journals are small: a few entries per command
+        except FileNotFoundError:
+            return
+        if not data or data.endswith(b"\n"):
+            return
+        fragment = data[data.rfind(b"\n") + 1:]
+        with open(self.path, "r+b") as fh:
+            fh.truncate(len(data) - len(fragment))
+        note = {"ts": iso(utcnow()), "incident": self.incident, "actor": actor,
+                "action": "journal.torn_line", "fragment": fragment.decode("utf-8", "replace")}
+        append_line(self.path, json.dumps(note, ensure_ascii=False, separators=(",", ":")))
 
     def entries(self) -> list[dict[str, Any]]:
         return list(self.iter_entries())
@@ -119,12 +137,11 @@ def list_incidents(journal_dir: Path) -> list[str]:
 
 
 def latest_incident_with(journal_dir: Path, action: str) -> str | None:
-    """The most recently written incident that has an entry with `action`."""
+    """The most recently written incident that has an entry with `action`.
+
+    A corrupt journal on the way raises StateFileError: skipping it could pick an older
+    incident than the one the engineer means."""
     for incident in list_incidents(journal_dir):
-        j = Journal(journal_dir, incident)
-        try:
-            if any(e.get("action") == action for e in j.iter_entries()):
-                return incident
-        except StateFileError:
-            continue
+        if any(e.get("action") == action for e in Journal(journal_dir, incident).iter_entries()):
+            return incident
     return None

@@ -10,13 +10,15 @@ off.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from agentfire import providers
 from agentfire.config import Runbook
-from agentfire.errors import AgentfireError, UsageError
+from agentfire.errors import AgentfireError, ConfigError, StateFileError, UsageError
 from agentfire.journal import Journal
 from agentfire.providers.flags import FlagError, FlagProvider, Outcome, WriteResult
 
@@ -50,6 +52,7 @@ class FlipResult:
     dry_run: bool = False
     fallback: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    journal_error: str | None = None  # the flips happened but could not be journaled
 
     @property
     def ok(self) -> bool:
@@ -85,6 +88,19 @@ class RegionStatus:
     provider: str
     on: bool | None
     detail: str = ""
+
+
+def check_env(runbook: Runbook, names: list[str]) -> None:
+    """Every env variable the targeted regions name is set: a ConfigError before anything is
+    asked, opened or journaled (a half-started kill is worse than a clear refusal)."""
+    missing = [
+        f"${value} is not set ({field} of region {name})"
+        for name in names
+        for field, value in runbook.regions[name].model_dump().items()
+        if field.endswith("_env") and isinstance(value, str) and not os.environ.get(value)
+    ]
+    if missing:
+        raise ConfigError("environment variable " + "; ".join(missing))
 
 
 def build_providers(runbook: Runbook, names: list[str]) -> dict[str, FlagProvider]:
@@ -159,6 +175,11 @@ async def _flip_all(
         n: RegionResult(region=n, provider=p.kind, outcome=Outcome.TIMEOUT) for n, p in provs.items()
     }
     started = time.monotonic()
+    # HTTP providers' retries stop before the deadline (each task copies this context); _http is
+    # loaded only if an HTTP provider was built, so a flagd-only kill never imports httpx
+    http = sys.modules.get("agentfire._http")
+    if http is not None:
+        http.DEADLINE.set(started + deadline_s)
     tasks = {
         asyncio.create_task(
             _flip_region(n, p, flag, want_on=want_on[n], comment=comment, dry_run=dry_run,
@@ -183,6 +204,15 @@ async def _flip_all(
     finally:
         await asyncio.gather(*(p.aclose() for p in provs.values()), return_exceptions=True)
     return [progress[n] for n in provs]
+
+
+def flip_regions(runbook: Runbook, names: list[str], *, on: bool, comment: str) -> list[RegionResult]:
+    """Set the flag in `names` with read-back, unjournaled: for callers that journal it their
+    own way (a gameday arming the kill switch)."""
+    provs = build_providers(runbook, names)
+    return asyncio.run(_flip_all(provs, runbook.agent.flag, want_on={n: on for n in names},
+                                 comment=comment, dry_run=False,
+                                 deadline_s=runbook.model.kill.deadline_seconds, hook=None))
 
 
 def _fallback_info(runbook: Runbook) -> tuple[dict[str, Any] | None, list[str]]:
@@ -216,13 +246,25 @@ def kill(
     fallback, warnings = _fallback_info(runbook)
     result = FlipResult(journal.incident, flag, "kill", results, dry_run, fallback, warnings)
     if not dry_run:
-        journal.append(
-            "kill", actor=actor, flag=flag, reason=reason,
-            regions=[{**r.to_json(), "wrote": r.wrote} for r in results],
-            outcome="all_off" if result.all_off else "incomplete",
-            duration_ms=int((time.monotonic() - started) * 1000),
-        )
+        _journal(result, journal, "kill", actor=actor, flag=flag, reason=reason,
+                 regions=[{**r.to_json(), "wrote": r.wrote} for r in results],
+                 outcome="all_off" if result.all_off else "incomplete",
+                 duration_ms=int((time.monotonic() - started) * 1000))
     return result
+
+
+def _journal(result: FlipResult, journal: Journal, action: str, **fields: Any) -> None:
+    """Journal a flip that already happened. A journal that cannot be written must not hide
+    what was flipped (the engineer still gets the per-region report): it becomes a loud
+    warning and `journal_error`, which the CLI turns into exit 1."""
+    try:
+        journal.append(action, **fields)
+    except (StateFileError, OSError) as exc:
+        result.journal_error = str(exc)
+        result.warnings.append(
+            f"JOURNAL NOT WRITTEN ({exc}): the flips above happened but are not recorded, "
+            f"so `kill --undo` for {journal.incident} will not know about them"
+        )
 
 
 def regions_to_restore(journal: Journal) -> dict[str, str]:
@@ -278,12 +320,10 @@ def undo(
     ordered = [by_name[n] for n in names]
     result = FlipResult(journal.incident, flag, "undo", ordered, dry_run)
     if not dry_run:
-        journal.append(
-            "kill.undo", actor=actor, flag=flag, reason=reason,
-            regions=[{**r.to_json(), "wrote": r.wrote} for r in ordered],
-            outcome="restored" if result.ok else "incomplete",
-            duration_ms=int((time.monotonic() - started) * 1000),
-        )
+        _journal(result, journal, "kill.undo", actor=actor, flag=flag, reason=reason,
+                 regions=[{**r.to_json(), "wrote": r.wrote} for r in ordered],
+                 outcome="restored" if result.ok else "incomplete",
+                 duration_ms=int((time.monotonic() - started) * 1000))
     return result
 
 
@@ -340,6 +380,14 @@ async def _probe_all(provs: dict[str, FlagProvider], flag: str, deadline_s: floa
 
 
 def probe(runbook: Runbook, names: list[str], deadline_s: float = 10.0) -> dict[str, tuple[bool, str]]:
-    provs = build_providers(runbook, names)
-    return asyncio.run(_probe_all(provs, runbook.agent.flag, deadline_s))
+    # a region that cannot even be built (a missing token) is one failed row, not a crash
+    provs: dict[str, FlagProvider] = {}
+    failed: dict[str, tuple[bool, str]] = {}
+    for n in names:
+        try:
+            provs[n] = providers.build("flags", runbook.regions[n], runbook)
+        except AgentfireError as exc:
+            failed[n] = (False, str(exc))
+    probed = asyncio.run(_probe_all(provs, runbook.agent.flag, deadline_s)) if provs else {}
+    return {n: failed[n] if n in failed else probed[n] for n in names}
 

@@ -94,3 +94,23 @@ def test_real_process_kill_without_terminal_never_asks(sandbox: Path) -> None:
     assert r.exit_code == 0, r
     assert "CONFIRMED" in r.stdout and "opened incident inc-" in r.stderr
     assert "us-east" in r.stdout and "eu-west" not in r.stdout
+
+
+def test_atomic_write_never_replaces_a_device_or_symlink(tmp_path: Path) -> None:
+    import os
+
+    import pytest
+
+    from agentfire._files import atomic_write
+    from agentfire.errors import StateFileError
+
+    with pytest.raises(StateFileError):
+        atomic_write(Path("/dev/null"), b"x")
+    assert Path("/dev/null").is_char_device()
+    target = tmp_path / "real.json"
+    target.write_text("{}")
+    link = tmp_path / "link.json"
+    os.symlink(target, link)
+    with pytest.raises(StateFileError):
+        atomic_write(link, b"[]")
+    assert target.read_text() == "{}" and link.is_symlink()

@@ -17,6 +17,8 @@ from agentfire.cli._app import AppState, app
 from agentfire.cli import kill as _kill  # noqa: E402,F401
 from agentfire.cli import doctor as _doctor  # noqa: E402,F401
 from agentfire.cli import golden as _golden, sandbox as _sandbox, triage as _triage  # noqa: E402,F401
+from agentfire.cli import freeze as _freeze  # noqa: E402,F401
+from agentfire.cli import runbook as _runbook  # noqa: E402,F401
 from agentfire.cli import capture as _capture, incident as _incident  # noqa: E402,F401
 
 
@@ -50,4 +52,11 @@ def _global(
 
 
 def main() -> None:
+    import sys
+
+    # The CLI process runs on asyncio only. Installed but unused, trio is imported by httpcore just
+    # to detect it, and httpx imports its own CLI (click, pygments): together 0.1-0.4 s of every
+    # HTTP command's start. A None entry in sys.modules makes those optional imports fail fast.
+    for unused in ("trio", "httpx._main"):
+        sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
     app(prog_name="agentfire")

@@ -69,6 +69,20 @@ class AppState:
         return Journal(rb.journal_dir, self.incident)
 
 
+    def journal_to_restore(self, action: str, what: str) -> Any:
+        """The journal of --incident, else of the latest incident with `action` (said aloud),
+        for --undo / --lift: they restore from a journaled "before"."""
+        if not self.incident:
+            from agentfire.journal import latest_incident_with
+
+            latest = latest_incident_with(self.runbook().journal_dir, action)
+            if latest is None:
+                raise fail(f"no incident has a {action} to {what}; pass --incident ID", EXIT_USAGE)
+            self.incident = latest
+            err_console().print(Text(f"{what}: incident {latest} (the latest with a {action})"))
+        return self.journal(create=False)
+
+
 def state(ctx: typer.Context) -> AppState:
     obj = ctx.find_root().obj
     if not isinstance(obj, AppState):
@@ -83,14 +97,17 @@ _consoles: dict[str, Console] = {}
 def out_console() -> Console:
     c = _consoles.get("out")
     if c is None or c.file is not sys.stdout:
-        c = _consoles["out"] = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+        # piped into a file or `tee`, Rich would cut tables at 80 columns and lose the detail column
+        width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+        c = _consoles["out"] = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=width)
     return c
 
 
 def err_console() -> Console:
     c = _consoles.get("err")
     if c is None or c.file is not sys.stderr:
-        c = _consoles["err"] = Console(file=sys.stderr, highlight=False)
+        # soft_wrap: an error or warning stays one line (greppable) whatever the width
+        c = _consoles["err"] = Console(file=sys.stderr, highlight=False, soft_wrap=True)
     return c
 
 

@@ -11,6 +11,7 @@ from agentfire.cli._app import app, emit_json, handles_errors, out_console, safe
 golden_app = typer.Typer(
     name="golden", no_args_is_help=True, rich_markup_mode=None,
     help="Known-good trajectories per input class (runbook.yaml golden.dir), for triage --golden.",
+    epilog="Example: agentfire golden save TRACE_ID --class refund_request",
 )
 app.add_typer(golden_app)
 

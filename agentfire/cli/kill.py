@@ -78,21 +78,15 @@ def kill(
     """Minute one: turn the agent's kill-switch flag off in every region at once, read it back,
     report per region. Exit 0 only when every targeted region is CONFIRMED or ALREADY_OFF."""
     from agentfire import killswitch
-    from agentfire.journal import latest_incident_with
 
     st = state(ctx)
     rb = st.runbook()
     names = rb.select_regions(region)
+    killswitch.check_env(rb, names)
     as_json = want_json(ctx, json_out)
 
     if undo:
-        if not st.incident:
-            latest = latest_incident_with(rb.journal_dir, "kill")
-            if latest is None:
-                raise fail("no incident has a kill to undo; pass --incident ID", 2)
-            st.incident = latest
-            err_console().print(Text(f"undoing the kill of incident {latest} (the latest with a kill)"))
-        journal = st.journal(create=False)
+        journal = st.journal_to_restore("kill", "undo")
         verb = "turn the agent back ON"
     else:
         journal = None
@@ -128,6 +122,8 @@ def kill(
                 f"(approved by {fb['approved_by']} on {fb['approved_on']})"))
     for w in result.warnings:
         warn(w)
+    if result.journal_error:
+        raise fail(f"the journal could not be written: {result.journal_error}", 1)
     if undo:
         if not result.ok:
             raise typer.Exit(1)

@@ -13,6 +13,7 @@ from agentfire.cli._app import app, emit_json, err_console, handles_errors, out_
 sandbox_app = typer.Typer(
     name="sandbox", no_args_is_help=True, rich_markup_mode=None,
     help="Synthetic incidents in the local trace store, for drills and for trying triage and blast.",
+    epilog="Example: agentfire sandbox seed --scenario runaway_loop",
 )
 app.add_typer(sandbox_app)
 

@@ -11,6 +11,45 @@ from agentfire import _http
 from agentfire.providers.flags import FlagError, Outcome
 
 
+class HttpFlagProvider:
+    """The plumbing every HTTP flag provider shares: one client per region, with the whole token
+    in `Authorization` (Unleash and LaunchDarkly both refuse "Bearer"), a timeout on every call,
+    and the runbook's retry policy."""
+
+    kind = "http"
+    extra_headers: dict[str, str] = {}  # a vendor's fixed headers (e.g. an API version)
+
+    def __init__(self, base_url: str, project: str, environment: str, token: str, *,
+                 timeout_s: float = 5.0, policy: _http.RetryPolicy = _http.RetryPolicy(),
+                 token_env: str | None = None):
+        self.base = base_url.rstrip("/")
+        self.project = project
+        self.environment = environment
+        self.policy = policy
+        self.token_env = token_env  # named in auth errors (never the value)
+        self.target = f"{self.base} project={project} env={environment}"
+        self._client = _http.async_client(
+            headers={"Authorization": token, "Accept": "application/json", **self.extra_headers},
+            timeout=httpx.Timeout(timeout_s),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def json_body(response: httpx.Response, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise FlagError(Outcome.ERROR, f"{what}: the answer is not JSON") from None
+
+
+def retry_policy(runbook: Any) -> _http.RetryPolicy:
+    """The retry policy the runbook's `kill` section asks of every HTTP flag provider."""
+    kill = runbook.model.kill
+    return _http.RetryPolicy(max_retries=kill.max_retries, cap_seconds=kill.retry_cap_seconds)
+
+
 def error_detail(response: httpx.Response) -> str:
     """A short, secret-free description of an error answer (vendor error bodies are JSON)."""
     try:

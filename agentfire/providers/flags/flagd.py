@@ -63,6 +63,8 @@ class FlagdFileProvider:
             raise FlagError(Outcome.NOT_FOUND, f"flag file {self.path} does not exist") from None
         except PermissionError as exc:
             raise FlagError(Outcome.ERROR, f"{self.path}: cannot read ({exc.strerror})") from None
+        except OSError as exc:  # e.g. a file where a directory of the path is expected
+            raise FlagError(Outcome.ERROR, f"{self.path}: cannot read ({exc.strerror or exc})") from None
         try:
             doc = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -138,10 +140,12 @@ class FlagdFileProvider:
     # -- the Protocol ----------------------------------------------------------------------
 
     async def read(self, flag: str) -> bool:
-        return await asyncio.to_thread(self.read_sync, flag)
+        return await asyncio.to_thread(_flag_errors, self.read_sync, flag)
 
     async def write(self, flag: str, on: bool, *, comment: str, dry_run: bool) -> WriteResult:
-        return await asyncio.to_thread(self.write_sync, flag, on, comment=comment, dry_run=dry_run)
+        return await asyncio.to_thread(
+            _flag_errors, self.write_sync, flag, on, comment=comment, dry_run=dry_run
+        )
 
     async def probe(self, flag: str) -> str:
         def check() -> str:
@@ -156,6 +160,14 @@ class FlagdFileProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def _flag_errors(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """A lock or directory that cannot be used is this region's ERROR, not a crash."""
+    try:
+        return fn(*args, **kwargs)
+    except StateFileError as exc:
+        raise FlagError(Outcome.ERROR, str(exc)) from None
 
 
 def _dump(doc: dict[str, Any]) -> bytes:

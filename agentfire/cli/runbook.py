@@ -1,0 +1,201 @@
+"""`agentfire runbook` (the timed walk) and `agentfire report` (the incident's timeline)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from agentfire.cli._app import (
+    app, emit_json, err_console, fail, handles_errors, interactive, out_console, safe_text, state,
+    want_json,
+)
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _show_step(walk: Any, step: Any, index: int, total: int, command: str | None) -> None:
+    elapsed = walk.elapsed_s()
+    late = elapsed - step.target_seconds
+    timing = Text(f"incident clock {_clock(elapsed)}  target {_clock(step.target_seconds)}  ")
+    timing.append("LATE by " + _clock(late) if late > 0 else f"{_clock(-late)} left",
+                  style="bold red" if late > 0 else "green")
+    body = Text.assemble((f"{step.title}\n", "bold"), timing, "\n")
+    if step.check:
+        body.append(Text(f"check before moving on: {step.check}\n", style="dim"))
+    body.append(Text("proposed: ") + (safe_text(command, 500, style="bold cyan") if command
+                                        else Text("(needs a value first)", style="yellow")))
+    err_console().print(Panel(body, title=f"step {index}/{total}: {step.id}", title_align="left"))
+
+
+def _show_result(rec: Any, result: Any) -> None:
+    style = "bold green" if rec.status == "ok" else "bold red"
+    line = Text(f"{rec.id}: {rec.status.upper()} (exit {result.exit_code}, {result.duration_ms} ms)", style=style)
+    if rec.carried:
+        line.append("  carries " + ", ".join(f"{k}={v}" for k, v in rec.carried.items() if v is not None),
+                    style="")
+    err_console().print(line)
+
+
+def _ask(question: str, choices: str, default: str) -> str:
+    while True:
+        answer = typer.prompt(question, default=default, err=True).strip().lower()[:1]
+        if answer in choices:
+            return answer
+
+
+@app.command(epilog=(
+    "Example: agentfire runbook --trace tr-8f2c        (interactive, on a terminal)\n\n"
+    "Example: agentfire --incident inc-42 runbook --auto --trace tr-8f2c --json"))
+@handles_errors
+def runbook(
+    ctx: typer.Context,
+    trace: Optional[str] = typer.Option(None, "--trace", help="The trace id from the alert (feeds triage)."),
+    auto: bool = typer.Option(False, "--auto", help="Non-interactive: run every proposed command."),
+    answers: Optional[Path] = typer.Option(None, "--answers", help="YAML answers for --auto: trace_id, steps: {ID: skip|COMMAND}."),
+    step_timeout: float = typer.Option(600, "--step-timeout", help="Seconds before a step's command is stopped."),
+    json_out: bool = typer.Option(False, "--json", help="JSON report on stdout at the end."),
+) -> None:
+    """Walk the runbook's steps in order, timed against their targets, into the incident journal.
+    Resumable: run it again with the same --incident and it continues at the first unfinished step.
+    Exit 0 when every step ended ok (or was skipped by a person), 1 otherwise."""
+    from agentfire import report as report_mod
+    from agentfire.walk import Walk, load_answers
+
+    st = state(ctx)
+    rb = st.runbook()
+    ans = load_answers(str(answers)) if answers else {}
+    base: dict[str, Any] = dict(ans.get("variables") or {})
+    if ans.get("trace_id"):
+        base["trace_id"] = ans["trace_id"]
+    if trace:
+        base["trace_id"] = trace
+    if not auto and not interactive():
+        raise fail("no terminal: use --auto (with --trace or --answers) to walk without a person", 2)
+    resumed = bool(st.incident)
+    journal = st.journal(create=True)
+    walk = Walk(rb, journal, st.actor, base)
+    if resumed and any(r.status != "pending" for r in walk.state().values()):
+        err_console().print(Text(f"resuming incident {journal.incident}", style="bold"))
+    if not journal.exists():
+        journal.append("runbook.start", actor=st.actor, trace_id=base.get("trace_id"), auto=auto)
+    overrides = (ans.get("steps") or {}) if auto else {}
+    total = len(walk.steps)
+    failed = False
+    echo = (lambda s: err_console().print(safe_text(s.rstrip(), 4000, style="dim"))) if not json_out else None
+    while True:
+        step = walk.next_step()
+        if step is None:
+            break
+        index = walk.steps.index(step) + 1
+        override = overrides.get(step.id)
+        if override == "skip":
+            walk.skip(step, "answers file")
+            continue
+        try:
+            command = override or walk.propose(step)
+        except Exception as exc:
+            if auto:
+                raise
+            command = None
+            err_console().print(Text(str(exc), style="yellow"))
+        if not auto:
+            _show_step(walk, step, index, total, command)
+            if command is None:
+                if "trace_id" not in walk.values():
+                    walk.base_values["trace_id"] = typer.prompt("trace id from the alert", err=True).strip()
+                    continue
+                choice = _ask("[e]dit / [s]kip / [q]uit", "esq", "e")
+            else:
+                choice = _ask("[r]un / [e]dit / [s]kip / [q]uit", "resq", "r")
+            if choice == "q":
+                err_console().print(Text(f"stopped; resume with: agentfire --incident {journal.incident} runbook"))
+                raise typer.Exit(1)
+            if choice == "s":
+                reason = typer.prompt("why skip", default="skipped by responder", err=True)
+                walk.skip(step, reason)
+                continue
+            if choice == "e":
+                command = typer.prompt("command", default=command or step.command, err=True)
+        assert command is not None
+        rec, result = walk.run(step, command, timeout_s=step_timeout, echo_stderr=echo)
+        if not json_out:
+            _show_result(rec, result)
+        if rec.status != "ok":
+            if auto:
+                failed = True
+                break
+            choice = _ask("step failed: [r]etry / [s]kip / [q]uit", "rsq", "r")
+            if choice == "q":
+                raise typer.Exit(1)
+            if choice == "s":
+                walk.skip(step, typer.prompt("why skip", default="failed; skipped by responder", err=True))
+    doc = report_mod.build(journal, walk.steps)
+    if want_json(ctx, json_out):
+        emit_json(doc)
+    else:
+        _render_steps(doc)
+    if failed or any(r["status"] not in ("ok", "skipped") for r in doc["steps"]):
+        raise typer.Exit(1)
+
+
+def _render_steps(doc: dict[str, Any]) -> None:
+    table = Table(title=f"runbook: incident {doc['incident']}", title_justify="left")
+    for col in ("step", "status", "done at", "target", "on time", "who", "command"):
+        table.add_column(col)
+    for r in doc["steps"]:
+        ontime = {True: Text("yes", style="green"), False: Text("LATE", style="bold red"), None: Text("-")}[r["on_time"]]
+        table.add_row(Text(r["step"]), Text(r["status"], style="green" if r["status"] == "ok" else "bold red"),
+                      Text(_clock(r["done_at_s"]) if r["done_at_s"] is not None else "-"),
+                      Text(_clock(r["target_seconds"])), ontime, safe_text(r["actor"] or "-", 40),
+                      safe_text(r["command"] or "-", 120))
+    out_console().print(table)
+
+
+@app.command(epilog="Example: agentfire report inc-20261123-101500-ab12 --out incident.md")
+@handles_errors
+def report(
+    ctx: typer.Context,
+    incident: Optional[str] = typer.Argument(None, help="Incident id (default: --incident, else the latest)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the markdown (.md) or JSON (.json) report here."),
+    json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """The incident's timeline: each runbook step's time against its target, every action and its
+    outcome, who did what. Markdown on stdout (or --out FILE), JSON with --json."""
+    from agentfire import report as report_mod
+    from agentfire._files import atomic_write
+    from agentfire.journal import Journal, check_incident_id, list_incidents
+    from agentfire.walk import plan
+
+    st = state(ctx)
+    rb = st.runbook()
+    inc = incident or st.incident or next(iter(list_incidents(rb.journal_dir)), None)
+    if not inc:
+        raise fail(f"no incidents in {rb.journal_dir}", 1)
+    journal = Journal(rb.journal_dir, check_incident_id(inc))
+    if not journal.exists():
+        raise fail(f"incident {inc} has no journal in {rb.journal_dir}", 1)
+    doc = report_mod.build(journal, plan(rb))
+    md = report_mod.to_markdown(doc)
+    if out:
+        data = report_mod_json(doc) if out.suffix == ".json" else md
+        atomic_write(out, data.encode())
+        err_console().print(Text(f"wrote {out}"))
+    if want_json(ctx, json_out):
+        emit_json(doc)
+    elif not out:
+        sys.stdout.write(md)
+
+
+def report_mod_json(doc: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,137 @@
+"""LaunchDarkly: the REST API, one environment per region.
+
+Off/on: semantic patch PATCH /api/v2/flags/{project}/{flag} with
+`Content-Type: application/json; domain-model=launchdarkly.semanticpatch` and
+{"environmentKey", "comment", "instructions": [{"kind": "turnFlagOff"}]} (atomic, idempotent;
+`?dryRun=true` previews). 405 means the environment requires approval: we create an approval
+request with the same instruction and report PENDING_APPROVAL, never done.
+Read-back: GET /api/v2/flags/{project}/{flag}?env={env} -> environments.{env}.on.
+Auth: the access token itself in `Authorization` (no Bearer); LD-API-Version pins the API.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from agentfire.config import LaunchDarklyRegion
+from agentfire.providers.flags import FlagError, Outcome, WriteResult
+from agentfire.providers.flags._httpflags import HttpFlagProvider, call, json_body, retry_policy
+from agentfire.secrets import secret
+
+API_VERSION = "20240415"
+SEMANTIC_PATCH = "application/json; domain-model=launchdarkly.semanticpatch"
+
+
+def _q(part: str) -> str:
+    return quote(part, safe="")
+
+
+class LaunchDarklyProvider(HttpFlagProvider):
+    kind = "launchdarkly"
+    extra_headers = {"LD-API-Version": API_VERSION}  # pin the API, whatever the token's version
+
+    def _flag_url(self, flag: str) -> str:
+        return f"{self.base}/api/v2/flags/{_q(self.project)}/{_q(flag)}"
+
+    def _approval_url(self, flag: str) -> str:
+        return (f"{self.base}/api/v2/projects/{_q(self.project)}/flags/{_q(flag)}"
+                f"/environments/{_q(self.environment)}/approval-requests")
+
+    def _env_state(self, body: Any, what: str) -> bool:
+        envs = body.get("environments") if isinstance(body, dict) else None
+        if not isinstance(envs, dict) or self.environment not in envs:
+            raise FlagError(Outcome.NOT_FOUND,
+                            f"{what}: the flag has no environment {self.environment!r} in project {self.project!r}")
+        on = envs[self.environment].get("on") if isinstance(envs[self.environment], dict) else None
+        if not isinstance(on, bool):
+            raise FlagError(Outcome.ERROR, f"{what}: environments.{self.environment}.on is not a boolean")
+        return on
+
+    async def read(self, flag: str) -> bool:
+        r = await call(self._client, "GET", self._flag_url(flag), what="read", policy=self.policy,
+                       params={"env": self.environment})
+        return self._env_state(json_body(r, "read"), "read")
+
+    async def write(self, flag: str, on: bool, *, comment: str, dry_run: bool) -> WriteResult:
+        kind = "turnFlagOn" if on else "turnFlagOff"
+        body = {"environmentKey": self.environment, "comment": comment, "instructions": [{"kind": kind}]}
+        # turnFlagOn/Off are idempotent, so a retry after a cut connection cannot do harm
+        r = await call(
+            self._client, "PATCH", self._flag_url(flag), what="write", policy=self.policy,
+            ok=(200, 405), params={"dryRun": "true"} if dry_run else None,
+            content=json.dumps(body).encode(), headers={"Content-Type": SEMANTIC_PATCH},
+        )
+        if r.status_code == 405:
+            if dry_run:
+                return WriteResult(detail=f"environment {self.environment} requires approval: "
+                                          f"a real run would create an approval request to {kind}")
+            return await self._request_approval(flag, kind, comment)
+        if dry_run:
+            preview = self._env_state(json_body(r, "dry run"), "dry run")
+            return WriteResult(detail=f"dryRun=true accepted: {kind} would leave "
+                                      f"{self.environment} {'on' if preview else 'off'}")
+        return WriteResult(detail=f"semantic patch {kind} in {self.environment}")
+
+    async def _request_approval(self, flag: str, kind: str, comment: str) -> WriteResult:
+        body = {"description": comment or f"agentfire: {kind}", "comment": comment,
+                "instructions": [{"kind": kind}]}
+        # not idempotent: a second POST would file a second request, so no retry on a cut connection
+        try:
+            r = await call(self._client, "POST", self._approval_url(flag), what="approval request",
+                           policy=self.policy, ok=(200, 201), idempotent=False, json=body)
+        except FlagError as exc:  # keep the outcome, but say that approval was the way in
+            exc.detail = f"approval required in {self.environment}, and {exc.detail}"
+            raise
+        doc = json_body(r, "approval request")
+        request_id = doc.get("_id") if isinstance(doc, dict) else None
+        status = doc.get("reviewStatus") if isinstance(doc, dict) else None
+        return WriteResult(
+            pending=True,
+            detail=(f"approval required in {self.environment}: approval request {request_id} "
+                    f"created ({status or 'pending'}); the flag stays as it is until it is applied"),
+        )
+
+    async def probe(self, flag: str) -> str:
+        on = await self.read(flag)
+        return f"{self.target}: {flag} is {'on' if on else 'off'}; {await self._approval_hint()}"
+
+    async def _approval_hint(self) -> str:
+        """Whether a kill here will need approval (a 405), from the environment's settings.
+
+        Only a hint for `doctor`: a token may read flags without reading environments."""
+        url = f"{self.base}/api/v2/projects/{_q(self.project)}/environments"
+        offset, page = 0, 50
+        for _ in range(20):  # bounded: 1000 environments is far beyond any real project
+            try:
+                r = await call(self._client, "GET", url, what="environments", policy=self.policy,
+                               params={"limit": page, "offset": offset})
+            except FlagError as exc:
+                return f"approval settings unreadable ({exc.outcome.value})"
+            doc = json_body(r, "environments")
+            items = doc.get("items") if isinstance(doc, dict) else None
+            if not isinstance(items, list):
+                return "approval settings unreadable (no items)"
+            for env in items:
+                if isinstance(env, dict) and env.get("key") == self.environment:
+                    settings = env.get("approvalSettings") or {}
+                    tags = settings.get("requiredApprovalTags") or []
+                    if settings.get("required") and tags:
+                        return (f"changes to flags tagged {', '.join(map(str, tags))} require approval: "
+                                "a kill of such a flag will be PENDING_APPROVAL")
+                    if settings.get("required"):
+                        return "changes here require approval: a kill will be PENDING_APPROVAL"
+                    return "no approval required"
+            offset += len(items)
+            if not items or offset >= int(doc.get("totalCount") or 0):
+                break
+        return f"environment {self.environment!r} not listed in project {self.project!r}"
+
+
+def from_config(section: LaunchDarklyRegion, runbook: Any) -> LaunchDarklyProvider:
+    return LaunchDarklyProvider(
+        section.base_url, section.project, section.environment,
+        secret(section.token_env, what="LaunchDarkly access token"),
+        timeout_s=section.timeout_seconds, policy=retry_policy(runbook),
+    )
