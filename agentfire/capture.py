@@ -59,13 +59,16 @@ def build_case(
     traj: Trajectory,
     off: OffRails,
     *,
-    expected: str,
+    expected: str | None,
     incident: str,
     actor: str,
     tags: Sequence[str] = (),
     captured_at: str | None = None,
 ) -> dict[str, Any]:
-    """The regression case for `traj` at off-rails step `off.step` (a plain, JSON-able dict)."""
+    """The regression case for `traj` at off-rails step `off.step` (a plain, JSON-able dict).
+
+    Without `expected` (a runbook walk, a script), the expectation is derived from the off-rails
+    step itself: the agent must not repeat it (`expected_source` says which)."""
     if not traj.steps:
         raise UsageError(f"trace {traj.trace_id!r} has no steps to capture")
     try:
@@ -74,7 +77,10 @@ def build_case(
         raise UsageError(
             f"--step {off.step}: trace {traj.trace_id!r} has steps 1..{len(traj.steps)}"
         ) from None
-    if not expected.strip():
+    source = "responder"
+    if expected is None:
+        expected, source = derived_expectation(at), "derived"
+    elif not expected.strip():
         raise UsageError("the expected behaviour is empty: say what the agent should have done")
     cid = case_id(traj.trace_id, off.step)
     what = f"{at.name} at step {off.step}"
@@ -90,6 +96,7 @@ def build_case(
                      "off_rails_tool": at.name, "tags": tags},
         # --- the regression itself -------------------------------------------------------------
         "expected": expected,
+        "expected_source": source,
         "golden_tools": off.golden_tools,
         "off_rails": {
             "step": off.step, "observation_id": at.id, "kind": at.kind, "name": at.name,
@@ -102,6 +109,18 @@ def build_case(
         "actor": actor,
         "tags": tags,
     }
+
+
+def derived_expectation(at: Step) -> str:
+    """What must not happen again, from the off-rails step (when nobody said what should)."""
+    import json
+
+    what = f"calling {at.name}" if at.is_tool else f"the {at.kind} step {at.name}"
+    args = json.dumps(at.input, ensure_ascii=False, default=str) if at.input is not None else ""
+    if len(args) > 500:
+        args = args[:500] + "..."
+    return (f"The agent must not repeat the off-rails action of step {at.index}: {what}"
+            + (f" with {args}" if args else "") + ".")
 
 
 def off_rails_from_triage(traj: Trajectory, runbook: Any, golden: Trajectory | None = None,
@@ -176,7 +195,7 @@ def capture(
     journal: Journal,
     trace_id: str,
     *,
-    expected: str,
+    expected: str | None,
     actor: str,
     step: int | None = None,
     tags: Sequence[str] = (),

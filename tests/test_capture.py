@@ -175,8 +175,6 @@ def test_capture_reads_the_expected_behaviour_from_a_file(sandbox, cli):
 def test_capture_usage_errors_exit_2_and_write_nothing(sandbox, cli):
     write_store(sandbox, ("t-u", trace_rows("t-u", WRONG_RECIPIENT)))
     evals = sandbox / "evals" / "regressions.jsonl"
-    r = _capture(cli, "t-u", "--step", "4")
-    assert r.exit_code == 2 and "--expected" in r.stderr
     r = _capture(cli, "t-u", "--step", "9", "--expected", "x")
     assert r.exit_code == 2 and "steps 1..4" in r.stderr
     r = _capture(cli, "t-u", "--step", "4", "--expected", "x", "--expected-file", "f")
@@ -277,3 +275,16 @@ def test_a_trace_triage_finds_nothing_in_needs_step(sandbox, cli):
     r = _capture(cli, "t-ok", "--expected", "x")
     assert r.exit_code == 2 and "--step" in r.stderr
     assert not (sandbox / "evals" / "regressions.jsonl").exists()
+
+
+def test_without_expected_the_case_says_what_must_not_happen_again(sandbox, cli):
+    write_store(sandbox, ("t-d", trace_rows("t-d", WRONG_RECIPIENT)))
+    r = _capture(cli, "t-d", "--step", "4", "--json")  # as a runbook walk runs it: no terminal
+    assert r.exit_code == 0, r
+    case = r.json()["case"]
+    assert case["expected_source"] == "derived"
+    assert case["expected"] == ("The agent must not repeat the off-rails action of step 4: calling "
+                                'send_email with {"to": "landlord@example.com", "attachment": "lease.pdf"}.')
+    assert case["assert"] == [{"type": "llm-rubric", "value": case["expected"]}]
+    r = _capture(cli, "t-d", "--step", "2", "--expected", "read, then ask")
+    assert r.exit_code == 0 and "derived" not in r.stdout

@@ -17,7 +17,8 @@ from agentfire.cli._app import (
 PUSH_STYLE = {"CONFIRMED": "bold green"}
 
 
-def _expected(text: Optional[str], file: Optional[Path]) -> str:
+def _expected(text: Optional[str], file: Optional[Path]) -> Optional[str]:
+    """--expected, --expected-file, or on a terminal a question; None: derive it from the step."""
     if text is not None and file is not None:
         raise fail("give --expected or --expected-file, not both", 2)
     if file is not None:
@@ -29,8 +30,10 @@ def _expected(text: Optional[str], file: Optional[Path]) -> str:
     if text is not None:
         return text
     if interactive():
-        return typer.prompt("What should the agent have done instead?", err=True)
-    raise fail("say what the agent should have done: --expected TEXT or --expected-file F", 2)
+        answer = typer.prompt("What should the agent have done instead? (Enter: it must not "
+                              "repeat the off-rails step)", default="", show_default=False, err=True)
+        return answer or None
+    return None
 
 
 def render(result: Any) -> None:
@@ -50,7 +53,9 @@ def render(result: Any) -> None:
     if off.get("why"):
         table.add_row("why", safe_text(off["why"], 600))
     table.add_row("conversation", Text(f"{len(case['vars']['conversation'])} step(s) before it"))
-    table.add_row("expected", safe_text(case["expected"], 600))
+    table.add_row("expected", Text.assemble(safe_text(case["expected"], 600), (
+        "  (derived: pass --expected to say what it should have done)"
+        if case.get("expected_source") == "derived" else "", "dim")))
     if case.get("golden_tools"):
         table.add_row("golden tools", safe_text(" -> ".join(case["golden_tools"]), 600))
     if case.get("tags"):
@@ -76,7 +81,8 @@ def capture(
     ctx: typer.Context,
     trace_id: str = typer.Argument(..., metavar="TRACE_ID", help="The failing trajectory."),
     expected: Optional[str] = typer.Option(
-        None, "--expected", metavar="TEXT", help="What the agent should have done."),
+        None, "--expected", metavar="TEXT",
+        help="What the agent should have done (default: it must not repeat the off-rails step)."),
     expected_file: Optional[Path] = typer.Option(
         None, "--expected-file", metavar="F", help="The expected behaviour from a file ('-': stdin)."),
     step: Optional[int] = typer.Option(
