@@ -105,19 +105,18 @@ def _details(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k not in _BOOKKEEPING}
 
 
-def _summary_line(entry: dict[str, Any], limit: int = 160) -> str:
-    d = _details(entry)
-    before, after = d.pop("before", None), d.pop("after", None)
-    parts = [f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in d.items()
-             if v not in (None, "", [], {})]
-    if before is not None or after is not None:
-        parts.append(f"before={json.dumps(before, default=str)} -> after={json.dumps(after, default=str)}")
-    return _inert(" ".join(parts), limit)
-
-
 def build_report(journal: Journal, runbook: Any, *, closed_by: str,
                  verify: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`agentfire report`'s document (timeline, runbook steps, actors) plus what closing adds:
+    the off-rails step, the blast radius, the cases, the verification."""
+    from agentfire import report as report_mod
+    from agentfire.walk import plan
+
     entries = journal.entries()
+    doc = report_mod.build(journal, plan(runbook))
+    if len(doc["timeline"]) == len(entries):
+        for row, entry in zip(doc["timeline"], entries):
+            row["outcome"] = entry.get("outcome")
     captures = _captures(entries)
     evalset = evalset_for(runbook)
     cases = []
@@ -134,14 +133,11 @@ def build_report(journal: Journal, runbook: Any, *, closed_by: str,
     triages = [e for e in entries if str(e.get("action", "")).startswith("triage")]
     now = utcnow()
     opened = _ts(entries[0].get("ts")) if entries else None
-    return {
-        "incident": journal.incident,
+    doc.update({
         "status": "closed",
-        "opened_at": entries[0].get("ts") if entries else None,
         "closed_at": iso(now),
         "closed_by": closed_by,
         "duration_s": round((now - opened).total_seconds(), 1) if opened else None,
-        "actors": sorted({str(e.get("actor")) for e in entries if e.get("actor")}),
         "off_rails": {
             "trace_id": last.get("trace_id"), "step": last.get("step"), "tool": last.get("tool"),
             "why": last.get("why"), "chosen_by": last.get("chosen_by"),
@@ -150,13 +146,8 @@ def build_report(journal: Journal, runbook: Any, *, closed_by: str,
         "blast_radius": {**_details(blasts[-1]), "ts": blasts[-1].get("ts")} if blasts else None,
         "cases": cases,
         "verify": verify,
-        "timeline": [
-            {"ts": e.get("ts"), "actor": e.get("actor"), "action": e.get("action"),
-             "outcome": e.get("outcome"), "duration_ms": e.get("duration_ms"),
-             "summary": _summary_line(e), "entry": e}
-            for e in entries
-        ],
-    }
+    })
+    return doc
 
 
 def _cell(value: Any, limit: int = 160) -> str:
@@ -168,12 +159,12 @@ def _cell(value: Any, limit: int = 160) -> str:
 
 
 def render_markdown(r: dict[str, Any]) -> str:
-    out = [f"# Incident {r['incident']}", ""]
-    out += [f"- opened: {r['opened_at']}", f"- closed: {r['closed_at']} by {_cell(r['closed_by'])}"]
-    if r.get("duration_s") is not None:
-        out.append(f"- duration: {r['duration_s']:.0f} s")
-    out.append(f"- responders: {', '.join(_cell(a) for a in r['actors'])}")
-    out += ["", "## Off-rails step", ""]
+    """`agentfire report`'s markdown with the closing sections after its header."""
+    from agentfire import report as report_mod
+
+    out = [f"Closed {r['closed_at']} by {_cell(r['closed_by'])}"
+           + (f" after {r['duration_s']:.0f} s." if r.get("duration_s") is not None else "."), ""]
+    out += ["## Off-rails step", ""]
     off = r.get("off_rails")
     if off:
         out.append(f"Trace `{_cell(off['trace_id'])}`, step {off['step']} "
@@ -198,12 +189,11 @@ def render_markdown(r: dict[str, Any]) -> str:
         v = r["verify"]
         out += ["", "## Verification", "",
                 f"`{_cell(v['command'], 300)}` exited {v['exit_code']} in {v['duration_ms']} ms."]
-    out += ["", "## Timeline", "", "| time (UTC) | actor | action | outcome | details |",
-            "|---|---|---|---|---|"]
-    for t in r["timeline"]:
-        out.append(f"| {_cell(t['ts'])} | {_cell(t['actor'])} | {_cell(t['action'])} | "
-                   f"{_cell(t['outcome'])} | {_cell(t['summary'])} |")
-    return "\n".join(out) + "\n"
+    base = report_mod.to_markdown(r)
+    head, sep, rest = base.partition("\n## ")
+    md = head.rstrip("\n") + "\n\n" + "\n".join(out) + "\n" + (sep + rest if sep else "")
+    # the timeline cells come from journal entries: no escape sequence may survive into the file
+    return neutralise(md)
 
 
 # --- close ----------------------------------------------------------------------------------

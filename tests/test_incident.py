@@ -63,7 +63,8 @@ def test_close_refuses_without_a_case_then_writes_the_report(sandbox, cli):
 
     assert md.startswith("# Incident inc-1")
     for text in ("## Off-rails step", "step 4", "`send_email`", "## Blast radius", "matching: 17",
-                 "## Regression cases", cid, "## Timeline", "| kill |", "| CONFIRMED |"):
+                 "## Regression cases", cid, "## Timeline", "| kill |", "outcome=CONFIRMED",
+                 "Closed ", "by carol"):
         assert text in md, text
 
     closes = [e for e in j.entries() if e["action"] == "incident.close"]
