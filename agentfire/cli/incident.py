@@ -15,6 +15,7 @@ from agentfire.cli._app import (
 incident_app = typer.Typer(
     name="incident",
     help="List incidents, and close one once its regression case is in the eval set.",
+    epilog="Example: agentfire incident list; agentfire incident close inc-20261123-101500-ab12",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
