@@ -198,3 +198,15 @@ def test_an_unusable_langfuse_url_is_an_outcome_not_a_traceback(sandbox, cli):
                 env={**env, "LANGFUSE_BASE_URL": url})
         assert r.exit_code == 1, r
         assert r.json()["push"][0]["outcome"] == outcome
+
+
+def test_rate_limited_dataset_calls_wait_as_asked_then_confirm(sandbox, cli, langfuse_fake):
+    write_store(sandbox, ("t-429", trace_rows("t-429", WRONG_RECIPIENT)))
+    langfuse_fake.inject(429, times=1, retry_after=0.2, path="/api/public/v2/datasets")
+    langfuse_fake.inject(429, times=1, retry_after=0.2, path=ITEMS)
+    r = _push(cli, langfuse_fake, "t-429", "--step", "4", "--expected", "x")
+    assert r.exit_code == 0, r
+    assert r.json()["push"][0]["outcome"] == "CONFIRMED"
+    statuses = [q.status for q in langfuse_fake.requests if q.method == "POST"]
+    assert statuses == [429, 200, 429, 200]
+    assert len(langfuse_fake.dataset_items) == 1
