@@ -133,6 +133,10 @@ class EvalsSection(Strict):
     phoenix_dataset: str | None = Field(
         default=None, description="Phoenix dataset for capture --push (default: langfuse_dataset's)"
     )
+    verify: str | None = Field(
+        default=None,
+        description="test command `incident close` runs first, e.g. pytest -q tests/test_regressions.py",
+    )
 
 
 class GoldenSection(Strict):

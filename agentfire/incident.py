@@ -276,6 +276,7 @@ def close(runbook: Any, journal: Journal, *, actor: str, verify: str | None = No
             "capture again before closing"
         )
     verified = None
+    verify = verify or runbook.model.evals.verify
     if verify:
         verified = run_verify(verify, runbook.base_dir)
         journal.append("incident.verify", actor=actor, command=verify,

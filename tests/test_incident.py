@@ -153,3 +153,20 @@ def test_report_renders_hostile_trace_content_inertly(sandbox, cli):
     assert "\x1b" not in md
     row = next(line for line in md.splitlines() if line.startswith(f"| `{case_id('t-h', 2)}`"))
     assert row.count(" | ") == 4  # the pipe and newline in the tool name did not break the table
+
+
+def test_the_runbook_names_the_suite_close_runs(sandbox, cli, tmp_path):
+    import yaml
+
+    doc = yaml.safe_load((sandbox / "runbook.yaml").read_text())
+    marker = tmp_path / "suite-ran"
+    suite = tmp_path / "suite.py"
+    suite.write_text(f"open({str(marker)!r}, 'w')\nraise SystemExit(1)\n")
+    doc["evals"] = {"path": "evals/regressions.jsonl", "verify": f"{sys.executable} {suite}"}
+    (sandbox / "runbook.yaml").write_text(yaml.safe_dump(doc))
+    write_store(sandbox, ("t-s", trace_rows("t-s", WRONG_RECIPIENT)))
+    assert cli("--incident", "inc-s", "capture", "t-s", "--step", "4").exit_code == 0
+    r = cli("incident", "close", "inc-s")
+    assert r.exit_code == 1 and "stays open" in r.stderr and marker.exists()
+    r = cli("incident", "close", "inc-s", "--verify", f"{sys.executable} -c pass")
+    assert r.exit_code == 0, r

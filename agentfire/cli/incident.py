@@ -33,7 +33,8 @@ def close_cmd(
         None, metavar="[ID]", help="Incident id (default: --incident, else the latest open one)."),
     verify: Optional[str] = typer.Option(
         None, "--verify", metavar="CMD",
-        help="Run this test command first (no shell) and stay open unless it exits 0."),
+        help="Run this test command first (no shell) and stay open unless it exits 0 "
+             "(default: runbook.yaml evals.verify)."),
     json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
     """Close an incident: refuses while it has no captured regression case in the eval set,
@@ -53,6 +54,7 @@ def close_cmd(
         err_console().print(Text(f"closing {chosen} (the latest open incident)"))
     journal = Journal(rb.journal_dir, check_incident_id(chosen))
     console = err_console()
+    verify = verify or rb.model.evals.verify
     if verify and console.is_terminal and not want_json(ctx, json_out):
         with console.status(f"running {verify} ..."):
             result = core.close(rb, journal, actor=st.actor, verify=verify)
