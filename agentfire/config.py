@@ -386,7 +386,7 @@ def _validate_provider(
 ) -> BaseModel:
     from agentfire.providers import provider_schemas
 
-    schemas = provider_schemas(family)
+    schemas = provider_schemas(family, raw.get("kind") if isinstance(raw, dict) else None)
     line = _line_for(at, lines)
     where = f"{path}:{line or '?'}: {'.'.join(str(a) for a in at)}"
     if not isinstance(raw, dict):

@@ -52,4 +52,11 @@ def _global(
 
 
 def main() -> None:
+    import sys
+
+    # The CLI process runs on asyncio only. Installed but unused, trio is imported by httpcore just
+    # to detect it, and httpx imports its own CLI (click, pygments): together 0.1-0.4 s of every
+    # HTTP command's start. A None entry in sys.modules makes those optional imports fail fast.
+    for unused in ("trio", "httpx._main"):
+        sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
     app(prog_name="agentfire")

@@ -97,7 +97,9 @@ _consoles: dict[str, Console] = {}
 def out_console() -> Console:
     c = _consoles.get("out")
     if c is None or c.file is not sys.stdout:
-        c = _consoles["out"] = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+        # piped into a file or `tee`, Rich would cut tables at 80 columns and lose the detail column
+        width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+        c = _consoles["out"] = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=width)
     return c
 
 

@@ -50,10 +50,14 @@ def _plugins() -> tuple[dict[str, Any], ...]:
     return tuple(found)
 
 
-def provider_schemas(family: str) -> dict[str, Any]:
+def provider_schemas(family: str, kind: Any = None) -> dict[str, Any]:
+    """Schemas by kind. Built-ins win, so for a built-in `kind` the entry points are not scanned
+    (scanning every installed distribution costs ~0.1 s of each command's start)."""
     from agentfire.config import PROVIDER_SCHEMAS
 
     schemas = dict(PROVIDER_SCHEMAS[family])
+    if kind in schemas:
+        return schemas
     for spec in _plugins():
         if spec["family"] == family:
             schemas.setdefault(spec["kind"], spec["schema"])
