@@ -1,0 +1,162 @@
+"""What a blast scan found: the hits (one per matching trajectory) and how complete the scan was."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agentfire.blast.signature import Signature
+from agentfire.blast.window import Window
+from agentfire.errors import UsageError
+from agentfire.trajectory import iso
+
+# distinct users at or above this: a customer-communications problem, not only an engineering one
+CUSTOMER_COMMS_USERS = 25
+
+
+@dataclass
+class Hit:
+    trace_id: str
+    user_id: str | None
+    start: datetime | None  # the trajectory's start
+    status: str  # running / finished / error
+    step_index: int | None  # 1-based index of the matching step in the trajectory
+    tool: str | None
+    args: Any
+    hit_at: datetime | None  # when the matching step started
+
+    @property
+    def still_open(self) -> bool:
+        return self.status == "running"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "trace_id": self.trace_id, "user_id": self.user_id, "start": iso(self.start),
+            "status": self.status, "still_open": self.still_open, "step_index": self.step_index,
+            "tool": self.tool, "args": self.args, "hit_at": iso(self.hit_at),
+        }
+
+
+@dataclass
+class Gap:
+    """A part of the window that was not scanned, and why."""
+
+    start: datetime
+    end: datetime
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"from": iso(self.start), "to": iso(self.end), "reason": self.reason}
+
+
+@dataclass
+class ScanStats:
+    pages: int = 0
+    requests: int = 0
+    rows_scanned: int = 0
+    candidates: int = 0
+    seconds: float = 0.0
+    engine: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pages": self.pages, "requests": self.requests, "rows_scanned": self.rows_scanned,
+                "candidates": self.candidates, "seconds": round(self.seconds, 3), "engine": self.engine}
+
+
+@dataclass
+class BlastResult:
+    signature: Signature
+    window: Window
+    store: str
+    hits: list[Hit]
+    gaps: list[Gap] = field(default_factory=list)
+    stats: ScanStats = field(default_factory=ScanStats)
+    as_of: datetime | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.gaps
+
+    @property
+    def user_ids(self) -> list[str]:
+        return sorted({h.user_id for h in self.hits if h.user_id})
+
+    @property
+    def still_open_ids(self) -> list[str]:
+        return [h.trace_id for h in self.hits if h.still_open]
+
+    @property
+    def first_hit(self) -> datetime | None:
+        times = [h.hit_at for h in self.hits if h.hit_at]
+        return min(times) if times else None
+
+    @property
+    def last_hit(self) -> datetime | None:
+        times = [h.hit_at for h in self.hits if h.hit_at]
+        return max(times) if times else None
+
+    @property
+    def customer_comms(self) -> bool:
+        return len(self.user_ids) >= CUSTOMER_COMMS_USERS
+
+    def summary_json(self) -> dict[str, Any]:
+        return {
+            "trajectories": len(self.hits), "distinct_users": len(self.user_ids),
+            "still_open": bool(self.still_open_ids), "still_open_count": len(self.still_open_ids),
+            "first_hit": iso(self.first_hit), "last_hit": iso(self.last_hit),
+            "complete": self.complete,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.summary_json(),
+            "signature": self.signature.to_json(),
+            "window": self.window.to_json(),
+            "store": self.store,
+            "as_of": iso(self.as_of),
+            "still_open_trace_ids": self.still_open_ids,
+            "user_ids": self.user_ids,
+            "unscanned": [g.to_json() for g in self.gaps],
+            "scan": self.stats.to_json(),
+            "warnings": self.warnings,
+            "hits": [h.to_json() for h in self.hits],
+        }
+
+
+CSV_COLUMNS = ("trace_id", "user_id", "start", "status", "still_open", "step_index", "tool", "args", "hit_at")
+
+
+def render_out(result: BlastResult, path: Path) -> bytes:
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return (json.dumps(result.to_json(), ensure_ascii=False, indent=2, default=str) + "\n").encode()
+    if suffix == ".csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for h in result.hits:
+            row = h.to_json()
+            row["args"] = json.dumps(row["args"], ensure_ascii=False, default=str)
+            # a cell starting with = + - @ is a formula in spreadsheets: legal opens this in Excel
+            w.writerow({k: _csv_safe(row[k]) for k in CSV_COLUMNS})
+        return buf.getvalue().encode()
+    raise UsageError(f"--out {path}: use a .csv or .json file name")
+
+
+def _csv_safe(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def write_out(result: BlastResult, path: Path) -> None:
+    from agentfire._files import atomic_write
+
+    data = render_out(result, path)
+    atomic_write(path, data, mode=0o600)  # user ids and arguments: personal data

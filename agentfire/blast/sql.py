@@ -1,0 +1,314 @@
+"""The Signature as SQL, for DuckDB (the local files store, a Langfuse blob-storage export) and
+ClickHouse (a self-hosted Langfuse's own database).
+
+Two query shapes share one predicate builder:
+- `scan_query` (DuckDB only): the local one-pass scan. One GROUP BY over the store: per trajectory
+  its status inputs and the marks of rows that match a step pattern; Python resolves sequences
+  and the step index from the (small) marks of the hit trajectories.
+- `emit_query` (DuckDB or ClickHouse): a self-contained query a team runs on its own engine; one
+  row per matching trajectory (trace id, user, still open, hit time), sequences resolved in SQL
+  by a chain of "first match after the previous step's" aggregates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from agentfire.blast.signature import Signature, StepPattern, glob_regex, is_glob, path_parts
+
+
+def lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Where the observation fields live in a given source (SQL expressions)."""
+
+    trace_id: str
+    id: str
+    type: str
+    name: str
+    start: str  # a timestamp
+    end: str
+    is_root: str  # a boolean expression
+    user_id: str
+    level: str
+    input: str
+    output: str
+    model: str
+    metadata: str  # JSON (DuckDB) or Map(String, String) (ClickHouse)
+
+
+class Dialect:
+    name = "duckdb"
+
+    def lit(self, value: str) -> str:
+        return lit(value)
+
+    def json_path(self, path: str) -> str:
+        out = "$"
+        for p in path_parts(path):
+            out += f"[{p}]" if isinstance(p, int) else '."' + p.replace('"', '\\"') + '"'
+        return self.lit(out)
+
+    def json_text(self, col: str, path: str) -> str:
+        return f"json_extract_string({col}, {self.json_path(path)})"
+
+    def json_exists(self, col: str, path: str) -> str:
+        return f"(json_extract({col}, {self.json_path(path)}) IS NOT NULL)"
+
+    def re_search(self, expr: str, pattern: str) -> str:
+        return f"regexp_matches({expr}, {self.lit(pattern)})"
+
+    def contains_ci(self, expr: str, text: str) -> str:
+        return f"(strpos(lower({expr}), {self.lit(text.lower())}) > 0)"
+
+    def meta_eq(self, col: str, key: str, value: str) -> str:
+        path = self.lit('$."' + key.replace('"', '\\"') + '"')  # the whole key, dots included
+        return f"(json_extract_string({col}, {path}) = {self.lit(value)})"
+
+    def ts(self, dt: datetime) -> str:
+        return f"TIMESTAMPTZ {self.lit(dt.astimezone(timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f+00'))}"
+
+    def any_(self, cond: str) -> str:
+        return f"bool_or({cond})"
+
+    def min_if(self, expr: str, cond: str) -> str:
+        return f"min({expr}) FILTER (WHERE {cond})"
+
+    def first_by_if(self, expr: str, order: str, cond: str) -> str:
+        return f"arg_min({expr}, {order}) FILTER (WHERE {cond})"
+
+    def count_if(self, cond: str) -> str:
+        return f"count(*) FILTER (WHERE {cond})"
+
+    def mode(self, expr: str) -> str:
+        return f"mode({expr})"
+
+
+class ClickHouse(Dialect):
+    name = "clickhouse"
+
+    def lit(self, value: str) -> str:
+        # ClickHouse string literals treat backslash as an escape (DuckDB's do not)
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def _keys(self, path: str) -> str:
+        # ClickHouse JSON functions take keys and 1-based indexes as separate arguments
+        return ", ".join(str(p + 1) if isinstance(p, int) else self.lit(p) for p in path_parts(path))
+
+    def json_text(self, col: str, path: str) -> str:
+        # JSONExtractString is '' for non-strings: take the raw value and unquote strings
+        raw = f"JSONExtractRaw({col}, {self._keys(path)})"
+        return f"if(JSONType({col}, {self._keys(path)}) = 'String', JSONExtractString({col}, {self._keys(path)}), {raw})"
+
+    def json_exists(self, col: str, path: str) -> str:
+        return f"JSONHas({col}, {self._keys(path)})"
+
+    def re_search(self, expr: str, pattern: str) -> str:
+        return f"match({expr}, {self.lit(pattern)})"
+
+    def contains_ci(self, expr: str, text: str) -> str:
+        return f"(positionCaseInsensitiveUTF8({expr}, {self.lit(text)}) > 0)"
+
+    def meta_eq(self, col: str, key: str, value: str) -> str:
+        return f"({col}[{self.lit(key)}] = {self.lit(value)})"
+
+    def ts(self, dt: datetime) -> str:
+        return f"toDateTime64({self.lit(dt.astimezone(timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f'))}, 6, 'UTC')"
+
+    def any_(self, cond: str) -> str:
+        return f"max({cond})"
+
+    def min_if(self, expr: str, cond: str) -> str:
+        return f"minIf({expr}, {cond})"
+
+    def first_by_if(self, expr: str, order: str, cond: str) -> str:
+        return f"argMinIf({expr}, {order}, {cond})"
+
+    def count_if(self, cond: str) -> str:
+        return f"countIf({cond})"
+
+    def mode(self, expr: str) -> str:
+        return f"anyHeavy({expr})"
+
+
+def name_cond(d: Dialect, expr: str, pattern: str) -> str:
+    if not is_glob(pattern):
+        return f"({expr} = {d.lit(pattern)})"
+    return d.re_search(expr, glob_regex(pattern))
+
+
+def step_cond(d: Dialect, c: Columns, step: StepPattern) -> str:
+    parts: list[str] = [f"NOT {c.is_root}"]  # the root is the trajectory, not one of its steps
+    if step.tool is not None:
+        parts.append(f"({c.type} = 'TOOL')")
+        parts.append(name_cond(d, c.name, step.tool))
+    if step.level is not None:
+        parts.append(f"(coalesce({c.level}, 'DEFAULT') = {d.lit(step.level.upper())})")
+    if step.output_matches is not None:
+        parts.append(f"coalesce({d.re_search(c.output, step.output_matches)}, false)")
+    for a in step.args:
+        if a.op == "exists":
+            parts.append(d.json_exists(c.input, a.path))
+            continue
+        text = d.json_text(c.input, a.path)
+        if a.op == "=":
+            parts.append(f"coalesce({text} = {d.lit(a.value or '')}, false)")
+        elif a.op == "~":
+            parts.append(f"coalesce({d.contains_ci(text, a.value or '')}, false)")
+        else:
+            parts.append(f"coalesce({d.re_search(text, a.value or '')}, false)")
+    return "(" + " AND ".join(parts) + ")"
+
+
+def trace_conds(d: Dialect, c: Columns, sig: Signature) -> list[str]:
+    """Row-level conditions of which at least one row per trajectory must hold."""
+    out = []
+    if sig.model is not None:
+        out.append(f"(({c.type} = 'GENERATION') AND {name_cond(d, c.model, sig.model)})")
+    for key, value in sig.metadata:
+        out.append(f"coalesce({d.meta_eq(c.metadata, key, value)}, false)")
+    return out
+
+
+def in_window(d: Dialect, c: Columns, start: datetime, end: datetime) -> str:
+    return f"({c.start} >= {d.ts(start)} AND {c.start} < {d.ts(end)})"
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+# Only the columns a signature needs are parsed: output, model and metadata are the costly ones.
+JSONL_TYPES = {
+    "id": "VARCHAR", "traceId": "VARCHAR", "type": "VARCHAR", "name": "VARCHAR",
+    "startTime": "VARCHAR", "endTime": "VARCHAR", "parentObservationId": "VARCHAR",
+    "isRootObservation": "BOOLEAN", "userId": "VARCHAR", "level": "VARCHAR", "input": "VARCHAR",
+    "output": "VARCHAR", "model": "VARCHAR", "metadata": "JSON",
+}
+# The files store and the Langfuse v2 API: camelCase rows.
+FILES_COLUMNS = Columns(
+    # an unreadable time is NULL (as agentfire.trajectory.parse_time makes it None), not an error
+    trace_id="traceId", id="id", type="upper(type)", name="name",
+    start="TRY_CAST(startTime AS TIMESTAMPTZ)", end="TRY_CAST(endTime AS TIMESTAMPTZ)",
+    is_root="coalesce(isRootObservation, parentObservationId IS NULL)", user_id="userId",
+    level="upper(level)", input="input", output="output", model="model", metadata="metadata",
+)
+# A Langfuse blob-storage export and the ClickHouse observations table: snake_case rows.
+EXPORT_COLUMNS = Columns(
+    trace_id="trace_id", id="id", type="upper(type)", name="name", start="start_time", end="end_time",
+    is_root="(parent_observation_id IS NULL OR parent_observation_id = '')", user_id="user_id",
+    level="upper(level)", input="input", output="output", model="provided_model_name",
+    metadata="metadata",
+)
+
+
+def files_source(paths: list[str], sig: Signature | None = None) -> str:
+    files = "[" + ", ".join(lit(p) for p in paths) + "]"
+    skip = set()
+    if sig is not None:
+        skip = {"output", "model", "metadata"}
+        if any(s.output_matches is not None for s in sig.steps):
+            skip.discard("output")
+        if sig.model is not None:
+            skip.discard("model")
+        if sig.metadata:
+            skip.discard("metadata")
+    cols = "{" + ", ".join(f"{k}: '{v}'" for k, v in JSONL_TYPES.items() if k not in skip) + "}"
+    return (f"read_json({files}, format='newline_delimited', columns={cols}, "
+            "ignore_errors=false, maximum_object_size=67108864)")
+
+
+# --- the local one-pass scan ------------------------------------------------------------------
+
+
+def scan_query(sig: Signature, source: str, c: Columns, start: datetime, end: datetime) -> str:
+    d = Dialect()
+    n = len(sig.steps)
+    marks = [step_cond(d, c, s) for s in sig.steps]
+    marks[-1] = f"({marks[-1]} AND {in_window(d, c, start, end)})"
+    tconds = trace_conds(d, c, sig)
+    select = [
+        f"{c.trace_id} AS trace_id", f"{c.id} AS id", f"{c.user_id} AS user_id",
+        f"epoch_ms({c.start}) AS t", f"{c.end} IS NULL AS open_end", f"{c.is_root} AS is_root",
+        f"{c.level} AS level", f"{c.name} AS name", f"{c.input} AS input",
+    ]
+    select += [f"coalesce({m}, false) AS m{i}" for i, m in enumerate(marks)]
+    select += [f"coalesce({t}, false) AS c{i}" for i, t in enumerate(tconds)]
+    mask = " + ".join(f"(m{i}::INT << {i})" for i in range(n))
+    any_mark = " OR ".join(f"m{i}" for i in range(n))
+    having = [f"bool_or(m{n - 1})"] + [f"bool_or(c{i})" for i in range(len(tconds))]
+    return f"""
+WITH obs AS (
+  SELECT {", ".join(select)}
+  FROM {source}
+  WHERE {c.trace_id} IS NOT NULL
+)
+SELECT trace_id,
+  min(user_id) AS user_id, min(t) AS start_ms,
+  count(*) FILTER (WHERE is_root) AS roots,
+  arg_min(open_end, t) FILTER (WHERE is_root) AS root_open,
+  arg_min(level, t) FILTER (WHERE is_root) AS root_level,
+  list(t) FILTER (WHERE NOT is_root) AS step_times,
+  list({{'t': t, 'id': id, 'mask': {mask}, 'name': name, 'input': CASE WHEN m{n - 1} THEN input END}}
+       ORDER BY t, id) FILTER (WHERE {any_mark}) AS marks
+FROM obs
+GROUP BY trace_id
+HAVING {" AND ".join(having)}
+"""
+
+
+# --- the query a team runs on its own engine --------------------------------------------------
+
+
+def emit_query(sig: Signature, dialect: str, start: datetime, end: datetime,
+               source: str | None = None) -> str:
+    """One row per matching trajectory: trace_id, user_id, still_open, hit_at."""
+    d: Dialect = ClickHouse() if dialect == "clickhouse" else Dialect()
+    c = EXPORT_COLUMNS
+    if dialect == "clickhouse":
+        # user ids live on the traces table; FINAL collapses not-yet-merged updates
+        src = ("observations AS o FINAL LEFT JOIN (SELECT id, user_id FROM traces FINAL "
+               "WHERE project_id = {project_id:String}) AS tr ON tr.id = o.trace_id "
+               "WHERE o.project_id = {project_id:String}")
+        c = Columns(**{**c.__dict__, "trace_id": "o.trace_id", "id": "o.id", "type": "upper(o.type)",
+                       "name": "o.name", "start": "o.start_time", "end": "o.end_time",
+                       "is_root": "(o.parent_observation_id IS NULL OR o.parent_observation_id = '')",
+                       "user_id": "tr.user_id", "level": "upper(o.level)", "input": "o.input",
+                       "output": "o.output", "model": "o.provided_model_name", "metadata": "o.metadata"})
+    else:
+        src = source or "read_json_auto('langfuse-export/observations/*.jsonl')"
+        src = f"{src} WHERE true"
+    marks = [step_cond(d, c, s) for s in sig.steps]
+    marks[-1] = f"({marks[-1]} AND {in_window(d, c, start, end)})"
+    tconds = trace_conds(d, c, sig)
+    cols = [f"{c.trace_id} AS trace_id", f"{c.user_id} AS user_id", f"{c.start} AS t",
+            f"{c.end} IS NULL AS open_end", f"{c.is_root} AS is_root"]
+    cols += [f"{m} AS m{i}" for i, m in enumerate(marks)]
+    cols += [f"{t} AS c{i}" for i, t in enumerate(tconds)]
+    ctes = [f"obs AS (\n  SELECT {', '.join(cols)}\n  FROM {src}\n)"]
+    ctes.append(
+        "traj AS (\n  SELECT trace_id, " + d.mode("user_id") + " AS user_id, "
+        + d.count_if("is_root") + " AS roots, "
+        + d.first_by_if("open_end", "t", "is_root") + " AS root_open"
+        + "".join(f", {d.any_(f'c{i}')} AS c{i}" for i in range(len(tconds)))
+        + "\n  FROM obs GROUP BY trace_id\n)"
+    )
+    ctes.append(f"s0 AS (\n  SELECT trace_id, min(t) AS t FROM obs WHERE m0 GROUP BY trace_id\n)")
+    for i in range(1, len(sig.steps)):
+        ctes.append(
+            f"s{i} AS (\n  SELECT obs.trace_id AS trace_id, min(obs.t) AS t FROM obs "
+            f"JOIN s{i - 1} ON s{i - 1}.trace_id = obs.trace_id "
+            f"WHERE obs.m{i} AND obs.t > s{i - 1}.t GROUP BY obs.trace_id\n)"
+        )
+    last = f"s{len(sig.steps) - 1}"
+    where = " AND ".join([f"traj.c{i}" for i in range(len(tconds))] or ["true"])
+    return (
+        "-- agentfire blast: " + sig.describe().replace("\n", " ") + "\n"
+        "WITH " + ",\n".join(ctes) + "\n"
+        f"SELECT traj.trace_id AS trace_id, traj.user_id AS user_id,\n"
+        f"  (traj.roots = 0 OR traj.root_open) AS still_open, {last}.t AS hit_at\n"
+        f"FROM {last} JOIN traj ON traj.trace_id = {last}.trace_id\n"
+        f"WHERE {where}\nORDER BY hit_at, trace_id\n"
+    )

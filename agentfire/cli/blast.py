@@ -1,0 +1,237 @@
+"""`agentfire blast`: minute four, the blast radius."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from agentfire.cli._app import (
+    app, emit_json, err_console, fail, handles_errors, out_console, safe_text, state, want_json, warn,
+)
+
+FIRST_ROWS = 20
+
+EPILOG = (
+    "Examples: agentfire --incident inc-42 blast --tool send_email --arg 'to~landlord' --since 6h  |  "
+    "agentfire blast --tool read_inbox --then send_email --out affected.csv  |  "
+    "agentfire blast --like 3f2a...c1 --since 6h  |  agentfire blast --signature sig.yaml --json  |  "
+    "agentfire blast --tool 'run_*' --emit-sql clickhouse"
+)
+
+
+@app.command(epilog=EPILOG)
+@handles_errors
+def blast(
+    ctx: typer.Context,
+    tool: Optional[str] = typer.Option(None, "--tool", metavar="NAME", help="Tool name, exact or glob (send_*)."),
+    then: Optional[list[str]] = typer.Option(
+        None, "--then", metavar="NAME",
+        help="A later tool in the same trajectory (repeatable): --tool A --then B. "
+             "--arg/--output-matches/--level apply to the last step."),
+    arg: Optional[list[str]] = typer.Option(
+        None, "--arg", metavar="'PATH OP VALUE'",
+        help="Condition on the tool's arguments: PATH=VALUE, PATH~TEXT (contains), 'PATH re REGEX', "
+             "'PATH exists'. Repeatable; all must hold."),
+    output_matches: Optional[str] = typer.Option(None, "--output-matches", metavar="REGEX",
+                                                 help="Regular expression searched in the step's output."),
+    level: Optional[str] = typer.Option(None, "--level", help="DEBUG, DEFAULT, WARNING or ERROR."),
+    model: Optional[str] = typer.Option(None, "--model", metavar="NAME",
+                                        help="Some model call in the trajectory used this model (glob)."),
+    metadata: Optional[list[str]] = typer.Option(None, "--metadata", metavar="KEY=VALUE",
+                                                 help="Some observation carries this metadata (repeatable)."),
+    signature_file: Optional[Path] = typer.Option(None, "--signature", metavar="FILE.yaml",
+                                                  help="The signature in a file (same fields)."),
+    like: Optional[str] = typer.Option(
+        None, "--like", metavar="TRACE_ID[:STEP]",
+        help="Derive the signature from triage's off-rails step of this trace (or STEP); it is "
+             "printed as YAML to edit and pass back with --signature."),
+    since: Optional[str] = typer.Option(None, "--since", metavar="DURATION", help="Window: the last 30m, 6h, 2d..."),
+    from_: Optional[str] = typer.Option(None, "--from", metavar="ISO", help="Window start (ISO time, UTC by default)."),
+    to: Optional[str] = typer.Option(None, "--to", metavar="ISO", help="Window end (default: now)."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="FILE.csv|FILE.json",
+                                       help="Write every hit (written atomically, mode 0600)."),
+    emit_sql: Optional[str] = typer.Option(
+        None, "--emit-sql", metavar="clickhouse|duckdb",
+        help="Print the signature as SQL for your own engine (self-hosted Langfuse ClickHouse, or "
+             "DuckDB/Spark over a Langfuse blob-storage export) and exit."),
+    export_source: Optional[str] = typer.Option(
+        None, "--export-source", metavar="SQL",
+        help="With --emit-sql duckdb: the table expression to read (default: "
+             "read_json_auto('langfuse-export/observations/*.jsonl'))."),
+    json_out: bool = typer.Option(False, "--json", help="JSON on stdout (shape in README)."),
+) -> None:
+    """Minute four: every trajectory in the window that matches the off-rails signature: how
+    many, which users, which are still running. Exit 0 when the whole window was scanned, 1 when
+    part of it could not be (the unscanned part is named), 2 for a bad signature or window."""
+    from agentfire import blast as core
+    from agentfire.errors import UsageError
+
+    st = state(ctx)
+    as_json = want_json(ctx, json_out)
+    sig = core.from_flags(tool=tool, then=then, args=arg, output_matches=output_matches, level=level,
+                          model=model, metadata=metadata)
+    given = [n for n, v in (("flags", sig), ("--signature", signature_file), ("--like", like)) if v is not None]
+    if len(given) > 1:
+        raise UsageError(f"give the signature one way, not {' and '.join(given)}")
+    if signature_file is not None:
+        sig = core.load_file(signature_file)
+    if like is not None:
+        sig = _derive_like(st.runbook(), like, quiet=as_json)
+    if sig is None:
+        raise UsageError("no signature: give --tool NAME (with --arg ...), --signature FILE.yaml or --like TRACE_ID")
+    if emit_sql is not None and emit_sql not in ("clickhouse", "duckdb"):
+        raise UsageError(f"--emit-sql {emit_sql!r}: use clickhouse or duckdb")
+    if out is not None and out.suffix.lower() not in (".csv", ".json"):
+        raise UsageError(f"--out {out}: use a .csv or .json file name")
+
+    journal = None
+    incident_start = None
+    if st.incident and emit_sql is None:
+        journal = st.journal(create=False)
+        incident_start = journal.started_at()
+    window = core.resolve(since=since, from_=from_, to=to, incident_start=incident_start)
+
+    if emit_sql is not None:
+        from agentfire.blast.sql import emit_query
+
+        typer.echo(emit_query(sig, emit_sql, window.start, window.end, source=export_source))
+        return
+
+    rb = st.runbook()
+    if not as_json:
+        err_console().print(Text.assemble(("signature: ", "bold"), safe_text(sig.describe(), 500)))
+    result = _scan(rb, sig, window, show_progress=not as_json)
+    if out is not None:
+        core.write_out(result, out)
+    if journal is not None:
+        journal.append("blast", actor=st.actor, outcome="complete" if result.complete else "partial",
+                       out=str(out) if out else None, **core.journal_fields(result))
+
+    ks = _killswitch_status(rb) if result.still_open_ids else None
+    if as_json:
+        doc = result.to_json()
+        if ks is not None:
+            doc["kill_switch"] = ks
+        emit_json(doc)
+    else:
+        _render(result, out)
+    _loud_warnings(result, ks, as_json)
+    if not result.complete:
+        parts = "; ".join(f"{g.start:%Y-%m-%d %H:%M:%S}Z..{g.end:%Y-%m-%d %H:%M:%S}Z ({g.reason})"
+                          for g in result.gaps)
+        raise fail(f"the scan did not complete; NOT scanned: {parts}. The counts above are a lower bound.", 1)
+
+
+def _derive_like(rb: Any, like: str, *, quiet: bool) -> Any:
+    from agentfire import triage
+    from agentfire.blast.like import derive, parse_like
+
+    trace_id, step = parse_like(like)
+    sig, index = derive(triage.run(rb, trace_id), step)
+    if not quiet:
+        err_console().print(Text(f"signature derived from step {index} of {trace_id} "
+                                 "(edit it, save it, pass it back with --signature FILE.yaml):", style="bold"))
+        err_console().print(safe_text(sig.to_yaml().rstrip(), None))
+    return sig
+
+
+def _scan(rb: Any, sig: Any, window: Any, *, show_progress: bool) -> Any:
+    from agentfire import blast as core
+
+    console = err_console()
+    if not show_progress or not console.is_terminal:
+        return core.run(rb, sig, window)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("scanning"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+                        console=console, transient=True)
+    task = progress.add_task("scan", total=1.0, detail="")
+
+    def hook(ev: dict[str, Any]) -> None:
+        detail = []
+        if "pages" in ev:
+            detail.append(f"pages {ev['pages']}")
+        if "hits" in ev:
+            detail.append(f"hits {ev['hits']}")
+        if ev.get("covered_to") is not None:
+            detail.append(f"covered to {ev['covered_to']:%H:%M:%S}Z")
+        progress.update(task, completed=ev.get("fraction", 0.0), detail="  ".join(detail))
+
+    with progress:
+        return core.run(rb, sig, window, hook=hook)
+
+
+def _killswitch_status(rb: Any) -> list[dict[str, Any]]:
+    from agentfire import killswitch
+
+    try:
+        rows = killswitch.status(rb)
+    except Exception as exc:  # the warning must still be shown
+        return [{"region": "?", "on": None, "detail": f"could not read the kill switch: {exc}"}]
+    return [{"region": r.region, "provider": r.provider, "on": r.on, "detail": r.detail} for r in rows]
+
+
+def _render(result: Any, out: Optional[Path]) -> None:
+    from agentfire.trajectory import iso
+
+    s = result.summary_json()
+    table = Table(title=f"blast radius  ({result.store})", title_justify="left", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    w = result.window
+    rows = [
+        ("trajectories", str(s["trajectories"])),
+        ("distinct users", str(s["distinct_users"])),
+        ("still open", f"{s['still_open_count']} " + ("YES" if s["still_open"] else "(none)")),
+        ("first hit", s["first_hit"] or "-"),
+        ("last hit", s["last_hit"] or "-"),
+        ("window", f"{iso(w.start)} .. {iso(w.end)}  ({w.origin})"),
+        ("scanned", "the whole window" if result.complete else "PARTIAL (see below)"),
+        ("scan", f"{result.stats.engine}  {result.stats.seconds:.1f} s"
+                 + (f"  {result.stats.requests} requests" if result.stats.requests else "")),
+    ]
+    for k, v in rows:
+        table.add_row(Text(k), safe_text(v, 300))
+    out_console().print(table)
+    if result.hits:
+        hits = Table(title=f"first {min(FIRST_ROWS, len(result.hits))} of {len(result.hits)} hits"
+                     + ("" if out else "  (--out FILE.csv for all, --json for everything)"),
+                     title_justify="left")
+        for col in ("trace", "user", "status", "step", "tool", "arguments", "hit at"):
+            hits.add_column(col, overflow="fold" if col == "arguments" else "ellipsis")
+        for h in result.hits[:FIRST_ROWS]:
+            hits.add_row(safe_text(h.trace_id, 80), safe_text(h.user_id or "-", 80),
+                         Text(h.status.upper() if h.still_open else h.status,
+                              style="bold red" if h.still_open else ""),
+                         Text(str(h.step_index or "?")), safe_text(h.tool or "-", 80),
+                         safe_text(h.args, 160), Text(iso(h.hit_at) or "-"))
+        out_console().print(hits)
+    if out is not None:
+        err_console().print(Text(f"wrote {len(result.hits)} hits to {out} (mode 0600)"))
+
+
+def _loud_warnings(result: Any, ks: Optional[list[dict[str, Any]]], as_json: bool) -> None:
+    for w in result.warnings:
+        warn(w)
+    if result.still_open_ids:
+        console = err_console()
+        console.print(Text(
+            f"STILL OPEN: {len(result.still_open_ids)} matching trajectories are still running. "
+            "Go back to minute one: agentfire kill --region all", style="bold red reverse"))
+        if ks is not None and not as_json:
+            table = Table(title="kill switch, live", title_justify="left")
+            for col in ("region", "agent", "detail"):
+                table.add_column(col)
+            for r in ks:
+                label, style = {True: ("ON", "bold red"), False: ("off", "green"),
+                                None: ("UNKNOWN", "bold red")}[r["on"]]
+                table.add_row(Text(r["region"]), Text(label, style=style), safe_text(r["detail"], 200))
+            console.print(table)
+    if result.customer_comms:
+        warn(f"{len(result.user_ids)} distinct users are affected: this is now a customer-communications "
+             "problem too (support, legal, status page). --out FILE.csv gives the list.")
