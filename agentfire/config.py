@@ -126,8 +126,13 @@ class KillSection(Strict):
 
 
 class EvalsSection(Strict):
-    path: str = "evals/regressions.jsonl"
-    langfuse_dataset: str | None = None
+    path: str = Field(default="evals/regressions.jsonl", description="the eval set (JSON lines)")
+    langfuse_dataset: str | None = Field(
+        default=None, description="dataset for capture --push (default: <agent>-regressions)"
+    )
+    phoenix_dataset: str | None = Field(
+        default=None, description="Phoenix dataset for capture --push (default: langfuse_dataset's)"
+    )
 
 
 class GoldenSection(Strict):

@@ -21,6 +21,7 @@ from agentfire.cli import freeze as _freeze  # noqa: E402,F401
 from agentfire.cli import gameday as _gameday  # noqa: E402,F401
 from agentfire.cli import runbook as _runbook  # noqa: E402,F401
 from agentfire.cli import blast as _blast  # noqa: E402,F401
+from agentfire.cli import capture as _capture, incident as _incident  # noqa: E402,F401
 
 
 def _version(value: bool) -> None:
