@@ -238,7 +238,7 @@ def score(runbook: Runbook, journal: Journal, *, live_status: bool = True) -> di
         r = recs[s.id]
         if r.status in ("failed", "skipped", "pending", "running"):
             verdict = "fiction"
-        elif r.edited or r.runs > 1:
+        elif r.edited or r.runs - r.reopened > 1:
             verdict = "workaround"
         else:
             verdict = "load-bearing"
