@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import uuid
 from pathlib import Path
@@ -118,7 +119,7 @@ def test_drill_on_real_unleash_redis_and_phoenix(tmp_path: Path, unleash_server,
     # the agent is off before the drill: arming must turn it on for real
     unleash_server.set_admin(unleash_flag, "production", False)
     r = run_agentfire("--config", str(root / "runbook.yaml"), "--incident", "drill-stg", "gameday", "run",
-                      scenario, "--auto", "--target", "staging", "--seed", "5", "--traces", "30", "--json",
+                      scenario, "--auto", "--target", "staging", "--seed", str(random.randint(1000, 99999)), "--traces", "30", "--json",
                       cwd=root, timeout=600, env={"UNLEASH_ADMIN_TOKEN": unleash_server.admin_token})
     assert r.exit_code == 0, r
     score = r.json()
