@@ -27,6 +27,7 @@ class Check:
 # family -> probe(runbook) -> (ok, detail); the budget and trace layers register theirs here.
 FAMILY_PROBES: dict[str, Callable[[Any], tuple[bool, str]]] = {
     "budget": lambda rb: __import__("agentfire.budget", fromlist=["probe"]).probe(rb),
+    "traces": lambda rb: __import__("agentfire.providers.traces", fromlist=["doctor_probe"]).doctor_probe(rb),
 }
 
 

@@ -142,6 +142,12 @@ class _Trace:
         return self._row("TOOL", name, args, result, dur_ms or self.rng.randint(40, 900),
                          level=level, statusMessage=status)
 
+    def guardrail(self) -> int:
+        """The input guardrail span some deployments run before the first model call."""
+        verdict = {"flagged": False, "checks": {"pii": "pass", "jailbreak": "pass", "toxicity": "pass"}}
+        return self._row("SPAN", "input_guardrail", {"checks": ["pii", "jailbreak", "toxicity"]}, verdict,
+                         self.rng.randint(15, 80))
+
     def finish(self, answer: str | None, *, running: str | None = None) -> list[dict[str, Any]]:
         """The root AGENT observation; running='open' leaves endTime null, 'rootless' omits it."""
         if running == "rootless":
@@ -436,6 +442,8 @@ def seed_store(path: str | Path, scenario: str = "wrong_recipient", traces: int 
         fn, msg, _w = rng.choices(NORMAL, weights=weights)[0]
         start = now - timedelta(seconds=rng.uniform(20 * 60, WINDOW.total_seconds() - 20 * 60))
         tr = _Trace(rng, _hex(rng, 32), rng.choice(users), start, msg)
+        if rng.random() < 0.5:
+            tr.guardrail()
         answer = fn(tr, rng)
         all_rows.extend(tr.finish(answer))
     # a couple of normal ones still in progress (a root without endTime), as in real traffic
@@ -455,6 +463,8 @@ def seed_store(path: str | Path, scenario: str = "wrong_recipient", traces: int 
         else:
             start = incident_start + timedelta(seconds=rng.uniform(0, (now - incident_start).total_seconds() - 600))
         tr = _Trace(rng, _hex(rng, 32), fail_users[k], start, "")
+        if rng.random() < 0.5:
+            tr.guardrail()
         step, tool = FAILING[scenario](tr, rng)
         if running:  # caught mid-flight: the final answer is not written yet
             tr.rows.pop()

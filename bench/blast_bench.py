@@ -58,14 +58,25 @@ def generate_10m(path: Path, n: int = 10_000_000) -> None:
     os.replace(tmp, path)
 
 
-def bench_files() -> dict:
+def bench_files(fmt: str = "jsonl") -> dict:
     data = CACHE / "blast-10m.jsonl"
     if not data.exists():
         print(f"generating {data} (once) ...", flush=True)
         t = time.monotonic()
         generate_10m(data)
         print(f"  generated in {time.monotonic() - t:.1f} s", flush=True)
-    work = CACHE / "blast-10m-runbook"
+    if fmt == "parquet":
+        pq = CACHE / "blast-10m-parquet" / "obs.parquet"
+        if not pq.exists():
+            import duckdb
+
+            print(f"converting to {pq} (once) ...", flush=True)
+            pq.parent.mkdir(parents=True, exist_ok=True)
+            duckdb.sql(f"COPY (SELECT * FROM read_json('{data}', format='newline_delimited')) "
+                       f"TO '{pq}.tmp' (FORMAT PARQUET)")
+            os.replace(f"{pq}.tmp", pq)
+        data = pq.parent
+    work = CACHE / f"blast-10m-runbook-{fmt}"
     work.mkdir(parents=True, exist_ok=True)
     rb = (REPO / "runbook.yaml").read_text().replace("path: .agentfire/traces", f"path: {data}")
     (work / "runbook.yaml").write_text(rb)
@@ -89,11 +100,11 @@ def bench_files() -> dict:
     doc = json.loads(proc.stdout)
     expected = len(range(0, 500_000, 997))
     assert doc["trajectories"] == expected, (doc["trajectories"], expected)
-    out = {"observations": 10_000_000, "bytes": data.stat().st_size, "wall_s": round(wall, 2),
+    out = {"observations": 10_000_000, "format": fmt, "wall_s": round(wall, 2),
            "peak_rss_mb": round(rss_mb), "hits": doc["trajectories"],
            "still_open": doc["still_open_count"], "scan_s": doc["scan"]["seconds"],
            "cpu_s": round(cpu, 2), "load_avg": round(load, 1)}
-    print(f"files store: 10,000,000 observations ({out['bytes'] / 1e9:.1f} GB JSONL): "
+    print(f"files store: 10,000,000 observations ({fmt}): "
           f"{wall:.2f} s wall (scan {doc['scan']['seconds']:.2f} s), peak RSS {rss_mb:.0f} MB, "
           f"CPU {cpu:.1f} s (= {cpu / (os.cpu_count() or 1):.1f} s on {os.cpu_count()} idle cores; "
           f"load average {load:.1f}), {doc['trajectories']} hits, {doc['still_open_count']} still open  "
@@ -212,9 +223,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files-only", action="store_true")
     ap.add_argument("--langfuse-only", action="store_true")
+    ap.add_argument("--parquet-only", action="store_true")
     a = ap.parse_args()
     if not a.langfuse_only:
-        bench_files()
+        if not a.parquet_only:
+            bench_files("jsonl")
+        bench_files("parquet")
     if not a.files_only:
         bench_langfuse()
 

@@ -339,3 +339,82 @@ def test_emit_sql_cli(blast_sandbox, cli):
     r = cli("blast", "--tool", "send_email", "--arg", "to~landlord", "--emit-sql", "clickhouse", "--since", "6h")
     assert r.exit_code == 0, r
     assert r.stdout.startswith("-- agentfire blast") and "FROM s0 JOIN traj" in r.stdout
+
+
+def test_parquet_files_in_the_store_scan_the_same(store, tmp_path):
+    """Half the rows as Parquet (times as timestamps, no isRootObservation column), half as JSON
+    lines: the same answer as the reference."""
+    import duckdb
+
+    path, rows = store
+    d = tmp_path / "mixed"
+    d.mkdir()
+    half = len(rows) // 2
+    write_store(d / "a.jsonl", rows[:half])
+    write_store(tmp_path / "b.jsonl", rows[half:])
+    duckdb.sql(f"""COPY (SELECT id, traceId, type, name, parentObservationId,
+                   CAST(startTime AS TIMESTAMPTZ) AS startTime, CAST(endTime AS TIMESTAMPTZ) AS endTime,
+                   userId, level, input, output, model, metadata
+                   FROM read_json_auto('{tmp_path / "b.jsonl"}')) TO '{d / "b.parquet"}' (FORMAT PARQUET)""")
+    window = resolve(from_=_ts(NOW - timedelta(hours=6)), to=_ts(NOW))
+    for flags in SIGNATURES:
+        sig = from_flags(**flags)
+        got = files_scan.scan(d, sig, window)
+        assert got.complete, got.gaps
+        assert {h.trace_id: (h.user_id, h.status, h.step_index, h.tool, h.args) for h in got.hits} == \
+            reference(rows, sig, window), flags
+
+
+CH_SCHEMA = """
+CREATE TABLE observations (
+  id String, trace_id String, project_id String, type LowCardinality(String),
+  parent_observation_id Nullable(String), start_time DateTime64(3, 'UTC'),
+  end_time Nullable(DateTime64(3, 'UTC')), name String, metadata Map(LowCardinality(String), String),
+  level LowCardinality(String), input Nullable(String), output Nullable(String),
+  provided_model_name Nullable(String), event_ts DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(event_ts) ORDER BY (project_id, type, toDate(start_time), id);
+CREATE TABLE traces (
+  id String, project_id String, user_id Nullable(String), timestamp DateTime64(3, 'UTC'),
+  event_ts DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(event_ts) ORDER BY (project_id, id);
+"""
+
+
+def test_emitted_clickhouse_sql_runs_on_embedded_clickhouse(store, tmp_path):
+    """The self-hosted Langfuse path at small scale: Langfuse-shaped ClickHouse tables (chDB, an
+    in-process ClickHouse), the emitted query gives the reference's trajectories, users, still-open."""
+    chdb_session = pytest.importorskip("chdb.session")
+    from agentfire.blast.sql import emit_query
+
+    _path, rows = store
+    obs = tmp_path / "obs.jsonl"
+    with open(obs, "w") as fh:
+        for r in rows:
+            fh.write(json.dumps({
+                "id": r["id"], "trace_id": r["traceId"], "project_id": "p1", "type": r["type"],
+                "parent_observation_id": r["parentObservationId"], "start_time": r["startTime"].replace("Z", ""),
+                "end_time": r["endTime"].replace("Z", "") if r["endTime"] else None, "name": r["name"],
+                "metadata": {k: str(v) for k, v in (r["metadata"] or {}).items()}, "level": r["level"],
+                "input": r["input"], "output": r["output"], "provided_model_name": r["model"],
+                "event_ts": r["startTime"].replace("Z", ""),
+            }) + "\n")
+    users = {r["traceId"]: r["userId"] for r in rows}
+    sess = chdb_session.Session(str(tmp_path / "ch"))
+    try:
+        for stmt in CH_SCHEMA.split(";"):
+            if stmt.strip():
+                sess.query(stmt)
+        sess.query(f"INSERT INTO observations SELECT * FROM file('{obs}', 'JSONEachRow')")
+        values = ", ".join(f"('{t}', 'p1', '{u}', now64(3), now64(3))" for t, u in users.items())
+        sess.query(f"INSERT INTO traces VALUES {values}")
+        window = resolve(from_=_ts(NOW - timedelta(hours=6)), to=_ts(NOW))
+        for flags in SIGNATURES:
+            sig = from_flags(**flags)
+            sql = emit_query(sig, "clickhouse", window.start, window.end).replace("{project_id:String}", "'p1'")
+            got = sess.query(f"SELECT trace_id, user_id, still_open FROM ({sql})", "JSONCompact")
+            data = json.loads(got.bytes() if hasattr(got, "bytes") else str(got))["data"]
+            want = reference(rows, sig, window)
+            assert {r[0]: (r[1], bool(r[2])) for r in data} == {
+                t: (v[0], v[1] == "running") for t, v in want.items()}, flags
+    finally:
+        sess.close()

@@ -134,8 +134,8 @@ def test_langfuse_5xx_past_the_retry_bound_is_a_named_gap(seeded):
 
 
 def test_langfuse_pacing_waits_instead_of_failing(seeded):
-    """Under a server limit of 6 requests a minute... scaled down: the pacer's own window is
-    2 s, the fake's limit is per 60 s; the scan paces and never sees a 429."""
+    """The pacer waits for its sliding window instead of failing (scaled down: 3 per 0.5 s), and a
+    whole scan against a fake that enforces 1000 requests a minute never sees a 429."""
     from agentfire.blast.remote_scan import Pacer
 
     async def go() -> float:
@@ -215,3 +215,58 @@ def test_phoenix_matches_ground_truth_on_every_scenario(phoenix_server, tmp_path
         check_against_truth(result, res.truth)
         # pushdown: the scan read the signature's tool spans, not the whole project
         assert result.stats.rows_scanned < len(_rows(tmp_path / scenario, scenario)) / 2, scenario
+
+
+def test_cli_on_langfuse_store_with_json_out(seeded, sandbox, cli, monkeypatch, tmp_path):
+    """The command end to end on a Langfuse runbook: secrets from the environment, the JSON
+    --out file, and no secret anywhere in the output."""
+    from tests.fakes.langfuse import FakeLangfuse
+
+    path, truth = seeded["destructive_sql"]
+    rb = (sandbox / "runbook.yaml").read_text()
+    rb = rb.replace("  kind: files\n  path: .agentfire/traces\n  seed_scenario: wrong_recipient",
+                    "  kind: langfuse")
+    assert "kind: langfuse" in rb
+    (sandbox / "runbook.yaml").write_text(rb)
+    out = tmp_path / "affected.json"
+    with FakeLangfuse(rows=_rows(path, "destructive_sql")) as fake:
+        for k, v in fake.env().items():
+            monkeypatch.setenv(k, v)
+        w = window_of(truth)
+        r = cli("blast", "--tool", "run_sql", "--arg", "database=production",
+                "--arg", r"query re (?i)^\s*delete\s+from\s+orders", "--from", truth["window"]["from"],
+                "--to", w.end.isoformat(), "--out", str(out), "--json")
+        secret = fake.secret_key
+    assert r.exit_code == 0, r
+    doc = r.json()
+    assert doc["trajectories"] == len(truth["failing"]) and doc["complete"]
+    assert sorted(doc["still_open_trace_ids"]) == truth["still_running"]
+    assert doc["scan"]["requests"] > 0 and doc["store"].startswith("langfuse:")
+    saved = json.loads(out.read_text())
+    assert {h["trace_id"] for h in saved["hits"]} == {f["trace_id"] for f in truth["failing"]}
+    assert secret not in r.stdout + r.stderr + out.read_text()
+
+
+@pytest.mark.parametrize("refusal", ["400", "ignored"])
+def test_langfuse_batch_fetch_falls_back_to_one_trace_a_request(seeded, monkeypatch, refusal):
+    """A server that refuses (400) or ignores the `traceId any of` filter: the candidates are
+    fetched one trajectory a request, with the same answer."""
+    from tests.fakes import langfuse as fake_mod
+    from tests.fakes.langfuse import FakeLangfuse
+
+    real = fake_mod._condition
+
+    def condition(c):
+        if c.get("column") == "traceId" and c.get("type") == "stringOptions":
+            if refusal == "400":
+                raise fake_mod.HttpAnswer(400, {"message": "Invalid filter: traceId is a string column"})
+            return lambda r: True
+        return real(c)
+
+    monkeypatch.setattr(fake_mod, "_condition", condition)
+    path, truth = seeded["wrong_recipient"]
+    with FakeLangfuse(rows=_rows(path, "wrong_recipient")) as fake:
+        result = asyncio.run(langfuse_scan(fake).run(truth_signature(truth["signature"]), window_of(truth)))
+        per_trace = [r for r in fake.requests if r.query.get("traceId")]
+    check_against_truth(result, truth)
+    assert len(per_trace) >= len(truth["failing"])

@@ -63,7 +63,7 @@ def test_rows_are_langfuse_shaped_and_in_window(seeded: Path) -> None:
     traces = {r["traceId"] for r in rows}
     assert len(traces) == 200 + 2  # + two normal ones in progress
     kinds = {r["type"] for r in rows}
-    assert kinds == {"AGENT", "GENERATION", "TOOL"}
+    assert kinds == {"AGENT", "GENERATION", "TOOL", "SPAN"}
     for r in rows[:300]:
         assert isinstance(r["input"], str) and isinstance(r["output"], str)
         json.loads(r["input"])

@@ -76,8 +76,10 @@ def test_context_blowup_fires_on_runaway_loop(incidents: dict[str, Any]) -> None
 def test_instruction_in_output_flags_the_planted_email(incidents: dict[str, Any]) -> None:
     truth, trajs = incidents["wrong_recipient"]
     for f in truth["failing"]:
-        kinds = {(x.kind, x.step_index) for x in untrusted_steering(trajs[f["trace_id"]], CFG)}
-        assert ("instruction_in_output", 2) in kinds
+        t = trajs[f["trace_id"]]
+        inbox = next(s.index for s in t.tool_steps if s.name == "read_inbox")
+        kinds = {(x.kind, x.step_index) for x in untrusted_steering(t, CFG)}
+        assert ("instruction_in_output", inbox) in kinds
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))

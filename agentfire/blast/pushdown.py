@@ -58,17 +58,22 @@ class LangfusePushdown:
 
         rows: dict[str, list[dict[str, Any]]] = {t: [] for t in trace_ids}
         flt = [{"type": "stringOptions", "column": "traceId", "operator": "any of", "value": trace_ids}]
-        try:
-            async for page in paced(store.iter_observations(filters={"filter": flt}), pacer):
-                for r in page:
-                    if r.get("traceId") in rows:
+        batched = len(trace_ids) > 1
+        if batched:
+            try:
+                async for page in paced(store.iter_observations(filters={"filter": flt}), pacer):
+                    if any(r.get("traceId") not in rows for r in page):
+                        batched = False  # the server ignored the filter: do not page through it all
+                        break
+                    for r in page:
                         rows[r["traceId"]].append(r)
-        except TraceStoreError as exc:
-            if "400" not in str(exc) or len(trace_ids) == 1:
-                raise
-            # a server that refuses `traceId any of`: one trajectory a request
+            except TraceStoreError as exc:
+                if "400" not in str(exc):
+                    raise
+                batched = False  # a server that refuses `traceId any of`
+        if not batched:
             out = []
-            for t in trace_ids:
+            for t in trace_ids:  # one trajectory a request
                 await pacer.acquire()
                 out.append(await store.get_trajectory(t))
             return out
@@ -78,8 +83,13 @@ class LangfusePushdown:
 
 
 class PhoenixPushdown:
-    """Phoenix spans: span_kind TOOL, name, status_code ERROR for --level ERROR; the candidate
-    trajectories by repeated trace_id."""
+    """Phoenix spans: span_kind TOOL, name, status_code ERROR for --level ERROR; then each
+    candidate trajectory by trace id.
+
+    Argument conditions are not sent as `attribute=tool.parameters.KEY:VALUE`, on purpose: Phoenix
+    splits `tool.parameters` into such keys only for spans that arrived over OTLP; spans posted
+    over REST (and instrumentations that keep a JSON string) would be silently missed, and blast
+    never trades recall for speed. The rows that come back are matched exactly in Python."""
 
     batch = 1  # get_trajectory maps ids and links parents; Phoenix has no rate limit to save
 

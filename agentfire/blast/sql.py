@@ -100,9 +100,11 @@ class ClickHouse(Dialect):
         return ", ".join(str(p + 1) if isinstance(p, int) else self.lit(p) for p in path_parts(path))
 
     def json_text(self, col: str, path: str) -> str:
-        # JSONExtractString is '' for non-strings: take the raw value and unquote strings
-        raw = f"JSONExtractRaw({col}, {self._keys(path)})"
-        return f"if(JSONType({col}, {self._keys(path)}) = 'String', JSONExtractString({col}, {self._keys(path)}), {raw})"
+        # as DuckDB's json_extract_string: NULL when missing or JSON null, strings unquoted,
+        # other values as their JSON text (ClickHouse's extractors answer '' instead of NULL)
+        k = self._keys(path)
+        return (f"multiIf(NOT JSONHas({col}, {k}), NULL, JSONType({col}, {k}) = 'Null', NULL, "
+                f"JSONType({col}, {k}) = 'String', JSONExtractString({col}, {k}), JSONExtractRaw({col}, {k}))")
 
     def json_exists(self, col: str, path: str) -> str:
         return f"JSONHas({col}, {self._keys(path)})"
@@ -204,9 +206,9 @@ EXPORT_COLUMNS = Columns(
 )
 
 
-def files_source(paths: list[str], sig: Signature | None = None) -> str:
-    files = "[" + ", ".join(lit(p) for p in paths) + "]"
-    skip = set()
+def needed_columns(sig: Signature | None) -> dict[str, str]:
+    """The observation fields a signature needs, with their DuckDB types."""
+    skip: set[str] = set()
     if sig is not None:
         skip = {"output", "model", "metadata"}
         if any(s.output_matches is not None for s in sig.steps):
@@ -215,9 +217,35 @@ def files_source(paths: list[str], sig: Signature | None = None) -> str:
             skip.discard("model")
         if sig.metadata:
             skip.discard("metadata")
-    cols = "{" + ", ".join(f"{k}: '{v}'" for k, v in JSONL_TYPES.items() if k not in skip) + "}"
+    return {k: v for k, v in JSONL_TYPES.items() if k not in skip}
+
+
+def files_source(paths: list[str], sig: Signature | None = None) -> str:
+    files = "[" + ", ".join(lit(p) for p in paths) + "]"
+    cols = "{" + ", ".join(f"{k}: '{v}'" for k, v in needed_columns(sig).items()) + "}"
     return (f"read_json({files}, format='newline_delimited', columns={cols}, "
             "ignore_errors=false, maximum_object_size=67108864)")
+
+
+def parquet_source(paths: list[str], present: dict[str, str], sig: Signature | None = None) -> str:
+    """Parquet files of the same camelCase rows (`present`: column -> its type); a column the
+    files lack reads as NULL; times stay timestamps when they are (no round trip via text)."""
+    files = "[" + ", ".join(lit(p) for p in paths) + "]"
+    sel = []
+    for k, v in needed_columns(sig).items():
+        if k not in present:
+            sel.append(f'CAST(NULL AS {v}) AS "{k}"')
+        elif k in ("startTime", "endTime") and present[k].upper().startswith("TIMESTAMP"):
+            sel.append(f'CAST("{k}" AS TIMESTAMPTZ) AS "{k}"')
+        else:
+            sel.append(f'CAST("{k}" AS {v}) AS "{k}"')
+    return f"(SELECT {', '.join(sel)} FROM read_parquet({files}, union_by_name=true))"
+
+
+def union_source(parts: list[str]) -> str:
+    if len(parts) == 1:
+        return parts[0]
+    return "(" + " UNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts) + ")"
 
 
 # --- the local one-pass scan ------------------------------------------------------------------

@@ -16,10 +16,11 @@ from agentfire.cli._app import (
 FIRST_ROWS = 20
 
 EPILOG = (
-    "Examples: agentfire --incident inc-42 blast --tool send_email --arg 'to~landlord' --since 6h  |  "
-    "agentfire blast --tool read_inbox --then send_email --out affected.csv  |  "
-    "agentfire blast --like 3f2a...c1 --since 6h  |  agentfire blast --signature sig.yaml --json  |  "
-    "agentfire blast --tool 'run_*' --emit-sql clickhouse"
+    "Example: agentfire --incident inc-42 blast --tool send_email --arg 'to~landlord' --since 6h "
+    "--out affected.csv\n\n"
+    "More: agentfire blast --like 3f2a...c1 (signature from triage's off-rails step);  "
+    "agentfire blast --tool read_inbox --then send_email --json;  "
+    "agentfire blast --signature sig.yaml --emit-sql clickhouse"
 )
 
 
@@ -202,17 +203,29 @@ def _render(result: Any, out: Optional[Path]) -> None:
         hits = Table(title=f"first {min(FIRST_ROWS, len(result.hits))} of {len(result.hits)} hits"
                      + ("" if out else "  (--out FILE.csv for all, --json for everything)"),
                      title_justify="left")
-        for col in ("trace", "user", "status", "step", "tool", "arguments", "hit at"):
-            hits.add_column(col, overflow="fold" if col == "arguments" else "ellipsis")
-        for h in result.hits[:FIRST_ROWS]:
+        shown = result.hits[:FIRST_ROWS]
+        for col in ("trace", "user", "status", "step", "tool", "arguments", "hit at (UTC)"):
+            if col == "arguments":
+                hits.add_column(col, overflow="ellipsis", no_wrap=True)
+            else:
+                hits.add_column(col, overflow="fold")  # identifiers are shown whole
+        for h in shown:
             hits.add_row(safe_text(h.trace_id, 80), safe_text(h.user_id or "-", 80),
                          Text(h.status.upper() if h.still_open else h.status,
                               style="bold red" if h.still_open else ""),
                          Text(str(h.step_index or "?")), safe_text(h.tool or "-", 80),
-                         safe_text(h.args, 160), Text(iso(h.hit_at) or "-"))
+                         safe_text(_short_args(h.args), None),
+                         Text(f"{h.hit_at:%m-%d %H:%M:%S}" if h.hit_at else "-"))
         out_console().print(hits)
     if out is not None:
         err_console().print(Text(f"wrote {len(result.hits)} hits to {out} (mode 0600)"))
+
+
+def _short_args(args: Any, limit: int = 36) -> str:
+    import json
+
+    text = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False, separators=(",", ":"), default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _loud_warnings(result: Any, ks: Optional[list[dict[str, Any]]], as_json: bool) -> None:

@@ -47,13 +47,19 @@ def seed(
         )
     names = list(SCENARIOS) if scenario == "all" else [scenario]
     path = rb.resolve_path(rb.traces.path)
-    results = [seed_store(path, name, traces=traces, seed=seed_value) for name in names]
+    as_json = want_json(ctx, json_out)
+    console = err_console()
+    if console.is_terminal and not as_json:
+        with console.status(f"seeding {', '.join(names)} into {path} ..."):
+            results = [seed_store(path, name, traces=traces, seed=seed_value) for name in names]
+    else:
+        results = [seed_store(path, name, traces=traces, seed=seed_value) for name in names]
     journal = st.journal(create=False)
     if journal is not None:
         journal.append("sandbox.seed", actor=st.actor, store=str(path), outcome="seeded",
                        after=[{"scenario": r.scenario, "seed": r.seed, "traces": r.traces,
                                "failing": r.failing} for r in results])
-    if want_json(ctx, json_out):
+    if as_json:
         emit_json({"store": str(path), "scenarios": [r.to_json() for r in results]})
         return
     render(path, results)

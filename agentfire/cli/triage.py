@@ -126,7 +126,7 @@ def render(report: Any, *, last: int, full: bool) -> None:
         for p in s.problems:
             level.append_text(Text("\n")).append_text(safe_text(f"could not read: {p}", 200, style="yellow"))
         tokens = f"{s.input_tokens or 0:,}/{s.output_tokens or 0:,}" if s.input_tokens or s.output_tokens else ""
-        name = Text(s.name if s.is_tool else f"{s.kind}: {s.name}", style="bold" if s.is_tool else "")
+        name = safe_text(s.name if s.is_tool else f"{s.kind}: {s.name}", 120, style="bold" if s.is_tool else "")
         f = flagged.get(s.index)
         if f is not None and f.severity != "low":
             name.append_text(Text(f"\n{f.kind}", style=SEVERITY_STYLE[f.severity]))
@@ -138,7 +138,7 @@ def render(report: Any, *, last: int, full: bool) -> None:
         out.print(Text(f"{len(steps) - len(shown)} earlier step(s) not shown (--last 0 shows all)", style="dim"))
 
     if report.problems:
-        out.print(Text("could not read:", style="bold yellow"))
+        out.print(Text("missing or could not read:", style="bold yellow"))
         for p in report.problems[:50]:
             out.print(Text("  ").append_text(safe_text(p, 300)))
         if len(report.problems) > 50:

@@ -20,7 +20,7 @@ from typing import Any
 
 from agentfire.config import TriageSection
 from agentfire.textsafe import cut, neutralise
-from agentfire.trajectory import Step, Trajectory
+from agentfire.trajectory import Step, Trajectory, iso
 from agentfire.triage._text import model_text, tool_args
 from agentfire.triage.detectors import (
     DETECTORS, KIND_PRIORITY, SEVERITIES, Finding, run_detectors,
@@ -78,7 +78,7 @@ class TriageReport:
         origin = self.trajectory.start
         return {
             "index": s.index, "kind": s.kind, "name": s.name, "offset_ms": s.offset_ms(origin),
-            "start": s.to_json()["start"], "end": s.to_json()["end"],
+            "start": iso(s.start), "end": iso(s.end),
             "duration_ms": int((s.end - s.start).total_seconds() * 1000) if s.start and s.end else None,
             "args": tool_args(s) if s.is_tool else None,
             "text": model_text(s) if s.is_model else None,
@@ -120,11 +120,14 @@ def _tool_calls(output: Any) -> list[dict[str, Any]] | None:
 def inert(value: Any, limit: int | None, depth: int = 0) -> Any:
     """A JSON-able copy with every string neutralised and cut (keys neutralised too)."""
     if isinstance(value, str):
+        if value.isprintable() and (limit is None or len(value) <= limit):
+            return value  # the common case, checked in C: nothing to neutralise or cut
         return cut(neutralise(value), limit)
     if depth > 40:
         return cut(neutralise(repr(value)), limit)
     if isinstance(value, dict):
-        return {neutralise(str(k)): inert(v, limit, depth + 1) for k, v in value.items()}
+        return {(k if isinstance(k, str) and k.isprintable() else neutralise(str(k))): inert(v, limit, depth + 1)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [inert(v, limit, depth + 1) for v in value]
     if value is None or isinstance(value, (bool, int, float)):
@@ -196,7 +199,14 @@ def run(runbook: Any, trace_id: str, golden: str | Trajectory | None = None, *,
     import asyncio
 
     from agentfire import golden as golden_mod
+    from agentfire.errors import UsageError
     from agentfire.providers import build
+    from agentfire.triage.diff import MODES, parse_args_mode
+
+    if golden is not None:  # bad diff options fail before anything is read
+        if mode not in MODES:
+            raise UsageError(f"invalid diff mode {mode!r}; valid: {', '.join(MODES)}")
+        parse_args_mode(args)
 
     async def go() -> tuple[Trajectory, Trajectory | None, str]:
         store = build("traces", runbook.traces, runbook)

@@ -145,12 +145,12 @@ def call_class(step: Step, cfg: TriageSection) -> str:
 
 
 def short(value: Any, limit: int = 120) -> str:
-    """A one-line excerpt for evidence (the CLI neutralises it again when rendering)."""
-    from agentfire.textsafe import safe
+    """A one-line excerpt for evidence, neutralised (the CLI neutralises it again when rendering)."""
+    from agentfire.textsafe import neutralise
 
     text = value if isinstance(value, str) else canonical(value)
-    text = " ".join(text.split())
-    return safe(text[: limit + 1], limit, keep_newlines=False).split("… [+")[0] + ("…" if len(text) > limit else "")
+    text = neutralise(" ".join(text[: limit * 4].split()), keep_newlines=False)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def call_repr(step: Step, limit: int = 100) -> str:

@@ -120,19 +120,19 @@ def diff(actual: Trajectory, golden: Trajectory, *, mode: str = "strict", args: 
             break
     else:
         unmatched = list(exp)
-        extras: list[Call] = []
+        first_extra: tuple[Call, Call | None] | None = None
         last_matched: dict[int, int] = {}  # expected position -> actual step that matched it
         for a in act:
             hit = next((e for e in unmatched if same(a, e)), None)
             if hit is None:
-                extras.append(a)
+                if first_extra is None:
+                    # what was expected there: the first golden call not matched at that point
+                    first_extra = (a, unmatched[0] if unmatched else None)
             else:
                 unmatched.remove(hit)
                 last_matched[hit.position] = a.step_index
-        if extras and mode in ("strict", "unordered", "subset"):
-            a = extras[0]
-            # what was expected there: the first golden call not yet matched at that point
-            div = Divergence("unexpected call", a.step_index, a, unmatched[0] if unmatched else None)
+        if first_extra is not None and mode in ("unordered", "subset"):
+            div = Divergence("unexpected call", first_extra[0].step_index, *first_extra)
         elif unmatched and mode in ("unordered", "superset"):
             e = unmatched[0]
             before = [s for p, s in last_matched.items() if p < e.position]

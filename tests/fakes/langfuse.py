@@ -12,7 +12,8 @@ raw JSON strings). It follows /work/shared/specs/langfuse-openapi.yml and PROVID
 - mode="v3": /v2/observations answers 404 "... v4 write mode ...", as a v3 server does.
 - Datasets: POST /api/public/v2/datasets (upsert by name), GET /api/public/v2/datasets/{name},
   POST /api/public/dataset-items (upsert by id), GET /api/public/dataset-items.
-- Faults: `inject(status, times=, retry_after=, path=)`, `latency` seconds per request,
+- Faults: `inject(status, times=, retry_after=, path=)` (status 0: the connection is cut without
+  an answer), `latency` seconds per request,
   `rate_limit_per_minute`, `add_rows_after(n, rows)` (rows arriving while a scan runs);
   HTTP Basic auth (401 otherwise); every request is logged (`requests`, `count()`).
 
@@ -128,6 +129,10 @@ def _cost_details(row: dict[str, Any]) -> dict[str, float]:
     if "total" not in out and isinstance(row.get("totalCost"), (int, float)):
         out["total"] = float(row["totalCost"])
     return out
+
+
+class _CutConnection(Exception):
+    """inject(0): close the connection without answering."""
 
 
 class HttpAnswer(Exception):
@@ -264,13 +269,70 @@ def _sdk(name: str) -> Any:
 
 
 def validate_body(model: str | type[pydantic.BaseModel], body: Any) -> None:
-    """Raise pydantic.ValidationError when `body` does not fit the model (SDK name or class)."""
-    if isinstance(model, str):
-        from langfuse.api.core.pydantic_utilities import parse_obj_as
+    """Raise pydantic.ValidationError when `body` does not fit the model (SDK name or class).
 
-        parse_obj_as(_sdk(model), body)  # the SDK's own de-aliasing parse (camelCase JSON)
+    SDK models name their JSON keys through the SDK's own FieldMetadata(alias=...), which its
+    parse_obj_as resolves in pure Python (0.7 s for a 1,000-row page). The keys are renamed here
+    with the same metadata, then pydantic validates: the same check, fast enough for benchmarks
+    (tests/test_traces_langfuse.py checks that both agree).
+    """
+    if isinstance(model, str):
+        cls = _sdk(model)
+        cls.model_validate(_dealias(cls, body))
     else:
         model.model_validate(body)
+
+
+def validate_body_with_sdk_parser(model: str, body: Any) -> None:
+    """The SDK's own (slow) de-aliasing parse, for cross-checking validate_body."""
+    from langfuse.api.core.pydantic_utilities import parse_obj_as
+
+    parse_obj_as(_sdk(model), body)
+
+
+_ALIASES: dict[type, dict[str, tuple[str, Any]]] = {}
+
+
+def _inner_model(annotation: Any) -> tuple[Any, bool]:
+    """(pydantic model inside Optional[...] / List[...] / Annotated[...] or None, is_list)."""
+    import typing
+
+    is_list = False
+    for _ in range(6):
+        origin = typing.get_origin(annotation)
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if origin in (list, typing.List):
+            is_list = True
+        if origin is None or not args:
+            break
+        annotation = args[0]
+    ok = isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel)
+    return (annotation if ok else None), is_list
+
+
+def _aliases(cls: type) -> dict[str, tuple[str, Any]]:
+    """JSON key -> (field name, nested model or None) from the SDK's FieldMetadata."""
+    if cls not in _ALIASES:
+        table: dict[str, tuple[str, Any]] = {}
+        for name, info in cls.model_fields.items():
+            alias = next((getattr(m, "alias", None) for m in info.metadata if getattr(m, "alias", None)), None)
+            inner, _is_list = _inner_model(info.annotation)
+            table[alias or name] = (name, inner)
+        _ALIASES[cls] = table
+    return _ALIASES[cls]
+
+
+def _dealias(cls: type, obj: Any) -> Any:
+    if not isinstance(obj, dict):
+        return obj
+    table = _aliases(cls)
+    out = {}
+    for key, value in obj.items():
+        name, inner = table.get(key, (key, None))
+        if inner is not None:
+            value = [_dealias(inner, v) for v in value] if isinstance(value, list) else _dealias(inner, value)
+        out[name] = value
+    return out
 
 
 # --- the fake ---------------------------------------------------------------------------------
@@ -321,6 +383,10 @@ class FakeLangfuse:
         self.rate_limit_per_minute = rate_limit_per_minute
         self.lock = threading.RLock()
         self.rows: list[dict[str, Any]] = []
+        # indexes, so the fake's own work per request stays small next to a 50 ms latency
+        self._by_trace: dict[str, list[dict[str, Any]]] = {}
+        self._newest_first: list[tuple[tuple[str, str], dict[str, Any]]] | None = None
+        self._legacy_docs: dict[str, dict[str, Any]] | None = None
         self.requests: list[LoggedRequest] = []
         self.faults: list[Fault] = []
         self.validation_errors: list[str] = []
@@ -384,6 +450,9 @@ class FakeLangfuse:
                 row = dict(r)
                 row.setdefault("projectId", self.project_id)
                 self.rows.append(row)
+                self._by_trace.setdefault(str(row.get("traceId")), []).append(row)
+            self._newest_first = None
+            self._legacy_docs = None
 
     def add_rows_after(self, n_requests: int, rows: list[dict[str, Any]], path: str = V2_PATH) -> None:
         """Append `rows` right after the n-th further request to `path` has been answered."""
@@ -393,7 +462,8 @@ class FakeLangfuse:
 
     def inject(self, status: int, *, times: int = 1, retry_after: float | None = None,
                path: str = "", body: Any = None) -> None:
-        """The next `times` requests whose path starts with `path` get `status`."""
+        """The next `times` requests whose path starts with `path` get `status` (429 with the
+        Cloud body and Retry-After; 0 cuts the connection without an answer)."""
         with self.lock:
             self.faults.append(Fault(status, times, retry_after, path, body))
 
@@ -429,6 +499,11 @@ class FakeLangfuse:
             status, body, headers = 200, self._route(method, path, query, body_in), {}
         except HttpAnswer as ans:
             status, body, headers = ans.status, ans.body, ans.headers
+        except _CutConnection:
+            with self.lock:
+                self.requests.append(logged)
+            h.close_connection = True
+            return
         except Exception as exc:  # a bug in the fake must be loud, not a hang
             status, body, headers = 500, {"message": f"fake crashed: {type(exc).__name__}: {exc}"}, {}
             with self.lock:
@@ -456,6 +531,8 @@ class FakeLangfuse:
             for f in self.faults:
                 if f.times > 0 and path.startswith(f.path):
                     f.times -= 1
+                    if f.status == 0:
+                        raise _CutConnection()
                     if f.status == 429:
                         raise self._rate_limited(f.retry_after if f.retry_after is not None else 1)
                     headers = {"Retry-After": _fmt(f.retry_after)} if f.retry_after is not None else {}
@@ -529,10 +606,19 @@ class FakeLangfuse:
             match = _query_filter(q)
         after = _decode_cursor(one["cursor"]) if one.get("cursor") else None
         with self.lock:
-            rows = [r for r in self.rows if match(r)]
-        rows.sort(key=_order_key, reverse=True)
-        if after is not None:
-            rows = [r for r in rows if _order_key(r) < after]
+            if not one.get("filter") and one.get("traceId"):
+                candidates = sorted(((_order_key(r), r) for r in self._by_trace.get(one["traceId"], [])),
+                                    key=lambda kr: kr[0], reverse=True)
+            else:
+                candidates = self._sorted()
+        rows: list[dict[str, Any]] = []
+        for key, r in candidates:  # newest first: stop one row past the page
+            if after is not None and key >= after:
+                continue
+            if match(r):
+                rows.append(r)
+                if len(rows) > limit:
+                    break
         page = rows[:limit]
         meta: dict[str, Any] = {}
         if len(rows) > limit:
@@ -568,9 +654,17 @@ class FakeLangfuse:
 
     # --- legacy (v3) reads --------------------------------------------------------------------
 
+    def _sorted(self) -> list[tuple[tuple[str, str], dict[str, Any]]]:
+        """Every row newest first, with its order key (cached until rows are added)."""
+        with self.lock:
+            if self._newest_first is None:
+                self._newest_first = sorted(((_order_key(r), r) for r in self.rows),
+                                            key=lambda kr: kr[0], reverse=True)
+            return self._newest_first
+
     def _trace_rows(self, trace_id: str) -> list[dict[str, Any]]:
         with self.lock:
-            return [r for r in self.rows if r.get("traceId") == trace_id]
+            return list(self._by_trace.get(trace_id, []))
 
     def _legacy_trace_doc(self, trace_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
         roots = sorted((r for r in rows if _is_root(r)), key=_order_key)
@@ -610,13 +704,14 @@ class FakeLangfuse:
         if page < 1 or not 1 <= limit <= 100:
             raise _bad("page must be >= 1 and limit between 1 and 100")
         with self.lock:
-            by_trace: dict[str, list[dict[str, Any]]] = {}
-            for r in self.rows:
-                by_trace.setdefault(str(r.get("traceId")), []).append(r)
+            if self._legacy_docs is None:
+                self._legacy_docs = {tid: self._legacy_trace_doc(tid, rows) for tid, rows in self._by_trace.items()}
+            cached = dict(self._legacy_docs)
         frm, to = _time_param(one, "fromTimestamp"), _time_param(one, "toTimestamp")
         docs = []
-        for tid, rows in by_trace.items():
-            doc = self._legacy_trace_doc(tid, rows)
+        for tid, base in cached.items():
+            doc = dict(base)
+            rows = self._by_trace[tid]
             ts = _parse_time(doc["timestamp"]) or EPOCH
             if (frm and ts < frm) or (to and ts >= to):
                 continue
@@ -642,7 +737,7 @@ class FakeLangfuse:
         else:
             match = _query_filter({k: v for k, v in q.items() if k not in ("isRootObservation",)})
         with self.lock:
-            rows = sorted((r for r in self.rows if match(r)), key=_order_key, reverse=True)
+            rows = [r for _k, r in self._sorted() if match(r)]
         doc = _page(rows, page, limit)
         doc["data"] = [_legacy_view(r) for r in doc["data"]]
         return doc

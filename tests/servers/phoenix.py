@@ -11,9 +11,13 @@ Usage in a test module:
     def test_x(phoenix_server):
         project = phoenix_server.ingest(rows)          # OTLP, then polls until queryable
         store = PhoenixTraceStore(phoenix_server.url, project)
+        seeded = phoenix_server.seed_scenario("wrong_recipient", traces=40)  # memoised per session
+        seeded.project, seeded.path (files store dir), seeded.truth, seeded.rows
 
 `ingest(rows, project=None)` returns the project name (a fresh unique one by default) after every
 exported span can be read back over REST; rows without endTime are skipped (see agentfire._otlp).
+Phoenix keys traces by trace id across all projects: spans of a trace id already ingested land in
+the earlier project, so every test must ingest trace ids of its own (or reuse the project).
 """
 
 from __future__ import annotations
@@ -34,12 +38,52 @@ PHOENIX_BIN = SERVERS_DIR / "phoenix-venv" / "bin" / "phoenix"
 READY_TIMEOUT_S = 120.0
 
 
+@dataclass(frozen=True)
+class SeededProject:
+    """A sandbox scenario seeded into a files store (`path`) and ingested into Phoenix (`project`)."""
+
+    project: str
+    path: Path  # the files store directory holding <scenario>.jsonl and <scenario>.truth.json
+    scenario: str
+    truth: dict[str, Any]
+    rows: list[dict[str, Any]]
+
+
 @dataclass
 class PhoenixServer:
     url: str
     process: subprocess.Popen
     log_path: Path
     exports: list[Any] = field(default_factory=list)  # agentfire._otlp.ExportResult per ingest
+    seeded: dict[tuple, SeededProject] = field(default_factory=dict)
+
+    def seed_scenario(self, scenario: str, *, traces: int = 40, seed: int = 7,
+                      now: Any = None) -> SeededProject:
+        """`agentfire.sandbox.seed_store` into a files store, then ingest the same rows here.
+
+        Memoised per (scenario, traces, seed, now) for the session: Phoenix keys traces globally,
+        so tests share one ingestion of a scenario instead of colliding on its trace ids. `now`
+        defaults to a fixed instant so every test sees the same data.
+        """
+        import json
+        from datetime import datetime, timezone
+
+        from agentfire.sandbox import seed_store
+
+        now = now or datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+        key = (scenario, traces, seed, now)
+        if key in self.seeded:
+            return self.seeded[key]
+        clash = [k for k in self.seeded if k[:3] == key[:3]]
+        if clash:
+            raise RuntimeError(f"{scenario} seed {seed} was ingested with now={clash[0][3]}: its trace ids "
+                               "are taken in this Phoenix; use that now or another seed")
+        path = self.log_path.parent / "seeded" / f"{scenario}-{traces}-{seed}-{now:%Y%m%dT%H%M%S}"
+        result = seed_store(path, scenario=scenario, traces=traces, seed=seed, now=now)
+        rows = [json.loads(line) for line in result.data_file.read_text(encoding="utf-8").splitlines() if line]
+        project = self.ingest(rows, project=f"sandbox-{scenario}-{seed}-{len(self.seeded)}")
+        self.seeded[key] = SeededProject(project, path, scenario, result.truth, rows)
+        return self.seeded[key]
 
     def ingest(self, rows: Iterable[dict[str, Any]], project: str | None = None,
                timeout_s: float = 180.0) -> str:
@@ -82,7 +126,8 @@ class PhoenixServer:
             if seen >= expected:
                 return
             time.sleep(0.3)
-        raise TimeoutError(f"phoenix: {seen} of {expected} spans queryable in {project!r} after {timeout_s:g} s")
+        raise TimeoutError(f"phoenix: {seen} of {expected} spans queryable in {project!r} after {timeout_s:g} s "
+                           "(trace ids already ingested into another project stay there)")
 
 
 def start_phoenix(work_dir: Path) -> PhoenixServer:
@@ -127,12 +172,19 @@ def stop_phoenix(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
+_SHARED: PhoenixServer | None = None
+
+
 @pytest.fixture(scope="session")
-def phoenix_server(tmp_path_factory: pytest.TempPathFactory):
-    """One Phoenix for the test session (about 0.5 GB, 15-25 s to start)."""
+def phoenix_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """One Phoenix for the whole test session (about 0.5 GB, 15-25 s to start).
+
+    Shared through a module global: a session fixture imported into several test modules is a
+    separate fixture in each, and must not start a second server."""
+    global _SHARED
     require_server("phoenix", PHOENIX_BIN.exists())
-    server = start_phoenix(tmp_path_factory.mktemp("phoenix"))
-    try:
-        yield server
-    finally:
-        stop_phoenix(server.process)
+    if _SHARED is None or _SHARED.process.poll() is not None:
+        _SHARED = start_phoenix(tmp_path_factory.mktemp("phoenix"))
+        proc = _SHARED.process
+        request.config.add_cleanup(lambda: stop_phoenix(proc))
+    return _SHARED

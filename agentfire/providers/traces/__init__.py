@@ -51,3 +51,35 @@ class TraceStore(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def doctor_probe(runbook) -> tuple[bool, str]:
+    """`agentfire doctor`: build the configured trace store and probe it read-only.
+
+    The files store is opened without seeding (doctor writes nothing anywhere)."""
+    import asyncio
+
+    from agentfire.errors import AgentfireError
+
+    async def run() -> str:
+        section = runbook.traces
+        if section.kind == "files":
+            from agentfire.providers.traces.files import FilesTraceStore, _has_data
+
+            path = runbook.resolve_path(section.path)
+            if section.seed_scenario and not _has_data(path):
+                return f"{path}: empty; first use seeds the sandbox scenario {section.seed_scenario!r}"
+            store = FilesTraceStore(path)
+        else:
+            from agentfire import providers
+
+            store = providers.build("traces", section, runbook)
+        try:
+            return await store.probe()
+        finally:
+            await store.aclose()
+
+    try:
+        return True, asyncio.run(run())
+    except AgentfireError as exc:
+        return False, str(exc)

@@ -40,7 +40,7 @@ SUMMARY_FIELDS = "core,basic,usage"
 PAGE_LIMIT = 1000  # the API's maximum
 LEGACY_TRACE_PAGE = 100  # /api/public/traces maximum
 LEGACY_OBS_PAGE = 1000
-ID_CHUNK = 50  # trace ids per "any of" filter
+OPEN_TRACE_CONCURRENCY = 8
 
 # query-parameter filters of /v2/observations and the JSON filter condition each becomes
 # (a JSON `filter` takes precedence over the query filters, so when one is present they all move
@@ -64,7 +64,7 @@ class LangfuseTraceStore:
         if base.endswith("/api/public"):
             base = base[: -len("/api/public")]
         self.base = base
-        self.target = base
+        self.target = _without_userinfo(base)  # for messages: never a credential
         self.environment = environment
         self.timeout_s = timeout_s
         # a rate-limited scan waits for the server rather than failing fast
@@ -74,15 +74,20 @@ class LangfuseTraceStore:
         self.api_version: str | None = None  # "v4" or "v3" once known
         self._auth = (public_key, secret_key)
         self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
         self._pace_lock: asyncio.Lock | None = None
         self._next_slot = 0.0
 
     # --- HTTP -----------------------------------------------------------------------------------
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
+        # a client belongs to one event loop: a store reused across asyncio.run() calls gets a new one
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
             import httpx
 
+            self._client_loop = loop
+            self._pace_lock = None
             self._client = httpx.AsyncClient(
                 base_url=self.base, auth=httpx.BasicAuth(*self._auth),
                 timeout=httpx.Timeout(self.timeout_s), headers={"Accept": "application/json"},
@@ -286,9 +291,9 @@ class LangfuseTraceStore:
     async def list_trajectories(self, start: datetime, end: datetime) -> list[TrajectorySummary]:
         """Trajectories that started in [start, end): user, start, status, summed totalCost.
 
-        One scan of the window (fields core,basic,usage), then, for trajectories still open at
-        `end` (no root seen, or a root without endTime or ending after `end`), their roots and
-        their observations after `end`, so costs and statuses are whole.
+        One scan of the window (fields core,basic,usage), then every observation of each
+        trajectory still open at `end` (no root seen, or a root without endTime or ending after
+        `end`), so costs and statuses are whole.
         """
         by_trace: dict[str, dict[str, dict[str, Any]]] = {}
 
@@ -303,14 +308,15 @@ class LangfuseTraceStore:
         if self.api_version == "v3":
             users = await self._legacy_users(start, end)
         open_ids = [tid for tid, rows in by_trace.items() if _open_at(rows.values(), end)]
-        for i in range(0, len(open_ids), ID_CHUNK):
-            ids = open_ids[i: i + ID_CHUNK]
-            any_of = {"type": "stringOptions", "column": "traceId", "operator": "any of", "value": ids}
-            async for page in self.iter_observations(
-                    filters={"filter": [any_of], "isRootObservation": True}, fields=SUMMARY_FIELDS):
-                add(page)
-            async for page in self.iter_observations(filters={"filter": [any_of]}, fields=SUMMARY_FIELDS, start=end):
-                add(page)
+        # one plain traceId query per open trajectory (documented on v4 and v3 alike), a few at once
+        gate = asyncio.Semaphore(OPEN_TRACE_CONCURRENCY)
+
+        async def whole(tid: str) -> None:
+            async with gate:
+                async for page in self.iter_observations(filters={"traceId": tid}, fields=SUMMARY_FIELDS):
+                    add(page)
+
+        await asyncio.gather(*(whole(tid) for tid in open_ids))
         as_of = datetime.now(timezone.utc)
         out = []
         for tid, rows in by_trace.items():
@@ -342,12 +348,21 @@ class LangfuseTraceStore:
         return f"{self.target}: reachable, keys accepted (API {self.api_version or 'v4'})"
 
     async def aclose(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._client_loop is asyncio.get_running_loop():
             await self._client.aclose()
-            self._client = None
+        self._client = None
 
 
 # --- row mapping --------------------------------------------------------------------------------
+
+
+def _without_userinfo(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def _qv(value: Any) -> Any:
@@ -389,7 +404,9 @@ def _legacy_row(o: dict[str, Any], trace: dict[str, Any] | None = None) -> dict[
     row["input"], row["output"] = _encode_io(o.get("input")), _encode_io(o.get("output"))
     if not row.get("usageDetails") and isinstance(o.get("usage"), dict):
         u = o["usage"]
-        row["usageDetails"] = {k: u[k] for k in ("input", "output", "total") if isinstance(u.get(k), int)}
+        # legacy `usage` is all zeros on observations without usage: not a count of zero tokens
+        if any(isinstance(u.get(k), int) and u[k] > 0 for k in ("input", "output", "total")):
+            row["usageDetails"] = {k: u[k] for k in ("input", "output", "total") if isinstance(u.get(k), int)}
     if row.get("totalCost") is None:
         total = (o.get("costDetails") or {}).get("total") if isinstance(o.get("costDetails"), dict) else None
         row["totalCost"] = total if total is not None else o.get("calculatedTotalCost")

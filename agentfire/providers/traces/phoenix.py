@@ -57,10 +57,15 @@ class PhoenixTraceStore:
         self.requests_made = 0
         self._api_key = api_key
         self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
+        # a client belongs to one event loop: a store reused across asyncio.run() calls gets a new one
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
             import httpx
+
+            self._client_loop = loop
 
             headers = {"Accept": "application/json"}
             if self._api_key:
@@ -185,9 +190,9 @@ class PhoenixTraceStore:
         return f"{self.target}: reachable"
 
     async def aclose(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._client_loop is asyncio.get_running_loop():
             await self._client.aclose()
-            self._client = None
+        self._client = None
 
 
 # --- span -> observation row ---------------------------------------------------------------
