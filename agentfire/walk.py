@@ -36,6 +36,7 @@ VARIABLES = {
     "off_rails_step": "triage: verdict.step_index",
     "off_rails_tool": "triage: verdict.tool",
     "verdict": "triage: verdict.sentence",
+    "expected": "triage: the behaviour the regression case expects instead of the verdict",
     "still_open": "blast: still_open",
     "incident": "the incident id",
 }
@@ -54,7 +55,7 @@ DEFAULT_STEPS: list[dict[str, Any]] = [
      "command": "agentfire blast --like {trace_id}:{off_rails_step} --since 6h",
      "check": "count, distinct users, still open; if still open, go back to minute one"},
     {"id": "capture", "title": "Capture the failing input as a regression case", "target_seconds": 300,
-     "command": "agentfire capture {trace_id} --step {off_rails_step}",
+     "command": "agentfire capture {trace_id} --step {off_rails_step} --expected {expected}",
      "check": "the case id is in the eval set"},
 ]
 
@@ -79,6 +80,7 @@ class StepRecord:
     carried: dict[str, Any] = field(default_factory=dict)
     runs: int = 0
     edited: bool = False  # run with a command other than the runbook's proposal
+    reopened: int = 0  # sent back to this step by the walk itself (blast still open)
     reason: str | None = None  # why it was skipped
 
     @property
@@ -119,8 +121,9 @@ def records(journal: Journal, steps: list[RunbookStep]) -> dict[str, StepRecord]
             rec.command = e.get("command", rec.command)
             rec.reason = e.get("reason")
         elif e.get("phase") == "reopen":
-            # blast found trajectories still open: minute one again
+            # blast found trajectories still open: minute one again (not a sign the line is wrong)
             rec.status = "pending"
+            rec.reopened += 1
     return out
 
 
@@ -154,8 +157,12 @@ def extract(command_name: str, doc: Any) -> dict[str, Any]:
         return {}
     if command_name == "triage":
         verdict = doc.get("verdict") or {}
+        sentence = verdict.get("sentence")
         return {"off_rails_step": verdict.get("step_index"), "off_rails_tool": verdict.get("tool"),
-                "verdict": verdict.get("sentence"), "trace_id": (doc.get("header") or {}).get("trace_id")}
+                "verdict": sentence, "trace_id": (doc.get("header") or {}).get("trace_id"),
+                # a starting point for the regression case; a person edits it in the walk
+                "expected": (f"The agent must not take the off-rails step again: {sentence}"
+                             if sentence else None)}
     if command_name == "blast":
         return {"still_open": bool(doc.get("still_open")), "trajectories": doc.get("trajectories"),
                 "distinct_users": doc.get("distinct_users")}

@@ -18,6 +18,7 @@ from agentfire.cli import kill as _kill  # noqa: E402,F401
 from agentfire.cli import doctor as _doctor  # noqa: E402,F401
 from agentfire.cli import golden as _golden, sandbox as _sandbox, triage as _triage  # noqa: E402,F401
 from agentfire.cli import freeze as _freeze  # noqa: E402,F401
+from agentfire.cli import gameday as _gameday  # noqa: E402,F401
 from agentfire.cli import runbook as _runbook  # noqa: E402,F401
 from agentfire.cli import blast as _blast  # noqa: E402,F401
 from agentfire.cli import capture as _capture, incident as _incident  # noqa: E402,F401

@@ -1,0 +1,170 @@
+"""`agentfire gameday start|score|run`: drills with a score."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from agentfire.cli._app import (
+    app, emit_json, err_console, fail, handles_errors, out_console, safe_text, state, want_json,
+)
+
+gameday_app = typer.Typer(
+    name="gameday", no_args_is_help=True, rich_markup_mode=None,
+    help="Rehearse the runbook: inject a failure, time the responder, score the answers.",
+    epilog="Example: agentfire gameday run wrong_recipient --auto",
+)
+app.add_typer(gameday_app)
+
+
+def _page(start: Any) -> None:
+    # plain lines, never wrapped or cut: a page is copied from, so the command must stay whole
+    err_console().print(Text("YOU ARE PAGED", style="bold yellow"))
+    err_console().print(safe_text(start.page, 2000), soft_wrap=True)
+
+
+@gameday_app.command("start", epilog="Example: agentfire gameday start runaway_loop --target sandbox")
+@handles_errors
+def start_cmd(
+    ctx: typer.Context,
+    scenario: str = typer.Argument(..., help="wrong_recipient, destructive_sql, runaway_loop or papered_error."),
+    target: str = typer.Option("sandbox", "--target", help="sandbox (local files store) or staging (the configured trace store's ingestion)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the synthetic trajectories (default: from the clock)."),
+    traces: Optional[int] = typer.Option(None, "--traces", help="How many trajectories to inject (default 600 sandbox, 60 Phoenix)."),
+    json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Inject the scenario's failure, arm the kill switch (agent on everywhere), start the clock
+    and print the page an on-call would get."""
+    from agentfire import drill
+
+    st = state(ctx)
+    rb = st.runbook()
+    journal = st.journal(create=True)
+    started = drill.start(rb, journal, actor=st.actor, scenario=scenario, target=target, seed=seed,
+                          traces=traces)
+    if want_json(ctx, json_out):
+        emit_json(started.to_json())
+    else:
+        _page(started)
+        out_console().print(Text(f"drill {started.incident}: score it with "
+                                 f"agentfire gameday score {started.incident}"))
+
+
+def _render_score(doc: dict[str, Any]) -> None:
+    t = Table(title=f"gameday {doc['incident']}: {doc['scenario']} ({doc['target']})", title_justify="left")
+    for col in ("minute", "done at", "target", "on time"):
+        t.add_column(col)
+    for row in doc["timing"]:
+        done = f"{row['seconds']:.0f}s" if row["seconds"] is not None else "never"
+        ontime = {True: Text("yes", style="green"), False: Text("LATE", style="bold red"),
+                  None: Text("-")}[row["on_time"]]
+        t.add_row(row["minute"], Text(done, style="" if row["seconds"] is not None else "bold red"),
+                  f"{row['target_seconds'] or '-'}s", ontime)
+    out_console().print(t)
+    c = Table(title="answers", title_justify="left")
+    for col in ("check", "ok", "expected", "got"):
+        c.add_column(col)
+    for name, chk in doc["checks"].items():
+        c.add_row(name.replace("_", " "), Text("yes" if chk["ok"] else "NO", style="green" if chk["ok"] else "bold red"),
+                  safe_text(chk.get("expected"), 200), safe_text(chk.get("got"), 200))
+    out_console().print(c)
+    lines = Table(title="the runbook's lines", title_justify="left")
+    for col in ("step", "verdict", "status", "runs", "line"):
+        lines.add_column(col)
+    style = {"load-bearing": "green", "workaround": "yellow", "fiction": "bold red"}
+    for r in doc["runbook_lines"]:
+        lines.add_row(r["step"], Text(r["verdict"], style=style[r["verdict"]]), r["status"], str(r["runs"]),
+                      safe_text(r["command"], 120))
+    out_console().print(lines)
+    out_console().print(Text("PASSED" if doc["passed"] else "FAILED", style="bold green" if doc["passed"] else "bold red"))
+
+
+def _score(ctx: typer.Context, incident: Optional[str], out: Optional[Path], json_out: bool) -> dict[str, Any]:
+    from agentfire import drill
+    from agentfire._files import atomic_write
+    from agentfire.journal import Journal, check_incident_id, latest_incident_with
+
+    st = state(ctx)
+    rb = st.runbook()
+    inc = incident or st.incident or latest_incident_with(rb.journal_dir, "gameday.start")
+    if not inc:
+        raise fail("no drill to score: start one with agentfire gameday start SCENARIO", 1)
+    journal = Journal(rb.journal_dir, check_incident_id(inc))
+    doc = drill.score(rb, journal)
+    md = drill.score_markdown(doc)
+    if out:
+        import json
+
+        atomic_write(out, (json.dumps(doc, indent=2) + "\n").encode() if out.suffix == ".json" else md.encode())
+        err_console().print(Text(f"wrote {out}"))
+    if want_json(ctx, json_out):
+        emit_json(doc)
+    else:
+        _render_score(doc)
+    return doc
+
+
+@gameday_app.command("score", epilog="Example: agentfire gameday score inc-20261123-101500-ab12 --out drill.md")
+@handles_errors
+def score_cmd(
+    ctx: typer.Context,
+    incident: Optional[str] = typer.Argument(None, help="The drill's incident id (default: the latest drill)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the report as markdown (.md) or JSON (.json)."),
+    json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Compare the drill's journal with the scenario's ground truth: time to each minute, whether
+    triage named the right step, blast counted the right users, every region ended off; which
+    runbook lines were load-bearing and which were fiction. Exit 0 only when the drill passed."""
+    doc = _score(ctx, incident, out, json_out)
+    if not doc["passed"]:
+        raise typer.Exit(1)
+
+
+@gameday_app.command("run", epilog="Example: agentfire gameday run destructive_sql --auto --out drill.md")
+@handles_errors
+def run_cmd(
+    ctx: typer.Context,
+    scenario: str = typer.Argument(..., help="The scenario to drill."),
+    auto: bool = typer.Option(False, "--auto", help="Required: run the commands a good responder would run."),
+    target: str = typer.Option("sandbox", "--target", help="sandbox or staging."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the synthetic trajectories."),
+    traces: Optional[int] = typer.Option(None, "--traces", help="How many trajectories to inject."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the score as markdown (.md) or JSON (.json)."),
+    json_out: bool = typer.Option(False, "--json", help="The score as JSON on stdout."),
+) -> None:
+    """The whole drill scripted end to end: start, walk the runbook with --auto, score. Exit 0 only
+    if every step worked and every answer was right: put it in CI so the runbook never rots."""
+    from agentfire import drill
+    from agentfire.walk import Walk
+
+    if not auto:
+        raise fail("gameday run needs --auto (a person walks a drill with gameday start + runbook)", 2)
+    st = state(ctx)
+    rb = st.runbook()
+    journal = st.journal(create=True)
+    started = drill.start(rb, journal, actor=st.actor, scenario=scenario, target=target, seed=seed,
+                          traces=traces)
+    quiet = want_json(ctx, json_out)
+    if not quiet:
+        _page(started)
+    walk = Walk(rb, journal, st.actor, {"trace_id": started.alert_trace_id})
+    while (step := walk.next_step()) is not None:
+        command = walk.propose(step)
+        rec, result = walk.run(step, command)
+        if not quiet:
+            style = "green" if rec.status == "ok" else "bold red"
+            err_console().print(Text(f"{step.id}: {rec.status.upper()} ({result.duration_ms} ms)  ", style=style)
+                                + safe_text(command, 200))
+        if rec.status != "ok":
+            err_console().print(safe_text(result.stderr.strip()[-1500:], 1500, style="red"))
+            break
+    doc = _score(ctx, journal.incident, out, json_out)
+    if not doc["passed"]:
+        raise typer.Exit(1)
+    if not quiet:
+        sys.stderr.flush()

@@ -1,0 +1,276 @@
+"""`agentfire gameday`: inject a failure, time a responder through the runbook, score the answers.
+
+A drill is an incident like any other (its own journal), opened by `gameday.start`, which records
+the scenario, the target and where its ground truth lies. On the sandbox the scenario's
+trajectories are seeded into the local files store; on staging they are emitted into the
+configured trace store through its ingestion path (Phoenix over OTLP). Either way the kill switch
+is armed first (the agent on in every region, journaled), so minute one has something to do.
+
+Scoring compares the journal with the ground truth: time to kill, freeze, triage, blast and
+capture; whether triage named the right step; whether blast counted the right trajectories and
+users; whether every region really ended off (read live). Each runbook line is judged
+load-bearing (ran as written and worked first time), a workaround (edited or retried) or fiction
+(failed or skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agentfire import killswitch
+from agentfire.config import Runbook
+from agentfire.errors import NotDoneError, UsageError
+from agentfire.journal import Journal
+
+TARGETS = ("sandbox", "staging")
+MINUTES = ("kill", "freeze", "triage", "blast", "capture")
+
+ALERTS = {
+    "wrong_recipient": "customer reports an email about their account went to an outside address",
+    "destructive_sql": "orders table lost rows in production; the agent ran SQL in the last hour",
+    "runaway_loop": "LLM spend for the support agent is 9x the hourly baseline",
+    "papered_error": "customers say refunds the assistant confirmed never arrived",
+}
+
+
+@dataclass
+class DrillStart:
+    incident: str
+    scenario: str
+    target: str
+    seed: int
+    alert_trace_id: str
+    alert_user: str | None
+    truth_file: Path
+    page: str
+    injected: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"incident": self.incident, "scenario": self.scenario, "target": self.target,
+                "seed": self.seed, "alert_trace_id": self.alert_trace_id,
+                "alert_user": self.alert_user, "truth_file": str(self.truth_file),
+                "page": self.page, "injected": self.injected}
+
+
+def _arm(runbook: Runbook, journal: Journal, actor: str) -> list[dict[str, Any]]:
+    """The chaos precondition: the agent is live in every region, so the kill is real."""
+    results = killswitch.flip_regions(runbook, list(runbook.regions), on=True,
+                                      comment=f"gameday {journal.incident}: arm")
+    regions = [r.to_json() for r in results]
+    journal.append("gameday.arm", actor=actor, flag=runbook.agent.flag, regions=regions,
+                   outcome="armed" if all(r.outcome.ok for r in results) else "incomplete")
+    bad = [f"{r.region}={r.outcome.value}" for r in results if not r.outcome.ok]
+    if bad:
+        raise NotDoneError(f"could not arm the kill switch for the drill: {', '.join(bad)}")
+    return regions
+
+
+def _inject_phoenix(runbook: Runbook, rows: list[dict[str, Any]], wait_s: float) -> dict[str, Any]:
+    import httpx
+
+    from agentfire._otlp import post_otlp
+    from agentfire.secrets import secret
+
+    section: Any = runbook.traces
+    headers = {}
+    if section.api_key_env:
+        headers["Authorization"] = f"Bearer {secret(section.api_key_env, what='Phoenix API key')}"
+    try:
+        result = post_otlp(section.url, rows, section.project, headers=headers)
+    except (RuntimeError, httpx.HTTPError) as exc:
+        raise NotDoneError(f"could not emit the scenario into Phoenix at {section.url}: {exc}") from None
+    # ingestion is asynchronous: the drill starts when the store can answer for all of it
+    deadline = time.monotonic() + wait_s
+    seen = 0
+    with httpx.Client(base_url=section.url.rstrip("/"), timeout=30, headers=headers) as client:
+        while time.monotonic() < deadline:
+            seen, cursor = 0, None
+            while True:
+                params: dict[str, Any] = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+                r = client.get(f"/v1/projects/{section.project}/spans", params=params)
+                if r.status_code == 404:
+                    break
+                r.raise_for_status()
+                body = r.json()
+                seen += len(body.get("data", []))
+                cursor = body.get("next_cursor")
+                if not cursor:
+                    break
+            if seen >= result.exported:
+                break
+            time.sleep(0.5)
+        else:
+            raise NotDoneError(f"Phoenix made {seen} of {result.exported} spans queryable within {wait_s:g}s")
+    return {"store": "phoenix", "url": section.url, "project": section.project,
+            "spans": result.exported, "traces": result.traces, "skipped_rows": len(result.skipped),
+            "note": result.summary()}
+
+
+def start(runbook: Runbook, journal: Journal, *, actor: str, scenario: str, target: str = "sandbox",
+          seed: int | None = None, traces: int | None = None, wait_s: float = 300.0) -> DrillStart:
+    from agentfire import sandbox
+
+    if scenario not in sandbox.SCENARIOS:
+        raise UsageError(f"unknown scenario {scenario!r}; valid: {', '.join(sandbox.SCENARIOS)}")
+    if target not in TARGETS:
+        raise UsageError(f"unknown target {target!r}; valid: {', '.join(TARGETS)}")
+    if journal.exists() and any(e.get("action") == "gameday.start" for e in journal.iter_entries()):
+        raise UsageError(f"incident {journal.incident} already has a drill; start one without --incident")
+    seed = seed if seed is not None else int(time.time()) % 100000
+    kind = runbook.traces.kind
+    truth_dir = journal.dir / f"{journal.incident}.gameday"
+    if target == "sandbox" and kind != "files":
+        raise UsageError(f"the sandbox target seeds a files trace store; this runbook's is {kind!r} "
+                         "(use --target staging)")
+    if kind == "files":
+        store = runbook.resolve_path(runbook.traces.path)  # type: ignore[attr-defined]
+        res = sandbox.seed_store(store, scenario=scenario, traces=traces or 600, seed=seed)
+        injected: dict[str, Any] = {"store": "files", "path": str(store), "rows": res.rows,
+                                    "traces": res.traces}
+        truth = res.truth
+    elif kind == "phoenix":
+        with tempfile.TemporaryDirectory(prefix="agentfire-gameday-") as tmp:
+            res = sandbox.seed_store(tmp, scenario=scenario, traces=traces or 60, seed=seed)
+            rows = [json.loads(line) for line in res.data_file.read_text().splitlines() if line.strip()]
+            truth = res.truth
+            injected = _inject_phoenix(runbook, rows, wait_s)
+    else:
+        raise UsageError(f"staging injection is built for phoenix and files trace stores, not {kind!r}")
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    truth_file = truth_dir / "truth.json"
+    truth_file.write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")
+    alert = _alert_trajectory(truth)
+    page = (f"PAGE  {runbook.agent.name}: {ALERTS.get(scenario, scenario)}.\n"
+            f"      user {alert.get('user_id')}  trace {alert['trace_id']}\n"
+            f"      runbook: agentfire --incident {journal.incident} runbook --trace {alert['trace_id']}")
+    journal.append("gameday.start", actor=actor, scenario=scenario, target=target, seed=seed,
+                   truth_file=str(truth_file), alert_trace_id=alert["trace_id"],
+                   alert_user=alert.get("user_id"), injected=injected, outcome="injected")
+    _arm(runbook, journal, actor)
+    return DrillStart(journal.incident, scenario, target, seed, alert["trace_id"], alert.get("user_id"),
+                      truth_file, page, injected)
+
+
+def _alert_trajectory(truth: dict[str, Any]) -> dict[str, Any]:
+    """The page names a finished failing trajectory (a support ticket arrives after the harm)."""
+    failing = {f["trace_id"]: f for f in truth["failing"]}
+    for tid in truth.get("examples", []):
+        if tid in failing and not failing[tid]["still_running"]:
+            return failing[tid]
+    done = [f for f in truth["failing"] if not f["still_running"]]
+    if not done:
+        raise NotDoneError("the scenario produced no finished failing trajectory to page about")
+    return done[0]
+
+
+# --- scoring ------------------------------------------------------------------------------
+
+
+def _ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def drill_start_entry(journal: Journal) -> dict[str, Any]:
+    for e in journal.iter_entries():
+        if e.get("action") == "gameday.start":
+            return e
+    raise UsageError(f"incident {journal.incident} is not a drill (no gameday.start in its journal)")
+
+
+def score(runbook: Runbook, journal: Journal, *, live_status: bool = True) -> dict[str, Any]:
+    from agentfire.walk import plan, records
+
+    start_entry = drill_start_entry(journal)
+    try:
+        truth = json.loads(Path(start_entry["truth_file"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise NotDoneError(f"cannot read the drill's ground truth {start_entry['truth_file']}: {exc}") from None
+    t0 = _ts(start_entry["ts"])
+    alert = start_entry["alert_trace_id"]
+    alert_truth = next(f for f in truth["failing"] if f["trace_id"] == alert)
+    entries = [e for e in journal.iter_entries() if _ts(e["ts"]) >= t0]
+
+    def first(action: str, ok: Any) -> dict[str, Any] | None:
+        return next((e for e in entries if e.get("action") == action and ok(e)), None)
+
+    done = {
+        "kill": first("kill", lambda e: e.get("outcome") == "all_off"),
+        "freeze": first("freeze", lambda e: e.get("outcome") == "CONFIRMED"),
+        "triage": first("triage", lambda e: e.get("trace_id") == alert),
+        "blast": first("blast", lambda e: e.get("outcome") == "complete"),
+        "capture": first("capture", lambda e: e.get("trace_id") == alert),
+    }
+    times = {m: (round((_ts(e["ts"]) - t0).total_seconds(), 1) if e else None) for m, e in done.items()}
+
+    checks: dict[str, dict[str, Any]] = {}
+    tri = done["triage"]
+    named = (tri or {}).get("verdict", {}).get("step_index") if tri else None
+    checks["triage_named_the_right_step"] = {
+        "ok": tri is not None and named == alert_truth["off_rails_step"],
+        "expected": alert_truth["off_rails_step"], "got": named}
+    bl = done["blast"]
+    want_traj, want_users = len(truth["failing"]), len(truth["affected_users"])
+    got = (bl or {}).get("trajectories"), (bl or {}).get("distinct_users")
+    checks["blast_counted_the_right_users"] = {
+        "ok": bl is not None and got == (want_traj, want_users),
+        "expected": {"trajectories": want_traj, "distinct_users": want_users},
+        "got": {"trajectories": got[0], "distinct_users": got[1]}}
+    cap = done["capture"]
+    checks["capture_holds_the_off_rails_step"] = {
+        "ok": cap is not None and cap.get("step") == alert_truth["off_rails_step"],
+        "expected": alert_truth["off_rails_step"], "got": (cap or {}).get("step")}
+    if live_status:
+        rows = killswitch.status(runbook)
+        checks["every_region_ended_off"] = {
+            "ok": all(r.on is False for r in rows),
+            "got": {r.region: r.on for r in rows}}
+
+    steps = plan(runbook)
+    recs = records(journal, steps)
+    lines = []
+    for s in steps:
+        r = recs[s.id]
+        if r.status in ("failed", "skipped", "pending", "running"):
+            verdict = "fiction"
+        elif r.edited or r.runs - r.reopened > 1:
+            verdict = "workaround"
+        else:
+            verdict = "load-bearing"
+        lines.append({"step": s.id, "command": s.command, "status": r.status, "runs": r.runs,
+                      "edited": r.edited, "ran": r.command, "reason": r.reason, "verdict": verdict})
+    targets = {s.id: s.target_seconds for s in steps}
+    timing = [{"minute": m, "seconds": times[m], "target_seconds": targets.get(m),
+               "on_time": None if times[m] is None or m not in targets else times[m] <= targets[m]}
+              for m in MINUTES]
+    passed = all(c["ok"] for c in checks.values()) and all(t["seconds"] is not None for t in timing)
+    return {"incident": journal.incident, "scenario": start_entry["scenario"],
+            "target": start_entry["target"], "alert_trace_id": alert, "started": start_entry["ts"],
+            "timing": timing, "checks": checks, "runbook_lines": lines, "passed": passed}
+
+
+def score_markdown(doc: dict[str, Any]) -> str:
+    from agentfire.report import _md
+
+    out = [f"# Gameday {_md(doc['incident'])}: {_md(doc['scenario'])} on {doc['target']}", "",
+           f"Result: **{'PASSED' if doc['passed'] else 'FAILED'}**. Alert trace `{_md(doc['alert_trace_id'])}`.", "",
+           "## Time to each minute", "", "| minute | done at | target | on time |", "|---|---|---|---|"]
+    for t in doc["timing"]:
+        done = f"{t['seconds']:.0f}s" if t["seconds"] is not None else "never"
+        ontime = {True: "yes", False: "LATE", None: "-"}[t["on_time"]]
+        out.append(f"| {t['minute']} | {done} | {t['target_seconds'] or '-'}s | {ontime} |")
+    out += ["", "## Answers", "", "| check | ok | expected | got |", "|---|---|---|---|"]
+    for name, c in doc["checks"].items():
+        out.append(f"| {name.replace('_', ' ')} | {'yes' if c['ok'] else 'NO'} | {_md(json.dumps(c.get('expected')))} "
+                   f"| {_md(json.dumps(c.get('got')))} |")
+    out += ["", "## The runbook's lines", "", "| step | verdict | status | runs | edited | line |",
+            "|---|---|---|---|---|---|"]
+    for r in doc["runbook_lines"]:
+        out.append(f"| {_md(r['step'])} | {r['verdict']} | {r['status']} | {r['runs']} | "
+                   f"{'yes' if r['edited'] else 'no'} | {_md(r['command'])} |")
+    return "\n".join(out) + "\n"
