@@ -47,6 +47,11 @@ class UnleashRegion(Strict):
     project: str = "default"
     environment: str
     token_env: str = Field(description="env variable holding an admin API token")
+    client_token_env: str | None = Field(
+        default=None,
+        description="env variable holding a backend (client) token of this environment: "
+        "agent processes (agentfire.guard) read the flag through the client API with it",
+    )
     timeout_seconds: float = 5.0
 
 

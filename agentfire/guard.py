@@ -69,7 +69,9 @@ def agent_enabled(
         name = region or next(iter(rb.regions))
         if name not in rb.regions:
             return AgentDecision(False, f"unknown region {name!r}: failing closed", fallback, approved)
-        provider = providers.build("flags", rb.regions[name], rb)
+        # a provider may offer a narrower reader for agents (Unleash: the client API with a
+        # backend token, so an agent never holds an admin token)
+        provider = providers.build_agent_reader("flags", rb.regions[name], rb)
 
         async def read() -> bool:
             try:

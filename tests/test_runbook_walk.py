@@ -33,8 +33,12 @@ steps:
 
 
 def write_steps(root: Path, wait_cmd: str = "true") -> None:
-    with open(root / "runbook.yaml", "a") as fh:
-        fh.write(STEPS.replace("{wait_cmd}", wait_cmd))
+    """Replace the runbook's steps with STEPS (the sandbox runbook.yaml has the five minutes)."""
+    import yaml
+
+    cfg = yaml.safe_load((root / "runbook.yaml").read_text())
+    cfg["steps"] = yaml.safe_load(STEPS.replace("{wait_cmd}", wait_cmd))["steps"]
+    (root / "runbook.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
 def journal_entries(root: Path, incident: str) -> list[dict]:

@@ -331,3 +331,21 @@ def test_guard_reads_the_real_region_and_fails_closed(dep: Deployment, cli) -> N
     assert down.enabled is False and "failing closed" in down.reason
     assert down.fallback and fallback_text.splitlines()[0] in down.fallback
     assert dep.server.admin_token.rsplit(".", 1)[-1] not in down.reason
+
+
+def test_guard_reads_through_the_client_api_with_a_backend_token(dep: Deployment, cli,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent needs no admin token: with client_token_env it reads what the SDKs read."""
+    monkeypatch.setenv("AF_TEST_BACKEND_PROD", dep.server.backend_tokens["production"])
+    monkeypatch.delenv(TOKEN_ENV)  # the agent's environment has no admin token at all
+    dep.write({"us-east": dep.unleash_region("production", client_token_env="AF_TEST_BACKEND_PROD")})
+    assert guard.agent_enabled(region="us-east", config=str(dep.config)).enabled is True
+    monkeypatch.setenv(TOKEN_ENV, dep.server.admin_token)
+    assert cli("--incident", "inc-client", "kill", "--region", "us-east", "--json").exit_code == 0
+    monkeypatch.delenv(TOKEN_ENV)
+    off = guard.agent_enabled(region="us-east", config=str(dep.config))
+    assert off.enabled is False and "kill switch is off" in off.reason and off.fallback
+    # a wrong backend token fails closed
+    monkeypatch.setenv("AF_TEST_BACKEND_PROD", "default:production.not-a-token")
+    bad = guard.agent_enabled(region="us-east", config=str(dep.config))
+    assert bad.enabled is False and "failing closed" in bad.reason

@@ -64,3 +64,35 @@ def from_config(section: UnleashRegion, runbook: Any) -> UnleashProvider:
         secret(section.token_env, what="Unleash admin token"),
         timeout_s=section.timeout_seconds, policy=retry_policy(runbook), token_env=section.token_env,
     )
+
+
+class UnleashClientReader(HttpFlagProvider):
+    """What an agent sees: GET /api/client/features/{flag} with a backend token of the region's
+    environment (the token decides the environment). Read-only: agents never write."""
+
+    kind = "unleash"
+
+    async def read(self, flag: str) -> bool:
+        r = await call(self._client, "GET", f"{self.base}/api/client/features/{quote(flag, safe='')}",
+                       what="client read", policy=self.policy)
+        body = json_body(r, "client read")
+        if not isinstance(body, dict) or not isinstance(body.get("enabled"), bool):
+            raise FlagError(Outcome.ERROR, "client read: the answer has no boolean 'enabled'")
+        return body["enabled"]
+
+    async def write(self, flag: str, on: bool, *, comment: str, dry_run: bool) -> WriteResult:
+        raise FlagError(Outcome.ERROR, "the client API is read-only")
+
+    async def probe(self, flag: str) -> str:
+        return f"client API: {flag} is {'on' if await self.read(flag) else 'off'}"
+
+
+def agent_reader(section: UnleashRegion, runbook: Any) -> UnleashClientReader | None:
+    if not section.client_token_env:
+        return None
+    return UnleashClientReader(
+        section.url, section.project, section.environment,
+        secret(section.client_token_env, what="Unleash backend token"),
+        timeout_s=section.timeout_seconds, policy=retry_policy(runbook),
+        token_env=section.client_token_env,
+    )
