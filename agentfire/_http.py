@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import email.utils
+import ssl  # noqa: F401  (annotations only; the module is loaded by httpx anyway)
 import random
 import time
 from dataclasses import dataclass

@@ -13,7 +13,7 @@ import asyncio
 import re
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from agentfire import providers

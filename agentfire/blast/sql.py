@@ -323,7 +323,7 @@ def emit_query(sig: Signature, dialect: str, start: datetime, end: datetime,
         + "".join(f", {d.any_(f'c{i}')} AS c{i}" for i in range(len(tconds)))
         + "\n  FROM obs GROUP BY trace_id\n)"
     )
-    ctes.append(f"s0 AS (\n  SELECT trace_id, min(t) AS t FROM obs WHERE m0 GROUP BY trace_id\n)")
+    ctes.append("s0 AS (\n  SELECT trace_id, min(t) AS t FROM obs WHERE m0 GROUP BY trace_id\n)")
     for i in range(1, len(sig.steps)):
         ctes.append(
             f"s{i} AS (\n  SELECT obs.trace_id AS trace_id, min(obs.t) AS t FROM obs "

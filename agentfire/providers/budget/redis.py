@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from agentfire.config import RedisBudget
 from agentfire.errors import ConfigError
 from agentfire.providers.budget import (
-    FIELDS, BudgetGarbage, BudgetStoreError, Caps, VersionConflict, parse_caps, to_fields,
+    BudgetGarbage, BudgetStoreError, Caps, VersionConflict, parse_caps, to_fields,
 )
 
 # KEYS[1] the scope's hash; ARGV[1] the expected version; ARGV[2..] field, value pairs.

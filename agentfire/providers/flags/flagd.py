@@ -106,7 +106,7 @@ class FlagdFileProvider:
     def write_sync(self, flag: str, on: bool, *, comment: str, dry_run: bool) -> WriteResult:
         with locked(self.path):
             doc = self._load(flag)
-            entry = self._flag(doc, flag)
+            self._flag(doc, flag)  # validates the flag before anything is written
             new = copy.deepcopy(doc)
             e = new["flags"][flag]
             e["state"] = "ENABLED"

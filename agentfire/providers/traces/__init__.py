@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from agentfire.errors import NotDoneError
 from agentfire.trajectory import Trajectory
@@ -83,3 +83,30 @@ def doctor_probe(runbook) -> tuple[bool, str]:
         return True, asyncio.run(run())
     except AgentfireError as exc:
         return False, str(exc)
+
+
+async def bounded_get(client: Any, path: str, params: Any, *, where: str, policy: Any,
+                      timeout_s: float, detail: Any = None) -> Any:
+    """One bounded GET for an HTTP trace store (agentfire._http retries), with the transport
+    failures every store reports alike mapped to TraceStoreError naming `where`. Returns the
+    response; the caller judges its status (404 and auth mean different things per vendor)."""
+    import asyncio
+
+    import httpx
+
+    from agentfire import _http
+
+    try:
+        return await _http.request(client, "GET", path, policy=policy, params=params)
+    except _http.RetriesExhausted as exc:
+        what = detail(exc.response) if detail else f"HTTP {exc.response.status_code}"
+        raise TraceStoreError(
+            f"{where}: {what} after {exc.tries} tries"
+            + (" (rate limited; lower the scan rate or wait)" if exc.response.status_code == 429 else "")
+        ) from None
+    except httpx.TimeoutException:
+        raise TraceStoreError(f"{where}: no answer within {timeout_s:g} s") from None
+    except httpx.TransportError as exc:
+        raise TraceStoreError(f"{where} is unreachable: {type(exc).__name__}") from None
+    except asyncio.TimeoutError:
+        raise TraceStoreError(f"{where}: deadline passed") from None

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable
 
 from agentfire import _http
 from agentfire.config import LangfuseTraces
-from agentfire.providers.traces import TraceNotFound, TraceStoreError, TrajectorySummary
+from agentfire.providers.traces import TraceNotFound, TraceStoreError, TrajectorySummary, bounded_get
 from agentfire.secrets import secret
 from agentfire.trajectory import Trajectory, from_observations, iso
 
@@ -109,22 +109,9 @@ class LangfuseTraceStore:
 
     async def _get(self, path: str, params: dict[str, Any] | list[tuple[str, Any]]) -> Any:
         """GET -> parsed JSON. 404 -> None; v3 marker -> _V3Server; else TraceStoreError."""
-        import httpx
-
         where = f"Langfuse at {self.target}"
-        try:
-            r = await _http.request(self._http(), "GET", path, policy=self.policy, params=params)
-        except _http.RetriesExhausted as exc:
-            raise TraceStoreError(
-                f"{where}: {_detail(exc.response)} after {exc.tries} tries"
-                + (" (rate limited; lower the scan rate or wait)" if exc.response.status_code == 429 else "")
-            ) from None
-        except httpx.TimeoutException:
-            raise TraceStoreError(f"{where}: no answer within {self.timeout_s:g} s") from None
-        except httpx.TransportError as exc:
-            raise TraceStoreError(f"{where} is unreachable: {type(exc).__name__}") from None
-        except asyncio.TimeoutError:
-            raise TraceStoreError(f"{where}: deadline passed") from None
+        r = await bounded_get(self._http(), path, params, where=where, policy=self.policy,
+                              timeout_s=self.timeout_s, detail=_detail)
         if r.status_code == 404:
             if path == V2_OBSERVATIONS and "v4 write mode" in r.text:
                 raise _V3Server()

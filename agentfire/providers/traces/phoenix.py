@@ -28,7 +28,7 @@ from urllib.parse import quote
 from agentfire import _http
 from agentfire._otlp import otel_trace_id
 from agentfire.config import PhoenixTraces
-from agentfire.providers.traces import TraceNotFound, TraceStoreError, TrajectorySummary
+from agentfire.providers.traces import TraceNotFound, TraceStoreError, TrajectorySummary, bounded_get
 from agentfire.trajectory import Trajectory, from_observations, iso, parse_time
 
 if TYPE_CHECKING:
@@ -80,19 +80,9 @@ class PhoenixTraceStore:
 
     async def _get(self, path: str, params: list[tuple[str, Any]]) -> Any:
         """GET -> parsed JSON; None on 404; TraceStoreError on anything else that is not 200."""
-        import httpx
-
         where = f"Phoenix at {self.base}"
-        try:
-            r = await _http.request(self._http(), "GET", path, policy=self.policy, params=params)
-        except _http.RetriesExhausted as exc:
-            raise TraceStoreError(f"{where}: HTTP {exc.response.status_code} after {exc.tries} tries") from None
-        except httpx.TimeoutException:
-            raise TraceStoreError(f"{where}: no answer within {self.timeout_s:g} s") from None
-        except httpx.TransportError as exc:
-            raise TraceStoreError(f"{where} is unreachable: {type(exc).__name__}") from None
-        except asyncio.TimeoutError:
-            raise TraceStoreError(f"{where}: deadline passed") from None
+        r = await bounded_get(self._http(), path, params, where=where, policy=self.policy,
+                              timeout_s=self.timeout_s)
         if r.status_code == 404:
             return None
         if r.status_code in (401, 403):
