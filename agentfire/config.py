@@ -25,7 +25,7 @@ CONFIG_ENV = "AGENTFIRE_CONFIG"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # --- flag providers (one per region) -----------------------------------------------------------
