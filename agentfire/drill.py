@@ -27,6 +27,7 @@ from agentfire import killswitch
 from agentfire.config import Runbook
 from agentfire.errors import NotDoneError, UsageError
 from agentfire.journal import Journal
+from agentfire.report import minute_done
 
 TARGETS = ("sandbox", "staging")
 MINUTES = ("kill", "freeze", "triage", "blast", "capture")
@@ -196,16 +197,7 @@ def score(runbook: Runbook, journal: Journal, *, live_status: bool = True) -> di
     alert_truth = next(f for f in truth["failing"] if f["trace_id"] == alert)
     entries = [e for e in journal.iter_entries() if _ts(e["ts"]) >= t0]
 
-    def first(action: str, ok: Any) -> dict[str, Any] | None:
-        return next((e for e in entries if e.get("action") == action and ok(e)), None)
-
-    done = {
-        "kill": first("kill", lambda e: e.get("outcome") == "all_off"),
-        "freeze": first("freeze", lambda e: e.get("outcome") == "CONFIRMED"),
-        "triage": first("triage", lambda e: e.get("trace_id") == alert),
-        "blast": first("blast", lambda e: e.get("outcome") == "complete"),
-        "capture": first("capture", lambda e: e.get("trace_id") == alert),
-    }
+    done = {m: minute_done(entries, m, trace_id=alert) for m in MINUTES}
     times = {m: (round((_ts(e["ts"]) - t0).total_seconds(), 1) if e else None) for m, e in done.items()}
 
     checks: dict[str, dict[str, Any]] = {}

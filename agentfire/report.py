@@ -15,6 +15,34 @@ _SUMMARY_KEYS = ("outcome", "reason", "step", "phase", "command", "exit_code", "
                  "trace_id", "case_id", "verdict", "trajectories", "distinct_users", "still_open")
 
 
+# When each minute counts as done, from the journal entries the commands write themselves: a
+# responder may run them by hand instead of through `agentfire runbook`.
+MINUTE_DONE = {
+    "kill": lambda e: e.get("action") == "kill" and e.get("outcome") == "all_off",
+    "freeze": lambda e: e.get("action") == "freeze" and e.get("outcome") == "CONFIRMED",
+    "triage": lambda e: e.get("action") == "triage" and e.get("outcome") == "verdict",
+    "blast": lambda e: e.get("action") == "blast" and e.get("outcome") == "complete",
+    "capture": lambda e: e.get("action") == "capture" and e.get("outcome") in ("added", "exists"),
+}
+
+
+def minute_done(entries: list[dict[str, Any]], minute: str, trace_id: str | None = None) -> dict[str, Any] | None:
+    """The first entry that completes `minute` (for triage and capture: of `trace_id`, if given)."""
+    ok = MINUTE_DONE.get(minute)
+    if ok is None:
+        return None
+    for e in entries:
+        if ok(e) and (trace_id is None or minute not in ("triage", "capture") or e.get("trace_id") == trace_id):
+            return e
+    return None
+
+
+def _minute_of(step: Any) -> str:
+    """kill/freeze/... for a step whose command runs that agentfire command (else its id)."""
+    words = [w for w in step.command.split() if not w.startswith("-")]
+    return words[1] if len(words) > 1 and words[0] == "agentfire" else step.id
+
+
 def _ts(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -53,12 +81,18 @@ def build(journal: Journal, steps: list[Any] | None = None) -> dict[str, Any]:
         recs = records(journal, steps)
         for s in steps:
             r = recs[s.id]
-            done_at = round((_ts(r.ended) - t0).total_seconds(), 3) if r.ended else None
+            status, actor, command, ended = r.status, r.actor, r.command, r.ended
+            if r.runs == 0:
+                # not walked through the runbook: did someone run the minute by hand?
+                direct = minute_done(entries, _minute_of(s))
+                if direct is not None:
+                    status, actor, command, ended = "ok", direct.get("actor"), "(run directly)", direct["ts"]
+            done_at = round((_ts(ended) - t0).total_seconds(), 3) if ended else None
             step_rows.append({
-                "step": s.id, "title": s.title, "status": r.status, "actor": r.actor,
-                "command": r.command, "exit_code": r.exit_code, "runs": r.runs,
+                "step": s.id, "title": s.title, "status": status, "actor": actor,
+                "command": command, "exit_code": r.exit_code, "runs": r.runs,
                 "target_seconds": s.target_seconds, "done_at_s": done_at,
-                "on_time": None if done_at is None or r.status != "ok" else done_at <= s.target_seconds,
+                "on_time": None if done_at is None or status != "ok" else done_at <= s.target_seconds,
                 "carried": r.carried,
             })
     actors = sorted({e.get("actor") for e in entries if e.get("actor")})

@@ -233,9 +233,15 @@ def _loud_warnings(result: Any, ks: Optional[list[dict[str, Any]]], as_json: boo
         warn(w)
     if result.still_open_ids:
         console = err_console()
+        all_off = ks is not None and all(r["on"] is False for r in ks)
+        # the runbook's rule: still spreading -> minute one. If the switch already reads off
+        # everywhere, the person needs to know whether the agent honours it, not to re-kill.
+        then = ("The kill switch reads off in every region: check that these stop at their next "
+                "step (agents poll the flag); if they do not, the agent is not honouring it."
+                if all_off else "Go back to minute one: agentfire kill --region all")
         console.print(Text(
-            f"STILL OPEN: {len(result.still_open_ids)} matching trajectories are still running. "
-            "Go back to minute one: agentfire kill --region all", style="bold red reverse"))
+            f"STILL OPEN: {len(result.still_open_ids)} matching trajectories are still running. {then}",
+            style="bold red reverse"))
         if ks is not None and not as_json:
             table = Table(title="kill switch, live", title_justify="left")
             for col in ("region", "agent", "detail"):
