@@ -14,14 +14,16 @@ from agentfire import __version__
 from agentfire.cli._app import AppState, app
 
 # Each import registers commands on `app`. A command exists only when it works.
-from agentfire.cli import kill as _kill  # noqa: E402,F401
-from agentfire.cli import doctor as _doctor  # noqa: E402,F401
-from agentfire.cli import golden as _golden, sandbox as _sandbox, triage as _triage  # noqa: E402,F401
+from agentfire.cli import kill as _kill  # noqa: E402,F401  (kill, status)
 from agentfire.cli import freeze as _freeze  # noqa: E402,F401
-from agentfire.cli import gameday as _gameday  # noqa: E402,F401
-from agentfire.cli import runbook as _runbook  # noqa: E402,F401
+from agentfire.cli import triage as _triage  # noqa: E402,F401
 from agentfire.cli import blast as _blast  # noqa: E402,F401
-from agentfire.cli import capture as _capture, incident as _incident  # noqa: E402,F401
+from agentfire.cli import capture as _capture  # noqa: E402,F401
+from agentfire.cli import runbook as _runbook  # noqa: E402,F401  (runbook, report)
+from agentfire.cli import gameday as _gameday  # noqa: E402,F401
+from agentfire.cli import incident as _incident  # noqa: E402,F401
+from agentfire.cli import doctor as _doctor  # noqa: E402,F401
+from agentfire.cli import golden as _golden, sandbox as _sandbox  # noqa: E402,F401
 
 
 def _version(value: bool) -> None:

@@ -27,7 +27,8 @@ app = typer.Typer(
     name="agentfire",
     help=(
         "The first five minutes of an LLM-agent incident, one command each:\n\n"
-        "kill (minute 1) -> freeze (2) -> triage (3) -> blast (4) -> capture (5).\n\n"
+        "kill (minute 1) -> freeze (2) -> triage (3) -> blast (4) -> capture (5);\n"
+        "runbook walks them in order, timed; gameday rehearses them against a scored failure.\n\n"
         "Example: agentfire kill --region all --reason 'agent emailing wrong recipients'"
     ),
     no_args_is_help=True,

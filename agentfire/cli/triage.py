@@ -37,7 +37,7 @@ def triage(
     full: bool = typer.Option(False, "--full", help="Show values whole (default: trimmed)."),
     json_out: bool = typer.Option(False, "--json", help="JSON on stdout (shape: README, 'triage')."),
 ) -> None:
-    """Walk one trajectory backwards from its end: each step's tool and arguments, output, the
+    """Minute three: walk one trajectory backwards from its end: each step's tool and arguments, output, the
     model's text, level, tokens, cost and time; then the detectors' findings, the golden diff and
     one sentence naming the off-rails step. Exit 1 when the trace is not in the store."""
     from agentfire import triage as core
