@@ -1,9 +1,12 @@
-"""Observation rows -> OTLP spans with OpenInference attributes (for Phoenix and OTLP collectors).
+"""Observation rows -> OTLP spans with OpenInference attributes (for Phoenix, Langfuse and collectors).
 
 The rows are the `files` store format (camelCase Langfuse v2-observation rows: id, traceId, type,
 name, startTime, endTime, parentObservationId, input/output as JSON strings, userId, sessionId,
 model, usageDetails, totalCost, level, statusMessage, metadata). `to_export_request` builds an
 ExportTraceServiceRequest (protobuf); `post_otlp` sends it to a collector's /v1/traces.
+`langfuse_span_attributes` adds the `langfuse.*` attributes Langfuse's OTLP mapping reads first
+(the names of the langfuse SDK's LangfuseOtelSpanAttributes), so type SPAN stays SPAN rather than
+the OpenInference CHAIN, and level, usage and cost land in their own fields.
 
 OpenTelemetry ids are bytes (trace 16, span 8): ids that are already hex of that length are used
 as they are, any other id is hashed (`otel_trace_id`, `otel_span_id`), and the original ids are
@@ -20,7 +23,8 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable
 
 from agentfire.trajectory import parse_time
 
@@ -52,13 +56,22 @@ class ExportResult:
     traces: int = 0
     skipped: list[str] = field(default_factory=list)  # "observation id: why"
     requests: int = 0
+    span_ids: list[tuple[str, str]] = field(default_factory=list)  # (otel trace id, span id) sent
 
-    def summary(self) -> str:
+    def summary(self, store: str = "Phoenix") -> str:
         s = f"{self.exported} span(s) of {self.traces} trace(s) exported"
         if self.skipped:
             s += (f"; {len(self.skipped)} row(s) skipped (a span must have ended to be exported: "
-                  f"running steps stay invisible in Phoenix until they end)")
+                  f"running steps stay invisible in {store} until they end)")
         return s
+
+
+class ExportRefused(RuntimeError):
+    """The collector answered the export with an HTTP error (`status`, its message in `detail`)."""
+
+    def __init__(self, endpoint: str, status: int, detail: str):
+        super().__init__(f"OTLP export to {endpoint} refused: HTTP {status} {detail}")
+        self.status, self.detail = status, detail
 
 
 def _mime(text: str) -> str:
@@ -111,6 +124,50 @@ def span_attributes(row: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
+def langfuse_span_attributes(row: dict[str, Any], environment: str | None = None) -> dict[str, Any]:
+    """span_attributes plus the `langfuse.*` ones (langfuse SDK: LangfuseOtelSpanAttributes).
+
+    Langfuse reads `user.id` / `session.id` as they are; type, input/output, level, status message,
+    model, usage and cost from the langfuse.observation.* names (JSON strings, as the SDK sends
+    them); metadata per key under langfuse.observation.metadata.KEY. `environment` (what the
+    runbook reads with) overrides the row's own.
+    """
+    attrs = span_attributes(row)
+    typ = str(row.get("type") or "").upper()
+    if typ in TYPE_TO_SPAN_KIND:
+        attrs["langfuse.observation.type"] = typ.lower()
+    for key in ("input", "output"):
+        if f"{key}.value" in attrs:
+            attrs[f"langfuse.observation.{key}"] = attrs[f"{key}.value"]
+    attrs["langfuse.observation.level"] = str(row.get("level") or "DEFAULT").upper()
+    if row.get("statusMessage"):
+        attrs["langfuse.observation.status_message"] = str(row["statusMessage"])
+    if row.get("model"):
+        attrs["langfuse.observation.model.name"] = str(row["model"])
+    usage = row.get("usageDetails") if isinstance(row.get("usageDetails"), dict) else {}
+    usage = {k: int(v) for k, v in usage.items() if isinstance(v, (int, float))}
+    if usage:
+        attrs["langfuse.observation.usage_details"] = json.dumps(usage)
+    cost = row.get("costDetails") if isinstance(row.get("costDetails"), dict) else {}
+    cost = {k: float(v) for k, v in cost.items() if isinstance(v, (int, float))}
+    if "total" not in cost and isinstance(row.get("totalCost"), (int, float)):
+        cost["total"] = float(row["totalCost"])
+    if cost:
+        attrs["langfuse.observation.cost_details"] = json.dumps(cost)
+    if isinstance(row.get("metadata"), dict):
+        for k, v in row["metadata"].items():
+            if v is not None:
+                attrs[f"langfuse.observation.metadata.{k}"] = v if isinstance(v, str) else json.dumps(v)
+    env = environment or row.get("environment")
+    if env:
+        attrs["langfuse.environment"] = str(env)
+    if row.get("traceName"):
+        attrs["langfuse.trace.name"] = str(row["traceName"])
+    if row.get("tags"):
+        attrs["langfuse.trace.tags"] = [str(t) for t in row["tags"]]
+    return attrs
+
+
 def _any_value(v: Any) -> Any:
     from opentelemetry.proto.common.v1 import common_pb2 as c
 
@@ -131,13 +188,23 @@ def _key_values(attrs: dict[str, Any]) -> list[Any]:
     return [c.KeyValue(key=k, value=_any_value(v)) for k, v in attrs.items()]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def _nanos(value: Any) -> int | None:
     t = parse_time(value)
-    return int(t.timestamp() * 1_000_000) * 1000 if t else None
+    # integer arithmetic: a float timestamp can land a microsecond early (and a millisecond off
+    # once a store truncates to milliseconds)
+    return (t - _EPOCH) // timedelta(microseconds=1) * 1000 if t else None
 
 
-def to_export_request(rows: Iterable[dict[str, Any]], project: str) -> tuple[Any, ExportResult]:
-    """(ExportTraceServiceRequest, result) for the rows that can be exported (ended spans)."""
+def to_export_request(rows: Iterable[dict[str, Any]], project: str, *,
+                      attributes: Callable[[dict[str, Any]], dict[str, Any]] = span_attributes,
+                      ) -> tuple[Any, ExportResult]:
+    """(ExportTraceServiceRequest, result) for the rows that can be exported (ended spans).
+
+    `attributes` maps a row to its span attributes (span_attributes: OpenInference, for Phoenix).
+    """
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as ts
     from opentelemetry.proto.resource.v1 import resource_pb2
     from opentelemetry.proto.trace.v1 import trace_pb2 as tp
@@ -173,12 +240,13 @@ def to_export_request(rows: Iterable[dict[str, Any]], project: str) -> tuple[Any
             name=str(row.get("name") or "(unnamed)"),
             kind=tp.Span.SPAN_KIND_INTERNAL,
             start_time_unix_nano=start, end_time_unix_nano=max(end, start),
-            attributes=_key_values(span_attributes(row)), status=status,
+            attributes=_key_values(attributes(row)), status=status,
         )
         if level != "ERROR" and row.get("statusMessage"):
             span.attributes.extend(_key_values({"agentfire.status_message": str(row["statusMessage"])}))
         spans.append(span)
         traces.add(str(row["traceId"]))
+        result.span_ids.append((span.trace_id.hex(), span.span_id.hex()))
     request = ts.ExportTraceServiceRequest(resource_spans=[tp.ResourceSpans(
         resource=resource_pb2.Resource(attributes=_key_values({"openinference.project.name": project})),
         scope_spans=[tp.ScopeSpans(spans=spans)],
@@ -189,10 +257,11 @@ def to_export_request(rows: Iterable[dict[str, Any]], project: str) -> tuple[Any
 
 def post_otlp(url: str, rows: Iterable[dict[str, Any]], project: str, *,
               headers: dict[str, str] | None = None, timeout_s: float = 30.0,
-              batch: int = 2000) -> ExportResult:
+              batch: int = 2000,
+              attributes: Callable[[dict[str, Any]], dict[str, Any]] = span_attributes) -> ExportResult:
     """POST the rows as OTLP protobuf to `url` (a base URL; /v1/traces is appended unless given).
 
-    Sent in batches of `batch` rows. Raises RuntimeError naming the HTTP status on a refusal.
+    Sent in batches of `batch` rows. Raises ExportRefused (a RuntimeError) on an HTTP refusal.
     """
     import httpx
 
@@ -205,9 +274,10 @@ def post_otlp(url: str, rows: Iterable[dict[str, Any]], project: str, *,
     with httpx.Client(timeout=timeout_s) as client:
         for i in range(0, len(rows), batch):
             chunk = rows[i: i + batch]
-            request, part = to_export_request(chunk, project)
+            request, part = to_export_request(chunk, project, attributes=attributes)
             total.skipped.extend(part.skipped)
             total.exported += part.exported
+            total.span_ids.extend(part.span_ids)
             seen.update(str(r.get("traceId")) for r in chunk if isinstance(r, dict) and r.get("traceId")
                         and _nanos(r.get("endTime")) is not None and _nanos(r.get("startTime")) is not None)
             if not part.exported:
@@ -216,6 +286,6 @@ def post_otlp(url: str, rows: Iterable[dict[str, Any]], project: str, *,
                             headers={"Content-Type": "application/x-protobuf", **(headers or {})})
             total.requests += 1
             if r.status_code >= 300:
-                raise RuntimeError(f"OTLP export to {endpoint} refused: HTTP {r.status_code} {r.text[:200]}")
+                raise ExportRefused(endpoint, r.status_code, r.text[:200])
     total.traces = len(seen)
     return total

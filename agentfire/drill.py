@@ -3,7 +3,7 @@
 A drill is an incident like any other (its own journal), opened by `gameday.start`, which records
 the scenario, the target and where its ground truth lies. On the sandbox the scenario's
 trajectories are seeded into the local files store; on staging they are emitted into the
-configured trace store through its ingestion path (Phoenix over OTLP). Either way the kill switch
+configured trace store through its ingestion path (Phoenix or Langfuse over OTLP). Either way the kill switch
 is armed first (the agent on in every region, journaled), so minute one has something to do.
 
 Scoring compares the journal with the ground truth: time to kill, freeze, triage, blast and
@@ -19,7 +19,7 @@ import json
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,50 @@ def _inject_phoenix(runbook: Runbook, rows: list[dict[str, Any]], wait_s: float)
             "note": result.summary()}
 
 
+def _inject_langfuse(runbook: Runbook, rows: list[dict[str, Any]], wait_s: float) -> dict[str, Any]:
+    """OTLP into Langfuse, then wait (bounded) until /v2/observations answers for every span sent."""
+    import asyncio
+
+    from agentfire.providers.traces import TraceStoreError
+    from agentfire.providers.traces.langfuse import from_config
+    from agentfire.trajectory import parse_time
+
+    store = from_config(runbook.traces, runbook)  # type: ignore[arg-type]
+    try:
+        result = store.export_otlp(rows)
+    except TraceStoreError as exc:
+        raise NotDoneError(f"could not emit the scenario into Langfuse: {exc}") from None
+    sent = set(result.span_ids)
+    starts = [t for t in (parse_time(r.get("startTime")) for r in rows) if t]
+
+    async def wait() -> int:
+        # the scenario's window only: a staging project holds other trajectories too
+        window = (min(starts), max(starts) + timedelta(milliseconds=1)) if starts else (None, None)
+        deadline = time.monotonic() + wait_s
+        seen: set[tuple[str, str]] = set()
+        try:
+            while True:
+                seen = set()
+                async for page in store.iter_observations(fields="core", start=window[0], end=window[1]):
+                    seen.update(k for k in ((str(r.get("traceId")), str(r.get("id"))) for r in page) if k in sent)
+                if len(seen) >= len(sent) or time.monotonic() >= deadline:
+                    return len(seen)
+                await asyncio.sleep(1.0)
+        finally:
+            await store.aclose()
+
+    try:
+        seen = asyncio.run(wait())
+    except TraceStoreError as exc:
+        raise NotDoneError(f"the scenario was sent to Langfuse but cannot be read back: {exc}") from None
+    if seen < len(sent):
+        raise NotDoneError(f"Langfuse made {seen} of {len(sent)} observations queryable within {wait_s:g}s "
+                           "(ingestion lags; run gameday start again or raise the wait)")
+    return {"store": "langfuse", "url": store.target, "environment": store.environment,
+            "observations": result.exported, "traces": result.traces,
+            "skipped_rows": len(result.skipped), "note": result.summary("Langfuse")}
+
+
 def start(runbook: Runbook, journal: Journal, *, actor: str, scenario: str, target: str = "sandbox",
           seed: int | None = None, traces: int | None = None, wait_s: float = 300.0) -> DrillStart:
     from agentfire import sandbox
@@ -135,14 +179,15 @@ def start(runbook: Runbook, journal: Journal, *, actor: str, scenario: str, targ
         injected: dict[str, Any] = {"store": "files", "path": str(store), "rows": res.rows,
                                     "traces": res.traces}
         truth = res.truth
-    elif kind == "phoenix":
+    elif kind in ("phoenix", "langfuse"):
         with tempfile.TemporaryDirectory(prefix="agentfire-gameday-") as tmp:
             res = sandbox.seed_store(tmp, scenario=scenario, traces=traces or 60, seed=seed)
             rows = [json.loads(line) for line in res.data_file.read_text().splitlines() if line.strip()]
             truth = res.truth
-            injected = _inject_phoenix(runbook, rows, wait_s)
+            inject = _inject_phoenix if kind == "phoenix" else _inject_langfuse
+            injected = inject(runbook, rows, wait_s)
     else:
-        raise UsageError(f"staging injection is built for phoenix and files trace stores, not {kind!r}")
+        raise UsageError(f"staging injection is built for phoenix, langfuse and files trace stores, not {kind!r}")
     truth_dir.mkdir(parents=True, exist_ok=True)
     truth_file = truth_dir / "truth.json"
     truth_file.write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")

@@ -35,7 +35,7 @@ def start_cmd(
     scenario: str = typer.Argument(..., help="wrong_recipient, destructive_sql, runaway_loop or papered_error."),
     target: str = typer.Option("sandbox", "--target", help="sandbox (local files store) or staging (the configured trace store's ingestion)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the synthetic trajectories (default: from the clock)."),
-    traces: Optional[int] = typer.Option(None, "--traces", help="How many trajectories to inject (default 600 sandbox, 60 Phoenix)."),
+    traces: Optional[int] = typer.Option(None, "--traces", help="How many trajectories to inject (default 600 sandbox, 60 staging)."),
     json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
     """Inject the scenario's failure, arm the kill switch (agent on everywhere), start the clock

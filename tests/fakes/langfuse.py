@@ -10,6 +10,11 @@ raw JSON strings). It follows /work/shared/specs/langfuse-openapi.yml and PROVID
 - Legacy reads: GET /api/public/traces/{id} (404 when unknown), GET /api/public/traces,
   GET /api/public/observations (page/limit pagination).
 - mode="v3": /v2/observations answers 404 "... v4 write mode ...", as a v3 server does.
+- Ingestion: POST /api/public/otel/v1/traces (OTLP/HTTP ExportTraceServiceRequest, protobuf or
+  JSON, optionally gzip): spans become observation rows the way Langfuse's OTLP mapping does it
+  (`otlp_rows`: the langfuse.* attributes first, then OpenInference's), answered `{}`
+  (OtelTraceResponse). `ingestion_lag_reads=n`: rows become readable only after n further
+  /v2/observations requests (ingestion is asynchronous on a real server).
 - Datasets: POST /api/public/v2/datasets (upsert by name), GET /api/public/v2/datasets/{name},
   POST /api/public/dataset-items (upsert by id), GET /api/public/dataset-items.
 - Faults: `inject(status, times=, retry_after=, path=)` (status 0: the connection is cut without
@@ -48,6 +53,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pydantic
 
 V2_PATH = "/api/public/v2/observations"
+OTEL_PATH = "/api/public/otel/v1/traces"
 V4_ONLY_MESSAGE = (
     "The v2 observations API is only available in v4 write mode. This Langfuse instance is not "
     "in v4 write mode; use the v1 endpoints."
@@ -374,6 +380,7 @@ class FakeLangfuse:
         project_id: str = "proj-fake",
         latency: float = 0.0,
         rate_limit_per_minute: int | None = None,
+        ingestion_lag_reads: int = 0,
     ):
         if mode not in ("v4", "v3"):
             raise ValueError("mode is 'v4' or 'v3'")
@@ -381,6 +388,9 @@ class FakeLangfuse:
         self.public_key, self.secret_key, self.project_id = public_key, secret_key, project_id
         self.latency = latency
         self.rate_limit_per_minute = rate_limit_per_minute
+        self.ingestion_lag_reads = ingestion_lag_reads
+        self.ingested_spans = 0
+        self.ingestion_headers: list[dict[str, str]] = []
         self.lock = threading.RLock()
         self.rows: list[dict[str, Any]] = []
         # indexes, so the fake's own work per request stays small next to a 50 ms latency
@@ -490,7 +500,9 @@ class FakeLangfuse:
         if self.latency:
             time.sleep(self.latency)
         try:
-            if raw:
+            if method == "POST" and path == OTEL_PATH:
+                body_in = (raw, {k.lower(): v for k, v in h.headers.items()})
+            elif raw:
                 try:
                     body_in = json.loads(raw)
                 except ValueError:
@@ -563,6 +575,8 @@ class FakeLangfuse:
         return body
 
     def _route(self, method: str, path: str, q: dict[str, list[str]], body: Any) -> Any:
+        if method == "POST" and path == OTEL_PATH:
+            return self._check("OtelTraceResponse", self._ingest_otlp(*body), path)
         if method == "GET" and path == V2_PATH:
             if self.mode == "v3":
                 raise HttpAnswer(404, self._check(LegacyError, {"message": V4_ONLY_MESSAGE}, "404"))
@@ -585,6 +599,41 @@ class FakeLangfuse:
         if method == "GET" and path == "/api/public/dataset-items":
             return self._check("PaginatedDatasetItems", self._list_items(q), path)
         raise HttpAnswer(404, {"message": f"no route {method} {path}"})
+
+    # --- OTLP ingestion -----------------------------------------------------------------------
+
+    def _ingest_otlp(self, raw: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        from google.protobuf import json_format
+        from google.protobuf.message import DecodeError
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as ts
+
+        if headers.get("content-encoding", "").lower() == "gzip":
+            import gzip
+
+            try:
+                raw = gzip.decompress(raw)
+            except OSError:
+                raise _bad("Content-Encoding gzip but the body is not gzip") from None
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        request = ts.ExportTraceServiceRequest()
+        try:
+            if ctype == "application/x-protobuf":
+                request.ParseFromString(raw)
+            elif ctype == "application/json":
+                json_format.Parse(raw.decode(), request)
+            else:
+                raise _bad(f"unsupported Content-Type {ctype!r}: application/x-protobuf or application/json")
+        except (DecodeError, json_format.ParseError, UnicodeDecodeError) as exc:
+            raise _bad(f"not an ExportTraceServiceRequest: {exc}") from None
+        rows = otlp_rows(request)
+        for r in rows:  # what the store will serve must fit the SDK's model
+            self._check("ObservationV2", self._v2_row(dict(r, projectId=self.project_id),
+                                                      list(FIELD_GROUPS), set()), OTEL_PATH)
+        with self.lock:
+            self.ingested_spans += len(rows)
+            self.ingestion_headers.append(headers)
+        self.add_rows_after(self.ingestion_lag_reads, rows)
+        return {}
 
     # --- v2 observations ----------------------------------------------------------------------
 
@@ -800,6 +849,104 @@ class FakeLangfuse:
             raise HttpAnswer(404, {"message": f"Dataset {one['datasetName']} not found"})
         items.sort(key=lambda i: i["createdAt"], reverse=True)
         return _page(items, page, limit)
+
+
+# --- OTLP spans -> observation rows -------------------------------------------------------------
+
+OBSERVATION_TYPES = ("SPAN", "GENERATION", "EVENT", "AGENT", "TOOL", "CHAIN", "RETRIEVER", "EVALUATOR",
+                     "EMBEDDING", "GUARDRAIL")
+# Langfuse's mapping of openinference.span.kind, used when langfuse.observation.type is absent
+OPENINFERENCE_TYPES = {"LLM": "GENERATION", "TOOL": "TOOL", "AGENT": "AGENT", "CHAIN": "CHAIN",
+                       "RETRIEVER": "RETRIEVER", "RERANKER": "RETRIEVER", "EMBEDDING": "EMBEDDING",
+                       "EVALUATOR": "EVALUATOR", "GUARDRAIL": "GUARDRAIL"}
+LEVELS = ("DEBUG", "DEFAULT", "WARNING", "ERROR")
+
+
+def _otel_value(v: Any) -> Any:
+    which = v.WhichOneof("value")
+    if which == "array_value":
+        return [_otel_value(x) for x in v.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: _otel_value(kv.value) for kv in v.kvlist_value.values}
+    if which == "bytes_value":
+        return v.bytes_value.hex()
+    return getattr(v, which) if which else None
+
+
+def _json_attr(value: Any) -> Any:
+    """JSON-string attributes (usage/cost details, metadata values) parsed; text stays text."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _nanos_iso(nanos: int) -> str | None:
+    from datetime import timedelta
+
+    return _iso(EPOCH + timedelta(microseconds=nanos // 1000)) if nanos else None
+
+
+def otlp_rows(request: Any) -> list[dict[str, Any]]:
+    """ExportTraceServiceRequest -> observation rows, as Langfuse's OTLP ingestion maps them:
+    ids from the span/trace/parent ids (hex); the langfuse.* attributes first, then
+    OpenInference's (openinference.span.kind, input.value, output.value, user.id, session.id,
+    llm.model_name, llm.token_count.*); a span with ERROR status is level ERROR with the status
+    message; environment from langfuse.environment or the resource's deployment.environment."""
+    rows = []
+    for rs in request.resource_spans:
+        res = {kv.key: _otel_value(kv.value) for kv in rs.resource.attributes}
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                a = {kv.key: _otel_value(kv.value) for kv in sp.attributes}
+                if len(sp.trace_id) != 16 or len(sp.span_id) != 8:
+                    raise _bad("span with an invalid trace or span id")
+                error = sp.status.code == 2  # STATUS_CODE_ERROR
+                level = str(a.get("langfuse.observation.level") or ("ERROR" if error else "DEFAULT")).upper()
+                if level not in LEVELS:
+                    raise _bad(f"langfuse.observation.level {level!r} is not one of {', '.join(LEVELS)}")
+                model = (a.get("langfuse.observation.model.name") or a.get("gen_ai.request.model")
+                         or a.get("llm.model_name"))
+                typ = str(a.get("langfuse.observation.type") or "").upper()
+                if typ not in OBSERVATION_TYPES:
+                    typ = (OPENINFERENCE_TYPES.get(str(a.get("openinference.span.kind") or "").upper())
+                           or ("GENERATION" if model else "SPAN"))
+                usage = _json_attr(a.get("langfuse.observation.usage_details"))
+                if not isinstance(usage, dict):
+                    usage = {k: a[f"llm.token_count.{t}"] for k, t in (
+                        ("input", "prompt"), ("output", "completion"), ("total", "total"))
+                        if isinstance(a.get(f"llm.token_count.{t}"), int)}
+                cost = _json_attr(a.get("langfuse.observation.cost_details"))
+                cost = {k: float(v) for k, v in cost.items()} if isinstance(cost, dict) else {}
+                prefix = "langfuse.observation.metadata."
+                metadata = {k[len(prefix):]: _json_attr(v) for k, v in a.items() if k.startswith(prefix)}
+                parent = sp.parent_span_id.hex() or None
+
+                def first(*keys: str) -> Any:
+                    return next((a[k] for k in keys if a.get(k) not in (None, "")), None)
+
+                rows.append({
+                    "id": sp.span_id.hex(), "traceId": sp.trace_id.hex(), "parentObservationId": parent,
+                    "isRootObservation": parent is None, "type": typ, "name": sp.name,
+                    "startTime": _nanos_iso(sp.start_time_unix_nano),
+                    "endTime": _nanos_iso(sp.end_time_unix_nano),
+                    "level": level,
+                    "statusMessage": first("langfuse.observation.status_message") or sp.status.message or None,
+                    "input": first("langfuse.observation.input", "input.value"),
+                    "output": first("langfuse.observation.output", "output.value"),
+                    "userId": first("langfuse.user.id", "user.id"),
+                    "sessionId": first("langfuse.session.id", "session.id"),
+                    "model": model, "usageDetails": usage, "costDetails": cost,
+                    "totalCost": cost.get("total", sum(cost.values()) if cost else None),
+                    "metadata": metadata,
+                    "environment": (a.get("langfuse.environment") or res.get("deployment.environment.name")
+                                    or res.get("deployment.environment") or "default"),
+                    "traceName": a.get("langfuse.trace.name") or (sp.name if parent is None else None),
+                    "tags": list(a.get("langfuse.trace.tags") or []),
+                })
+    return rows
 
 
 # --- helpers ----------------------------------------------------------------------------------

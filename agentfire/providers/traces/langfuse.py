@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import httpx
 
 V2_OBSERVATIONS = "/api/public/v2/observations"
+OTLP_TRACES = "/api/public/otel/v1/traces"  # the ingestion path (OTLP/HTTP, protobuf)
 # everything triage shows for one trajectory
 TRAJECTORY_FIELDS = "core,basic,time,io,metadata,model,usage,metrics,trace_context"
 # what a window summary needs (user, root, times, cost)
@@ -329,6 +330,37 @@ class LangfuseTraceStore:
                 return users
             page += 1
 
+    # --- ingestion (gameday on staging) -----------------------------------------------------------
+
+    def export_otlp(self, rows: list[dict[str, Any]]) -> Any:
+        """POST observation rows to the OTLP ingestion endpoint -> agentfire._otlp.ExportResult.
+
+        Span attributes carry the langfuse.* names besides OpenInference's; the environment is the
+        one this store reads with (when set), so what is written is what the runbook's reads see.
+        `x-langfuse-ingestion-version: 4` asks a v4 server for real-time processing (as the SDK does).
+        """
+        import base64
+        from functools import partial
+
+        import httpx
+
+        from agentfire._otlp import ExportRefused, langfuse_span_attributes, post_otlp
+
+        basic = base64.b64encode(f"{self._auth[0]}:{self._auth[1]}".encode()).decode()
+        headers = {"Authorization": f"Basic {basic}", "x-langfuse-ingestion-version": "4"}
+        try:
+            return post_otlp(self.base + OTLP_TRACES, rows, "agentfire", headers=headers,
+                             timeout_s=max(self.timeout_s, 30.0),
+                             attributes=partial(langfuse_span_attributes, environment=self.environment))
+        except ExportRefused as exc:
+            hint = ("; check the public/secret key environment variables and the base URL"
+                    if exc.status in (401, 403) else "")
+            raise TraceStoreError(f"Langfuse at {self.target}: OTLP ingestion refused: HTTP {exc.status}"
+                                  f"{': ' + _message(exc.detail) if _message(exc.detail) else ''}{hint}") from None
+        except httpx.HTTPError as exc:
+            raise TraceStoreError(f"Langfuse at {self.target}: OTLP ingestion failed: "
+                                  f"{type(exc).__name__}: {str(exc)[:200]}") from None
+
     async def probe(self) -> str:
         async for _page in self.iter_observations(fields="core", limit=1):
             break
@@ -364,6 +396,15 @@ def _detail(response: Any) -> str:
         body = None
     msg = body.get("message") if isinstance(body, dict) else None
     return f"HTTP {response.status_code}" + (f": {str(msg)[:200]}" if msg else "")
+
+
+def _message(text: str) -> str:
+    """The `message` of a JSON error body (never the rest of it)."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return ""
+    return str(body.get("message"))[:200] if isinstance(body, dict) and body.get("message") else ""
 
 
 def _v2_page(body: Any, target: str) -> tuple[list[dict[str, Any]], str | None]:
