@@ -15,19 +15,14 @@ import pytest
 import yaml
 
 from tests.conftest import run_agentfire
-from tests.fakes.langfuse import OTEL_PATH, FakeLangfuse
+from tests.fakes.langfuse import OTEL_PATH, FakeLangfuse, langfuse_fake  # noqa: F401
 
 SCENARIOS = ["wrong_recipient", "destructive_sql", "runaway_loop", "papered_error"]
 
 
 @pytest.fixture
-def fake():
-    f = FakeLangfuse().start()
-    try:
-        yield f
-    finally:
-        f.stop()
-    assert not f.validation_errors, f.validation_errors
+def fake(langfuse_fake: FakeLangfuse) -> FakeLangfuse:  # noqa: F811
+    return langfuse_fake
 
 
 def _langfuse_runbook(root: Path, environment: str | None = None) -> None:

@@ -105,7 +105,8 @@ def _iso(dt: datetime | None) -> str | None:
 
 
 def _loads(value: Any) -> Any:
-    """Legacy endpoints return input/output parsed; unparsable strings stay strings."""
+    """Legacy endpoints return input/output parsed, OTLP JSON-string attributes (usage/cost details,
+    metadata values) are parsed on ingestion; unparsable strings stay strings."""
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -873,16 +874,6 @@ def _otel_value(v: Any) -> Any:
     return getattr(v, which) if which else None
 
 
-def _json_attr(value: Any) -> Any:
-    """JSON-string attributes (usage/cost details, metadata values) parsed; text stays text."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
 def _nanos_iso(nanos: int) -> str | None:
     from datetime import timedelta
 
@@ -913,15 +904,15 @@ def otlp_rows(request: Any) -> list[dict[str, Any]]:
                 if typ not in OBSERVATION_TYPES:
                     typ = (OPENINFERENCE_TYPES.get(str(a.get("openinference.span.kind") or "").upper())
                            or ("GENERATION" if model else "SPAN"))
-                usage = _json_attr(a.get("langfuse.observation.usage_details"))
+                usage = _loads(a.get("langfuse.observation.usage_details"))
                 if not isinstance(usage, dict):
                     usage = {k: a[f"llm.token_count.{t}"] for k, t in (
                         ("input", "prompt"), ("output", "completion"), ("total", "total"))
                         if isinstance(a.get(f"llm.token_count.{t}"), int)}
-                cost = _json_attr(a.get("langfuse.observation.cost_details"))
+                cost = _loads(a.get("langfuse.observation.cost_details"))
                 cost = {k: float(v) for k, v in cost.items()} if isinstance(cost, dict) else {}
                 prefix = "langfuse.observation.metadata."
-                metadata = {k[len(prefix):]: _json_attr(v) for k, v in a.items() if k.startswith(prefix)}
+                metadata = {k[len(prefix):]: _loads(v) for k, v in a.items() if k.startswith(prefix)}
                 parent = sp.parent_span_id.hex() or None
 
                 def first(*keys: str) -> Any:
