@@ -50,7 +50,7 @@ def _open_request(items: list[Any], kind: str) -> dict[str, Any] | None:
 
     open_ = [r for r in items if isinstance(r, dict) and r.get("status") == "pending"
              and r.get("reviewStatus") in ("pending", "approved") and same(r) and r.get("_id")]
-    return min(open_, key=lambda r: r.get("creationDate") or 0) if open_ else None
+    return min(open_, key=lambda r: r["creationDate"] if isinstance(r.get("creationDate"), int) else 0) if open_ else None
 
 
 def _since(millis: Any) -> str:
