@@ -179,6 +179,151 @@ def test_approval_request_refused_says_approval_was_required(ld, cli) -> None:
     assert rows["ld-eu"]["outcome"] == "CONFIRMED"
 
 
+def journaled_detail(root: Path, incident: str, action: str, region: str) -> str:
+    entry = [e for e in journal(root, incident) if e["action"] == action][-1]
+    return {x["region"]: x for x in entry["regions"]}[region]["detail"]
+
+
+def test_second_kill_reuses_the_pending_approval_request(ld, cli) -> None:
+    """The walk re-runs kill while blast finds trajectories open: approvers see ONE request."""
+    root, fake = ld
+    fake.envs["production"].approval_required = True
+    first = check_kill(root, fake, cli("--incident", "inc-again", "kill", "--region", "ld-prod", "--yes",
+                                       "--json"), "inc-again")["ld-prod"]
+    assert first["outcome"] == "PENDING_APPROVAL" and len(fake.approvals) == 1
+    request_id = fake.approvals[0]["_id"]
+    assert request_id in first["detail"] and "created" in first["detail"]
+    r = cli("--incident", "inc-again", "kill", "--region", "ld-prod", "--yes", "--json")
+    again = check_kill(root, fake, r, "inc-again")["ld-prod"]
+    assert again["outcome"] == "PENDING_APPROVAL" and again["after"] is True
+    assert len(fake.approvals) == 1  # no second request filed
+    assert len(fake.requests_for("production", "POST")) == 1
+    assert f"approval request {request_id} to turnFlagOff already pending since " in again["detail"]
+    assert "requested by member-agentfire" in again["detail"] and "no new request filed" in again["detail"]
+    assert request_id in journaled_detail(root, "inc-again", "kill", "ld-prod")
+    assert fake.is_on(FLAG, "production") is True
+
+
+def test_kill_reuses_an_open_request_someone_else_filed(ld, cli) -> None:
+    root, fake = ld
+    fake.envs["production"].approval_required = True
+    older = fake.add_approval(FLAG, "production", "turnFlagOff", requestor="member-oncall-2",
+                              created=1764000000000)  # 2025-11-24T16:00:00Z
+    newer = fake.add_approval(FLAG, "production", "turnFlagOff", requestor="member-oncall-3",
+                              created=1764000600000)
+    row = check_kill(root, fake, cli("--incident", "inc-other", "kill", "--region", "ld-prod", "--yes",
+                                     "--json"), "inc-other")["ld-prod"]
+    assert row["outcome"] == "PENDING_APPROVAL"
+    assert len(fake.approvals) == 2 and not fake.requests_for("production", "POST")
+    assert older["_id"] in row["detail"] and newer["_id"] not in row["detail"]  # the oldest one
+    assert "already pending since 2025-11-24T16:00:00.000Z, requested by member-oncall-2" in row["detail"]
+
+
+@pytest.mark.parametrize("earlier", ["declined", "applied", "failed", "approved"])
+def test_only_an_open_request_counts(ld, cli, earlier: str) -> None:
+    """Declined, applied or failed requests are history; an approved one still waiting to be
+    applied is open (applying it is the kill), so it is named, not duplicated."""
+    root, fake = ld
+    fake.envs["production"].approval_required = True
+    old = fake.add_approval(FLAG, "production", "turnFlagOff", review="declined" if earlier == "declined"
+                            else "approved", applied=earlier == "applied")
+    if earlier == "failed":
+        fake.approvals[-1]["status"] = old["status"] = "failed"
+    row = check_kill(root, fake, cli("--incident", "inc-" + earlier, "kill", "--region", "ld-prod", "--yes",
+                                     "--json"), "inc-" + earlier)["ld-prod"]
+    assert row["outcome"] == "PENDING_APPROVAL"
+    if earlier == "approved":
+        assert len(fake.approvals) == 1
+        assert old["_id"] in row["detail"] and "(approved, waiting to be applied)" in row["detail"]
+        return
+    assert len(fake.approvals) == 2
+    created = fake.approvals[-1]
+    assert created["instructions"] == [{"kind": "turnFlagOff"}] and created["reviewStatus"] == "pending"
+    assert created["_id"] in row["detail"] and old["_id"] not in row["detail"]
+    assert created["_id"] in journaled_detail(root, "inc-" + earlier, "kill", "ld-prod")
+
+
+def test_kill_and_undo_requests_are_distinct(ld, cli) -> None:
+    root, fake = ld
+    # an open turnFlagOn (someone asked to turn the agent back on) is no kill request
+    fake.envs["eu"].approval_required = True
+    turn_on = fake.add_approval(FLAG, "eu", "turnFlagOn")
+    row = check_kill(root, fake, cli("--incident", "inc-dist", "kill", "--region", "ld-eu", "--yes",
+                                     "--json"), "inc-dist")["ld-eu"]
+    assert row["outcome"] == "PENDING_APPROVAL" and turn_on["_id"] not in row["detail"]
+    assert [a["instructions"] for a in fake.approvals] == [[{"kind": "turnFlagOn"}], [{"kind": "turnFlagOff"}]]
+    assert fake.approvals[1]["_id"] in row["detail"]
+
+    # the other way: production was killed, then needs approval; an open turnFlagOff is no undo request
+    assert check_kill(root, fake, cli("--incident", "inc-dist2", "kill", "--region", "ld-prod", "--yes",
+                                      "--json"), "inc-dist2")["ld-prod"]["outcome"] == "CONFIRMED"
+    fake.envs["production"].approval_required = True
+    turn_off = fake.add_approval(FLAG, "production", "turnFlagOff")
+    undo = cli("--incident", "inc-dist2", "kill", "--undo", "--region", "ld-prod", "--yes", "--json")
+    assert undo.exit_code == 1, undo
+    urow = undo.json()["regions"][0]
+    assert urow["outcome"] == "PENDING_APPROVAL" and turn_off["_id"] not in urow["detail"]
+    prod = [a for a in fake.approvals if a["env"] == "production"]
+    assert [a["instructions"] for a in prod] == [[{"kind": "turnFlagOff"}], [{"kind": "turnFlagOn"}]]
+    undo_id = prod[1]["_id"]
+    assert undo_id in urow["detail"] and undo_id in journaled_detail(root, "inc-dist2", "kill.undo", "ld-prod")
+    # and a second undo names the undo's own request
+    again = cli("--incident", "inc-dist2", "kill", "--undo", "--region", "ld-prod", "--yes", "--json")
+    arow = again.json()["regions"][0]
+    assert arow["outcome"] == "PENDING_APPROVAL", arow
+    assert f"approval request {undo_id} to turnFlagOn already pending since" in arow["detail"]
+    assert len([a for a in fake.approvals if a["env"] == "production"]) == 2
+    assert undo_id in journaled_detail(root, "inc-dist2", "kill.undo", "ld-prod")
+    assert fake.is_on(FLAG, "production") is False
+
+
+def test_listing_refused_falls_back_to_creating_one(ld, cli) -> None:
+    root, fake = ld
+    fake.envs["production"].approval_required = True
+    fake.add_approval(FLAG, "production", "turnFlagOff")  # invisible to a token that may not list
+    fake.inject("production", "status", status=403, on="approval-list")
+    r = cli("--incident", "inc-nolist", "kill", "--region", "ld-prod", "--yes", "--json")
+    row = check_kill(root, fake, r, "inc-nolist")["ld-prod"]
+    assert row["outcome"] == "PENDING_APPROVAL"
+    assert len(fake.approvals) == 2
+    created = fake.approvals[-1]["_id"]
+    assert row["detail"].startswith("approval required in production: listing its approval requests "
+                                    "failed (AUTH: list approval requests: HTTP 403")
+    assert f"so approval request {created} created (pending)" in row["detail"]
+    assert created in journaled_detail(root, "inc-nolist", "kill", "ld-prod")
+
+
+def test_listing_and_creating_refused_says_both(ld, cli) -> None:
+    root, fake = ld
+    fake.envs["production"].approval_required = True
+    fake.inject("production", "status", status=403, on="approval-list")
+    fake.inject("production", "status", status=403, on="approval")
+    row = check_kill(root, fake, cli("--incident", "inc-none", "kill", "--region", "ld-prod", "--yes",
+                                     "--json"), "inc-none")["ld-prod"]
+    assert row["outcome"] == "AUTH" and not fake.approvals
+    assert row["detail"].startswith("approval required in production, and approval request: HTTP 403")
+    assert "listing its approval requests failed (AUTH" in row["detail"]
+
+
+def test_fake_lists_approval_requests_as_the_api_does(launchdarkly_fake: LaunchDarklyFake) -> None:
+    from launchdarkly_api.models.flag_config_approval_requests_response import (
+        FlagConfigApprovalRequestsResponse,
+    )
+
+    fake = launchdarkly_fake
+    for review, applied in (("pending", False), ("approved", False), ("approved", True), ("declined", False)):
+        fake.add_approval(FLAG, "production", "turnFlagOff", review=review, applied=applied)
+    fake.add_approval(FLAG, "eu", "turnFlagOff")
+    url = f"{fake.url}/api/v2/projects/default/flags/{FLAG}/environments/production/approval-requests"
+    r = httpx.get(url, headers={"Authorization": next(iter(fake.tokens))})
+    assert r.status_code == 200
+    doc = r.json()
+    conform(FlagConfigApprovalRequestsResponse, doc)
+    assert [(a["reviewStatus"], a["status"]) for a in doc["items"]] == [
+        ("pending", "pending"), ("approved", "pending"), ("approved", "completed"), ("declined", "pending")]
+    assert not fake.errors
+
+
 def test_missing_and_wrong_credentials(ld, cli) -> None:
     root, fake = ld
     r = cli("--incident", "inc-auth", "kill", "--region", "ld-badtoken,ld-noproject,ld-staging", "--yes", "--json")

@@ -122,6 +122,19 @@ def emit_json(doc: Any) -> None:
     sys.stdout.flush()
 
 
+def write_out(out: Any, doc: Any, markdown: str) -> None:
+    """--out FILE: the JSON document for *.json, else the markdown; atomic; said on stderr."""
+    from agentfire._files import atomic_write
+    from agentfire.secrets import redact, redact_obj
+
+    if str(out).endswith(".json"):
+        data = json.dumps(redact_obj(doc), indent=2, ensure_ascii=False, default=str) + "\n"
+    else:
+        data = redact(markdown)
+    atomic_write(out, data.encode("utf-8"))
+    err_console().print(Text(f"wrote {out}"))
+
+
 def warn(message: str) -> None:
     from agentfire.secrets import redact
 

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from agentfire.cli._app import (
     app, emit_json, err_console, fail, handles_errors, out_console, safe_text, state, want_json,
+    write_out,
 )
 
 gameday_app = typer.Typer(
@@ -86,7 +87,6 @@ def _render_score(doc: dict[str, Any]) -> None:
 
 def _score(ctx: typer.Context, incident: Optional[str], out: Optional[Path], json_out: bool) -> dict[str, Any]:
     from agentfire import drill
-    from agentfire._files import atomic_write
     from agentfire.journal import Journal, check_incident_id, latest_incident_with
 
     st = state(ctx)
@@ -98,10 +98,7 @@ def _score(ctx: typer.Context, incident: Optional[str], out: Optional[Path], jso
     doc = drill.score(rb, journal)
     md = drill.score_markdown(doc)
     if out:
-        import json
-
-        atomic_write(out, (json.dumps(doc, indent=2) + "\n").encode() if out.suffix == ".json" else md.encode())
-        err_console().print(Text(f"wrote {out}"))
+        write_out(out, doc, md)
     if want_json(ctx, json_out):
         emit_json(doc)
     else:

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from agentfire.cli._app import (
     app, emit_json, err_console, fail, handles_errors, interactive, out_console, safe_text, state,
-    want_json,
+    want_json, write_out,
 )
 
 
@@ -171,7 +171,6 @@ def report(
     """The incident's timeline: each runbook step's time against its target, every action and its
     outcome, who did what. Markdown on stdout (or --out FILE), JSON with --json."""
     from agentfire import report as report_mod
-    from agentfire._files import atomic_write
     from agentfire.journal import Journal, check_incident_id, list_incidents
     from agentfire.walk import plan
 
@@ -186,16 +185,8 @@ def report(
     doc = report_mod.build(journal, plan(rb))
     md = report_mod.to_markdown(doc)
     if out:
-        data = report_mod_json(doc) if out.suffix == ".json" else md
-        atomic_write(out, data.encode())
-        err_console().print(Text(f"wrote {out}"))
+        write_out(out, doc, md)
     if want_json(ctx, json_out):
         emit_json(doc)
     elif not out:
         sys.stdout.write(md)
-
-
-def report_mod_json(doc: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

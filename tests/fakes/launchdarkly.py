@@ -12,6 +12,9 @@ Endpoints (one project, several environments, several flags):
                                                          domain-model content type); 405 when the
                                                          environment requires approval
   POST  /api/v2/projects/{p}/flags/{f}/environments/{e}/approval-requests   201 approval request
+  GET   /api/v2/projects/{p}/flags/{f}/environments/{e}/approval-requests   the flag's approval
+                                                         requests in that environment (no filter or
+                                                         paging, like getApprovalsForFlag)
   GET   /api/v2/projects/{p}/environments?limit&offset   Environments (approvalSettings.required)
 
 Faults are injected per environment (`fake.inject(env, ...)`), and every request is recorded
@@ -47,6 +50,9 @@ def _models() -> dict[str, Any]:
     from launchdarkly_api.models.flag_config_approval_request_response import (
         FlagConfigApprovalRequestResponse,
     )
+    from launchdarkly_api.models.flag_config_approval_requests_response import (
+        FlagConfigApprovalRequestsResponse,
+    )
     from launchdarkly_api.models.forbidden_error_rep import ForbiddenErrorRep
     from launchdarkly_api.models.invalid_request_error_rep import InvalidRequestErrorRep
     from launchdarkly_api.models.method_not_allowed_error_rep import MethodNotAllowedErrorRep
@@ -57,7 +63,7 @@ def _models() -> dict[str, Any]:
 
     return {
         "flag": FeatureFlag, "approval": FlagConfigApprovalRequestResponse,
-        "environments": Environments,
+        "approvals": FlagConfigApprovalRequestsResponse, "environments": Environments,
         400: InvalidRequestErrorRep, 401: UnauthorizedErrorRep, 403: ForbiddenErrorRep,
         404: NotFoundErrorRep, 405: MethodNotAllowedErrorRep, 409: StatusConflictErrorRep,
         429: RateLimitedErrorRep,
@@ -121,7 +127,8 @@ class Fault:
     Retry-After in seconds and `reset_in` sets X-Ratelimit-Reset to now + reset_in, epoch ms),
     "hang" (hold the request `seconds`, then close without answering), "cut" (close the socket
     without answering), "stuck_on" (a write answers 200 but changes nothing).
-    on: "read", "write", "approval" (creating an approval request) or "any".
+    on: "read", "write", "approval" (creating an approval request), "approval-list" (listing
+    them) or "any".
     times: how many requests it hits (None: all).
     """
 
@@ -194,6 +201,43 @@ class LaunchDarklyFake:
     def set_on(self, flag: str, env: str, on: bool) -> None:
         with self._lock:
             self.flags[flag].envs[env].on = on
+
+    def add_approval(self, flag: str, env: str, kind: str, *, review: str = "pending",
+                     applied: bool = False, requestor: str = "member-oncall",
+                     created: int | None = None) -> dict[str, Any]:
+        """An approval request filed earlier (by anyone): `review` pending, approved or declined;
+        `applied` means approved and carried out (status completed)."""
+        doc = self._approval_doc(flag, env, f"earlier request to {kind}", [{"kind": kind}],
+                                 requestor=requestor, created=created)
+        if review != "pending":
+            doc["reviewStatus"] = review
+            doc["allReviews"] = [{"_id": uuid.uuid4().hex[:24], "kind": "approve" if review == "approved" else "decline",
+                                  "creationDate": now_ms(), "memberId": "member-approver"}]
+        if applied:
+            doc.update(status="completed", appliedDate=now_ms(), appliedByMemberId="member-approver")
+        with self._lock:
+            self.approvals.append({**doc, "flag": flag, "env": env})
+        return doc
+
+    def _approval_doc(self, flag: str, env: str, description: str, instructions: list[Any], *,
+                      requestor: str = "member-agentfire", created: int | None = None) -> dict[str, Any]:
+        rid = uuid.uuid4().hex[:24]
+        return {
+            "_id": rid, "_version": 1, "creationDate": now_ms() if created is None else created,
+            "serviceKind": "launchdarkly", "requestorId": requestor,
+            "description": description, "reviewStatus": "pending", "allReviews": [],
+            "notifyMemberIds": [], "status": "pending", "instructions": instructions,
+            "conflicts": [],
+            "_links": {"self": {"href": f"/api/v2/projects/{self.project}/flags/{flag}/environments/{env}"
+                                        f"/approval-requests/{rid}", "type": "application/json"}},
+        }
+
+    def approvals_json(self, flag: str, env: str) -> dict[str, Any]:
+        items = [{k: v for k, v in a.items() if k not in ("flag", "env")}
+                 for a in self.approvals if a["flag"] == flag and a["env"] == env]
+        return {"items": items, "_links": {"self": {
+            "href": f"/api/v2/projects/{self.project}/flags/{flag}/environments/{env}/approval-requests",
+            "type": "application/json"}}}
 
     def requests_for(self, env: str, method: str | None = None) -> list[Recorded]:
         with self._lock:
@@ -361,7 +405,7 @@ class _Handler(BaseHTTPRequestHandler):
                 body.get("environmentKey") if isinstance(body, dict) else None)
         elif (parts[:3] == ["api", "v2", "projects"] and len(parts) == 9
               and parts[4] == "flags" and parts[8] == "approval-requests"):
-            op, env = "approval", parts[7]
+            op, env = ("approval" if self.command == "POST" else "approval-list"), parts[7]
         elif parts[:3] == ["api", "v2", "projects"] and len(parts) == 5 and parts[4] == "environments":
             op = "environments"
         self._rec = Recorded(self.command, url.path, query, headers, body, time.monotonic(), env)
@@ -370,7 +414,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         if not authed:
             return self._error(401, "Invalid access token")
-        fault = fake._take_fault(env, op) if op in ("read", "write", "approval") else None
+        fault = fake._take_fault(env, op) if op in ("read", "write", "approval", "approval-list") else None
         if fault is not None:
             if fault.kind == "cut":
                 self._rec.answer = "cut"
@@ -395,8 +439,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._read(parts[4], query.get("env"))
         if op == "write":
             return self._patch(parts[4], body, query, stuck=fault is not None and fault.kind == "stuck_on")
-        if op == "approval" and self.command == "POST":
+        if op == "approval":
             return self._approval(parts[5], env, body)
+        if op == "approval-list" and self.command == "GET":
+            with fake._lock:
+                doc = fake.approvals_json(parts[5], env) if parts[5] in fake.flags and env in fake.envs else None
+            if doc is None:
+                return self._error(404, "Unknown resource")
+            return self._send(200, doc, "approvals")
         if op == "environments" and self.command == "GET":
             limit = int((query.get("limit") or ["20"])[0])
             offset = int((query.get("offset") or ["0"])[0])
@@ -456,13 +506,7 @@ class _Handler(BaseHTTPRequestHandler):
         with fake._lock:
             if key not in fake.flags or env not in fake.envs:
                 return self._error(404, "Unknown resource")
-            doc = {
-                "_id": uuid.uuid4().hex[:24], "_version": 1, "creationDate": now_ms(),
-                "serviceKind": "launchdarkly", "requestorId": "member-agentfire",
-                "description": body["description"], "reviewStatus": "pending", "allReviews": [],
-                "notifyMemberIds": [], "status": "pending", "instructions": body["instructions"],
-                "conflicts": [], "_links": {"self": {"href": self.path, "type": "application/json"}},
-            }
+            doc = fake._approval_doc(key, env, body["description"], body["instructions"])
             fake.approvals.append({**doc, "flag": key, "env": env})
         self._send(201, doc, "approval")
 

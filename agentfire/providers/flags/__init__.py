@@ -16,7 +16,7 @@ class Outcome(str, enum.Enum):
     SKIPPED = "SKIPPED"  # undo: this incident did not turn it off, so it stays as it is
     DRY_RUN = "DRY_RUN"  # nothing written; detail says what would happen
     MISMATCH = "MISMATCH"  # written, but read back still in the old state
-    PENDING_APPROVAL = "PENDING_APPROVAL"  # LaunchDarkly 405: approval request created
+    PENDING_APPROVAL = "PENDING_APPROVAL"  # LaunchDarkly 405: approval request open (ours or earlier)
     RATE_LIMITED = "RATE_LIMITED"
     NOT_FOUND = "NOT_FOUND"
     AUTH = "AUTH"

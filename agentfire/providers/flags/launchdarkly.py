@@ -3,8 +3,10 @@
 Off/on: semantic patch PATCH /api/v2/flags/{project}/{flag} with
 `Content-Type: application/json; domain-model=launchdarkly.semanticpatch` and
 {"environmentKey", "comment", "instructions": [{"kind": "turnFlagOff"}]} (atomic, idempotent;
-`?dryRun=true` previews). 405 means the environment requires approval: we create an approval
-request with the same instruction and report PENDING_APPROVAL, never done.
+`?dryRun=true` previews). 405 means the environment requires approval: we report
+PENDING_APPROVAL, never done, naming the approval request: an open one with the same instruction
+when the flag has one in that environment (GET .../approval-requests; a re-run kill must not pile
+up duplicates for the approvers), otherwise one we create.
 Read-back: GET /api/v2/flags/{project}/{flag}?env={env} -> environments.{env}.on.
 Auth: the access token itself in `Authorization` (no Bearer); LD-API-Version pins the API.
 """
@@ -12,13 +14,16 @@ Auth: the access token itself in `Authorization` (no Bearer); LD-API-Version pin
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
 from agentfire.config import LaunchDarklyRegion
+from agentfire.journal import iso
 from agentfire.providers.flags import FlagError, Outcome, WriteResult
 from agentfire.providers.flags._httpflags import HttpFlagProvider, call, json_body, retry_policy
 from agentfire.secrets import secret
+from agentfire.textsafe import safe
 
 API_VERSION = "20240415"
 SEMANTIC_PATCH = "application/json; domain-model=launchdarkly.semanticpatch"
@@ -26,6 +31,35 @@ SEMANTIC_PATCH = "application/json; domain-model=launchdarkly.semanticpatch"
 
 def _q(part: str) -> str:
     return quote(part, safe="")
+
+
+def _text(value: Any) -> str:
+    """A server-given id or name, inert and short enough for a table cell."""
+    return safe(value, 64, keep_newlines=False)
+
+
+def _open_request(items: list[Any], kind: str) -> dict[str, Any] | None:
+    """The oldest approval request still waiting to do exactly `kind`, if any.
+
+    Open: not applied, failed or scheduled for later (`status` pending) and not declined
+    (`reviewStatus` pending, or approved and waiting for someone to apply it)."""
+    def same(req: Any) -> bool:
+        instructions = req.get("instructions")
+        return (isinstance(instructions, list) and
+                [i.get("kind") if isinstance(i, dict) else None for i in instructions] == [kind])
+
+    open_ = [r for r in items if isinstance(r, dict) and r.get("status") == "pending"
+             and r.get("reviewStatus") in ("pending", "approved") and same(r) and r.get("_id")]
+    return min(open_, key=lambda r: r["creationDate"] if isinstance(r.get("creationDate"), int) else 0) if open_ else None
+
+
+def _since(millis: Any) -> str:
+    if not isinstance(millis, int) or isinstance(millis, bool):
+        return "an unknown time"
+    try:
+        return iso(datetime.fromtimestamp(millis / 1000, tz=timezone.utc))
+    except (OverflowError, OSError, ValueError):
+        return "an unknown time"
 
 
 class LaunchDarklyProvider(HttpFlagProvider):
@@ -75,6 +109,23 @@ class LaunchDarklyProvider(HttpFlagProvider):
         return WriteResult(detail=f"semantic patch {kind} in {self.environment}")
 
     async def _request_approval(self, flag: str, kind: str, comment: str) -> WriteResult:
+        waiting = "the flag stays as it is until it is applied"
+        try:
+            existing = await self._open_approval(flag, kind)
+        except FlagError as exc:  # e.g. a token that may request approval but not list requests
+            existing, listing = None, f"listing its approval requests failed ({exc.outcome.value}: {exc.detail})"
+        else:
+            listing = ""
+        if existing is not None:
+            who = existing.get("requestorId")
+            approved = " (approved, waiting to be applied)" if existing.get("reviewStatus") == "approved" else ""
+            return WriteResult(
+                pending=True,
+                detail=(f"approval required in {self.environment}: approval request {_text(existing['_id'])} "
+                        f"to {kind} already pending since {_since(existing.get('creationDate'))}, "
+                        f"requested by {_text(who) if who else 'an unnamed requester'}{approved}; "
+                        f"no new request filed; {waiting}"),
+            )
         body = {"description": comment or f"agentfire: {kind}", "comment": comment,
                 "instructions": [{"kind": kind}]}
         # not idempotent: a second POST would file a second request, so no retry on a cut connection
@@ -83,15 +134,31 @@ class LaunchDarklyProvider(HttpFlagProvider):
                            policy=self.policy, ok=(200, 201), idempotent=False, json=body)
         except FlagError as exc:  # keep the outcome, but say that approval was the way in
             exc.detail = f"approval required in {self.environment}, and {exc.detail}"
+            if listing:
+                exc.detail += f"; {listing}"
             raise
         doc = json_body(r, "approval request")
         request_id = doc.get("_id") if isinstance(doc, dict) else None
         status = doc.get("reviewStatus") if isinstance(doc, dict) else None
         return WriteResult(
             pending=True,
-            detail=(f"approval required in {self.environment}: approval request {request_id} "
-                    f"created ({status or 'pending'}); the flag stays as it is until it is applied"),
+            detail=(f"approval required in {self.environment}: "
+                    f"{listing + ', so ' if listing else ''}approval request {_text(request_id)} "
+                    f"created ({_text(status or 'pending')}); {waiting}"),
         )
+
+    async def _open_approval(self, flag: str, kind: str) -> dict[str, Any] | None:
+        """The flag's open approval request in this environment that would do `kind`, if any.
+
+        The endpoint takes no filter or paging (getApprovalsForFlag): it answers the flag's
+        requests in this environment, and we pick out the open one with the same instruction."""
+        r = await call(self._client, "GET", self._approval_url(flag), what="list approval requests",
+                       policy=self.policy)
+        doc = json_body(r, "list approval requests")
+        items = doc.get("items") if isinstance(doc, dict) else None
+        if not isinstance(items, list):
+            raise FlagError(Outcome.ERROR, "list approval requests: the answer has no items list")
+        return _open_request(items, kind)
 
     async def probe(self, flag: str) -> str:
         on = await self.read(flag)
