@@ -31,6 +31,7 @@ from agentfire.report import minute_done
 
 TARGETS = ("sandbox", "staging")
 MINUTES = ("kill", "freeze", "triage", "blast", "capture")
+DRILL_TAG = "agentfire-gameday"  # on every trajectory a drill injects into a staging store
 
 ALERTS = {
     "wrong_recipient": "customer reports an email about their account went to an outside address",
@@ -183,6 +184,10 @@ def start(runbook: Runbook, journal: Journal, *, actor: str, scenario: str, targ
         with tempfile.TemporaryDirectory(prefix="agentfire-gameday-") as tmp:
             res = sandbox.seed_store(tmp, scenario=scenario, traces=traces or 60, seed=seed)
             rows = [json.loads(line) for line in res.data_file.read_text().splitlines() if line.strip()]
+            # staging holds real traffic too: drill trajectories say what they are, so nobody
+            # mistakes them for an incident later (and they can be filtered out)
+            for row in rows:
+                row["tags"] = [*(row.get("tags") or []), DRILL_TAG, f"{DRILL_TAG}:{journal.incident}"]
             truth = res.truth
             inject = _inject_phoenix if kind == "phoenix" else _inject_langfuse
             injected = inject(runbook, rows, wait_s)

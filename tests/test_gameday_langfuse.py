@@ -68,6 +68,8 @@ def test_every_scenario_passes_a_scripted_drill_on_langfuse(sandbox: Path, fake:
     in_langfuse = {row["traceId"] for row in fake.rows}
     assert score["alert_trace_id"] in in_langfuse
     assert {f["trace_id"] for f in truth["failing"] if not f["still_running"]} <= in_langfuse
+    # drill data is marked as such in the staging store
+    assert all({"agentfire-gameday", f"agentfire-gameday:{inc}"} <= set(row["tags"]) for row in fake.rows)
     # no key anywhere in output or journal
     text = r.stdout + r.stderr + json.dumps(entries)
     assert fake.secret_key not in text and fake.public_key not in text
