@@ -250,9 +250,11 @@ def test_kill_and_undo_requests_are_distinct(ld, cli) -> None:
     turn_on = fake.add_approval(FLAG, "eu", "turnFlagOn")
     row = check_kill(root, fake, cli("--incident", "inc-dist", "kill", "--region", "ld-eu", "--yes",
                                      "--json"), "inc-dist")["ld-eu"]
-    assert row["outcome"] == "PENDING_APPROVAL" and turn_on["_id"] not in row["detail"]
+    assert row["outcome"] == "PENDING_APPROVAL"
     assert [a["instructions"] for a in fake.approvals] == [[{"kind": "turnFlagOn"}], [{"kind": "turnFlagOff"}]]
-    assert fake.approvals[1]["_id"] in row["detail"]
+    assert f"approval request {fake.approvals[1]['_id']} created" in row["detail"]
+    # not reused, but named: approving it later would turn the agent back on behind the kill
+    assert f"approval request {turn_on['_id']} to turnFlagOn is still open too: decline it" in row["detail"]
 
     # the other way: production was killed, then needs approval; an open turnFlagOff is no undo request
     assert check_kill(root, fake, cli("--incident", "inc-dist2", "kill", "--region", "ld-prod", "--yes",
@@ -262,7 +264,8 @@ def test_kill_and_undo_requests_are_distinct(ld, cli) -> None:
     undo = cli("--incident", "inc-dist2", "kill", "--undo", "--region", "ld-prod", "--yes", "--json")
     assert undo.exit_code == 1, undo
     urow = undo.json()["regions"][0]
-    assert urow["outcome"] == "PENDING_APPROVAL" and turn_off["_id"] not in urow["detail"]
+    assert urow["outcome"] == "PENDING_APPROVAL"
+    assert f"approval request {turn_off['_id']} to turnFlagOff is still open too" in urow["detail"]
     prod = [a for a in fake.approvals if a["env"] == "production"]
     assert [a["instructions"] for a in prod] == [[{"kind": "turnFlagOff"}], [{"kind": "turnFlagOn"}]]
     undo_id = prod[1]["_id"]

@@ -110,12 +110,20 @@ class LaunchDarklyProvider(HttpFlagProvider):
 
     async def _request_approval(self, flag: str, kind: str, comment: str) -> WriteResult:
         waiting = "the flag stays as it is until it is applied"
+        other = "turnFlagOn" if kind == "turnFlagOff" else "turnFlagOff"
         try:
-            existing = await self._open_approval(flag, kind)
+            items = await self._approval_requests(flag)
         except FlagError as exc:  # e.g. a token that may request approval but not list requests
-            existing, listing = None, f"listing its approval requests failed ({exc.outcome.value}: {exc.detail})"
+            items, listing = [], f"listing its approval requests failed ({exc.outcome.value}: {exc.detail})"
         else:
             listing = ""
+        existing = _open_request(items, kind)
+        opposite = _open_request(items, other)
+        if opposite is not None:
+            # an undo while the kill's request is still open (or the reverse): approving that
+            # one later would silently flip the flag back; the person must know to decline it
+            waiting += (f"; NOTE: approval request {_text(opposite['_id'])} to {other} is still open "
+                        f"too: decline it, or approving it later reverses this")
         if existing is not None:
             who = existing.get("requestorId")
             approved = " (approved, waiting to be applied)" if existing.get("reviewStatus") == "approved" else ""
@@ -147,18 +155,18 @@ class LaunchDarklyProvider(HttpFlagProvider):
                     f"created ({_text(status or 'pending')}); {waiting}"),
         )
 
-    async def _open_approval(self, flag: str, kind: str) -> dict[str, Any] | None:
-        """The flag's open approval request in this environment that would do `kind`, if any.
+    async def _approval_requests(self, flag: str) -> list[Any]:
+        """The flag's approval requests in this environment.
 
         The endpoint takes no filter or paging (getApprovalsForFlag): it answers the flag's
-        requests in this environment, and we pick out the open one with the same instruction."""
+        requests in this environment, and `_open_request` picks out the open ones by instruction."""
         r = await call(self._client, "GET", self._approval_url(flag), what="list approval requests",
                        policy=self.policy)
         doc = json_body(r, "list approval requests")
         items = doc.get("items") if isinstance(doc, dict) else None
         if not isinstance(items, list):
             raise FlagError(Outcome.ERROR, "list approval requests: the answer has no items list")
-        return _open_request(items, kind)
+        return items
 
     async def probe(self, flag: str) -> str:
         on = await self.read(flag)
