@@ -32,6 +32,9 @@ class RetryPolicy:
     max_retries: int = 4
     cap_seconds: float = 5.0  # the longest single wait, whatever the server asks
     base_seconds: float = 0.2
+    # a server that let one request time out will most likely hang the next: retry a timeout
+    # this often at most, whatever max_retries allows for 429s and 5xx (an on-call is waiting)
+    timeout_retries: int = 1
 
 
 class RetriesExhausted(Exception):
@@ -99,6 +102,7 @@ async def request(
     if deadline is None:
         deadline = DEADLINE.get()
     attempt = 0
+    timeouts = 0
     while True:
         if deadline is not None and time.monotonic() >= deadline:
             raise asyncio.TimeoutError("deadline passed before the request was sent")
@@ -106,7 +110,8 @@ async def request(
         try:
             response = await client.request(method, url, **kwargs)
         except httpx.TimeoutException:
-            if not idempotent or attempt >= policy.max_retries:
+            timeouts += 1
+            if not idempotent or attempt >= policy.max_retries or timeouts > policy.timeout_retries:
                 raise
         except httpx.TransportError:
             if not idempotent or attempt >= policy.max_retries:

@@ -425,3 +425,51 @@ def test_fake_latency_applies_to_every_request() -> None:
         run(_get(store, "tr-1"))
         run(_get(store, "tr-1"))
         assert time.monotonic() - t >= 0.1 and store.requests_made == 2
+
+
+def test_a_hanging_langfuse_is_a_clear_error_within_its_timeout(sandbox: Path, cli,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepts the connection and never answers: triage ends, exit 1, one line."""
+    import socket
+    import threading
+
+    import yaml
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+                held.append(conn)  # read nothing, answer nothing
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        cfg = yaml.safe_load((sandbox / "runbook.yaml").read_text())
+        cfg["traces"] = {"kind": "langfuse", "base_url": f"http://127.0.0.1:{listener.getsockname()[1]}",
+                         "timeout_seconds": 0.5}
+        cfg["kill"] = {"deadline_seconds": 20, "max_retries": 1, "retry_cap_seconds": 0.2}
+        (sandbox / "runbook.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", "pk-lf-hang")
+        monkeypatch.setenv("LANGFUSE_SECRET_KEY", "sk-lf-hang-secret")
+        started = time.monotonic()
+        r = cli("triage", "0123456789abcdef0123456789abcdef")
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        t.join(timeout=2)
+        for c in held:
+            c.close()
+        listener.close()
+    assert r.exit_code == 1, r
+    assert "no answer within 0.5 s" in r.stderr and "Traceback" not in r.stderr
+    assert "sk-lf-hang-secret" not in r.stderr + r.stdout
+    assert took < 10, took  # bounded: one timeout retried once, never a hang
