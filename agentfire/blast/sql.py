@@ -53,11 +53,16 @@ class Dialect:
             out += f"[{p}]" if isinstance(p, int) else '."' + p.replace('"', '\\"') + '"'
         return self.lit(out)
 
+    def json_doc(self, col: str) -> str:
+        # an input that is not valid JSON (truncated by the SDK, hand-written) holds no argument,
+        # as in the Python matcher; json_extract on it would abort the whole scan
+        return f"TRY_CAST({col} AS JSON)"
+
     def json_text(self, col: str, path: str) -> str:
-        return f"json_extract_string({col}, {self.json_path(path)})"
+        return f"json_extract_string({self.json_doc(col)}, {self.json_path(path)})"
 
     def json_exists(self, col: str, path: str) -> str:
-        return f"(json_extract({col}, {self.json_path(path)}) IS NOT NULL)"
+        return f"(json_extract({self.json_doc(col)}, {self.json_path(path)}) IS NOT NULL)"
 
     def re_search(self, expr: str, pattern: str) -> str:
         return f"regexp_matches({expr}, {self.lit(pattern)})"

@@ -1,0 +1,39 @@
+"""Hostile trace content against the trace commands (triage, blast, capture) on the files store:
+what real traces hold (truncated JSON, BOMs, ...) must neither abort a scan nor change an answer."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import timedelta
+from pathlib import Path
+
+from agentfire.blast import files_scan, from_flags, resolve
+from tests.test_blast import NOW, _ts, reference, synthetic_rows, write_store
+
+
+def _tool_row(tid: str, i: int, name: str, raw_input: str, **kw) -> dict:
+    st = NOW - timedelta(hours=1) + timedelta(seconds=i)
+    row = {"id": f"{tid}-{i}", "traceId": tid, "type": "TOOL", "name": name,
+           "parentObservationId": f"{tid}-root", "startTime": _ts(st), "endTime": _ts(st + timedelta(seconds=1)),
+           "input": raw_input, "output": "{}", "level": "DEFAULT", "userId": "user-x"}
+    row.update(kw)
+    return row
+
+
+def test_blast_arg_condition_survives_a_tool_input_that_is_not_json(tmp_path: Path):
+    """One truncated tool input (`{"to": "a@b` as an SDK cuts a long value) used to abort the
+    whole DuckDB scan: zero hits, the whole window 'unscanned'. It holds no argument instead."""
+    rows = synthetic_rows() + [
+        _tool_row("tr-bad", 1, "send_email", '{"to": "Landlord <ll@re'),
+        _tool_row("tr-bad", 2, "send_email", "{to: landlord}"),
+    ]
+    path = write_store(tmp_path / "obs.jsonl", rows)
+    window = resolve(from_=_ts(NOW - timedelta(hours=6)), to=_ts(NOW))
+    for flags in (dict(tool="send_email", args=["to~landlord"]), dict(tool="send_email", args=["cc exists"]),
+                  dict(tool="send_email", args=["n=2"]), dict(tool="send_email", args=["to re (?i)land"])):
+        sig = from_flags(**flags)
+        got = files_scan.scan(path, sig, window)
+        assert got.complete and not got.gaps, got.gaps
+        want = reference(rows, sig, window)
+        assert want and {h.trace_id for h in got.hits} == set(want)
