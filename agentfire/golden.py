@@ -62,18 +62,31 @@ def load_file(path: Path) -> Trajectory:
     except (OSError, UnicodeDecodeError) as exc:
         raise StateFileError(f"{path}: cannot read golden trajectory: {exc}") from None
     if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except (ValueError, RecursionError) as exc:
+                    raise StateFileError(f"{path}:{n}: not valid JSON ({_why(exc)})") from None
         tid = next((r.get("traceId") for r in rows if isinstance(r, dict) and r.get("traceId")), path.stem)
         return from_observations(str(tid), rows, source=f"golden:{path}")
     try:
         doc = json.loads(text)
-    except ValueError as exc:
-        raise StateFileError(f"{path}: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise StateFileError(f"{path}: not valid JSON ({_why(exc)})") from None
     if isinstance(doc, dict) and isinstance(doc.get("trajectory"), dict):
         doc = doc["trajectory"]
     if not isinstance(doc, dict) or not isinstance(doc.get("steps"), list):
         raise StateFileError(f"{path}: not a golden trajectory (no 'steps' list)")
-    return trajectory_from_json(doc, source=f"golden:{path}")
+    try:
+        return trajectory_from_json(doc, source=f"golden:{path}")
+    except (TypeError, ValueError) as exc:  # a hand-edited field of the wrong type
+        raise StateFileError(f"{path}: not a golden trajectory ({exc})") from None
+
+
+def _why(exc: Exception) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
 
 
 def trajectory_from_json(d: dict[str, Any], *, source: str = "") -> Trajectory:

@@ -37,3 +37,34 @@ def test_blast_arg_condition_survives_a_tool_input_that_is_not_json(tmp_path: Pa
         assert got.complete and not got.gaps, got.gaps
         want = reference(rows, sig, window)
         assert want and {h.trace_id for h in got.hits} == set(want)
+
+
+def _store(sandbox: Path, name: str, lines: list) -> None:
+    d = sandbox / ".agentfire" / "traces"
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / name, "w", encoding="utf-8") as fh:
+        for r in lines:
+            fh.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+
+
+def _small_trace(tid: str = "t-1") -> list[dict]:
+    root = {"id": f"{tid}-root", "traceId": tid, "type": "AGENT", "name": "agent", "parentObservationId": None,
+            "startTime": _ts(NOW - timedelta(hours=1)), "endTime": _ts(NOW), "input": "{}", "output": "{}",
+            "userId": "user-x", "level": "DEFAULT"}
+    return [root, _tool_row(tid, 1, "read_inbox", "{}"), _tool_row(tid, 2, "send_email", '{"to": "a@b.example"}')]
+
+
+def test_triage_golden_file_malformed_is_one_line_not_a_traceback(sandbox: Path, cli):
+    _store(sandbox, "obs.jsonl", _small_trace())
+    bad = {
+        "deep.json": "[" * 100_000 + "]" * 100_000,
+        "rows.jsonl": json.dumps(_small_trace("g")[0]) + '\n{"id": "x", "traceId": "g", "ty\n',
+        "index.json": json.dumps({"steps": [{"index": "x", "kind": "tool", "name": "send_email"}]}),
+        "cost.json": json.dumps({"steps": [], "cost_usd": "abc"}),
+    }
+    for name, text in bad.items():
+        (sandbox / name).write_text(text)
+        r = cli("triage", "t-1", "--golden", str(sandbox / name))
+        assert r.exit_code == 1, (name, r)
+        assert name in r.stderr and "Traceback" not in r.stderr, (name, r)
+    assert "rows.jsonl:2: not valid JSON" in cli("triage", "t-1", "--golden", str(sandbox / "rows.jsonl")).stderr
