@@ -153,18 +153,55 @@ class Trajectory:
 # --- Langfuse v2-observation rows -> Trajectory ------------------------------------------
 
 
+# Deeper JSON than this is cut there: every later walk over a value (rendering, detectors, the
+# golden file, the eval set) recurses, and real tool arguments are a few levels deep.
+MAX_DEPTH = 64
+CUT_MARK = f"… (nested deeper than {MAX_DEPTH} levels; cut)"
+
+
+def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    stack = [(value, 0)]
+    while stack:  # iterative: the check itself must not recurse
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            if d >= limit:
+                return True
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return False
+
+
+def _cut_deep(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
+        return CUT_MARK
+    if isinstance(value, dict):
+        return {k: _cut_deep(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut_deep(v, depth + 1) for v in value]
+    return value
+
+
+def shallow(value: Any) -> tuple[Any, str | None]:
+    """`value` with anything nested deeper than MAX_DEPTH cut (and a problem saying so)."""
+    if isinstance(value, (dict, list)) and _too_deep(value):
+        return _cut_deep(value), f"nested deeper than {MAX_DEPTH} levels; cut there"
+    return value, None
+
+
 def parse_io(value: Any) -> tuple[Any, str | None]:
     """Langfuse v2 returns input/output as raw JSON strings. Returns (value, problem)."""
     if not isinstance(value, str):
-        return value, None
+        return shallow(value)
     text = value.strip()
     if not text:
         return value, None
     if text[0] in '{["' or text in ("null", "true", "false") or text[0].isdigit() or text[0] == "-":
         try:
-            return json.loads(text), None
+            parsed = json.loads(text)
         except (json.JSONDecodeError, RecursionError):
             return value, "not valid JSON; shown raw"
+        if text.count("{") + text.count("[") > MAX_DEPTH:  # cheap pre-check before the walk
+            return shallow(parsed)
+        return parsed, None
     return value, None
 
 
@@ -267,7 +304,9 @@ def from_observations(
         for p, what in ((p1, "input"), (p2, "output")):
             if p:
                 traj.problems.append(f"root {what}: {p}")
-        traj.metadata = root.get("metadata") if isinstance(root.get("metadata"), dict) else {}
+        traj.metadata, p3 = shallow(root.get("metadata") if isinstance(root.get("metadata"), dict) else {})
+        if p3:
+            traj.problems.append(f"root metadata: {p3}")
         traj.end = parse_time(root.get("endTime"))
         if traj.end is None:
             traj.status = "running"
@@ -297,6 +336,9 @@ def _step(oid: str, r: dict[str, Any]) -> Step:
     start, end = parse_time(r.get("startTime")), parse_time(r.get("endTime"))
     if start is None:
         problems.append("no readable startTime")
+    metadata, p = shallow(r.get("metadata") if isinstance(r.get("metadata"), dict) else {})
+    if p:
+        problems.append(f"metadata {p}")
     tin, tout = _tokens(r.get("usageDetails") or r.get("usage"))
     level = str(r.get("level") or "DEFAULT").upper()
     return Step(
@@ -304,6 +346,5 @@ def _step(oid: str, r: dict[str, Any]) -> Step:
         name=str(r.get("name") or "(unnamed)"), input=inp, output=out, start=start, end=end,
         level=level, status_message=r.get("statusMessage"), input_tokens=tin, output_tokens=tout,
         cost_usd=_cost(r), model=r.get("model"),
-        metadata=r.get("metadata") if isinstance(r.get("metadata"), dict) else {},
-        problems=problems,
+        metadata=metadata, problems=problems,
     )

@@ -68,3 +68,24 @@ def test_triage_golden_file_malformed_is_one_line_not_a_traceback(sandbox: Path,
         assert r.exit_code == 1, (name, r)
         assert name in r.stderr and "Traceback" not in r.stderr, (name, r)
     assert "rows.jsonl:2: not valid JSON" in cli("triage", "t-1", "--golden", str(sandbox / "rows.jsonl")).stderr
+
+
+def test_deeply_nested_values_do_not_crash_triage_golden_or_capture(sandbox: Path, cli):
+    """JSON that Python can parse (depth 500) but that every later walk recursed over: triage's
+    table and --json, golden save and capture each died with RecursionError. It is cut at
+    MAX_DEPTH and said so; a store line nested past the parser's limit is an unreadable line."""
+    deep = '{"a":' * 500 + '"x"' + "}" * 500
+    rows = _small_trace()
+    rows[0]["input"] = deep
+    rows[2].update(input=deep, output=deep, metadata=json.loads('{"m":' * 400 + "1" + "}" * 400))
+    _store(sandbox, "obs.jsonl", rows)
+    line = json.dumps(_small_trace("t-2")[0])[:-1] + ', "metadata": ' + '{"a":' * 5000 + "1" + "}" * 5000 + "}"
+    _store(sandbox, "deepline.jsonl", [line] + _small_trace("t-2")[1:])
+    for args in (("triage", "t-1"), ("triage", "t-1", "--json", "--full"), ("golden", "save", "t-1", "--class", "deep"),
+                 ("capture", "t-1", "--step", "2", "--expected", "no email", "--json"), ("triage", "t-2")):
+        r = cli(*args)
+        assert r.exit_code == 0, (args, r)
+    doc = cli("triage", "t-1", "--json").json()
+    assert any("nested deeper than" in p for p in doc["problems"])
+    assert any("unreadable line" in p for p in cli("triage", "t-2", "--json").json()["problems"])
+    assert cli("triage", "t-1", "--golden", "deep").exit_code == 0

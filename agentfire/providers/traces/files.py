@@ -45,7 +45,7 @@ class FilesTraceStore:
                         continue
                     try:
                         row = json.loads(line)
-                    except json.JSONDecodeError:
+                    except (json.JSONDecodeError, RecursionError):  # corrupt, or nested past Python's limit
                         yield f, n, None, line
                         continue
                     yield f, n, row if isinstance(row, dict) else None, line
