@@ -89,3 +89,13 @@ def test_deeply_nested_values_do_not_crash_triage_golden_or_capture(sandbox: Pat
     assert any("nested deeper than" in p for p in doc["problems"])
     assert any("unreadable line" in p for p in cli("triage", "t-2", "--json").json()["problems"])
     assert cli("triage", "t-1", "--golden", "deep").exit_code == 0
+
+
+def test_blast_python_only_regex_is_a_usage_error_not_an_unscanned_window(sandbox: Path, cli):
+    """Python's re accepts lookaround and backreferences; DuckDB's RE2 does not, so the scan
+    failed afterwards: exit 1 and the whole window 'NOT scanned'. Now exit 2 up front."""
+    _store(sandbox, "obs.jsonl", _small_trace())
+    for args in (["--arg", "to re (?=a)"], ["--arg", "to re (a)\\1"], ["--output-matches", "x*+"]):
+        r = cli("blast", "--tool", "send_email", *args, "--since", "6h")
+        assert r.exit_code == 2 and "RE2" in r.stderr, (args, r)
+    assert cli("blast", "--tool", "send_email", "--arg", "to re (?i)^A@", "--since", "6h").exit_code == 0

@@ -48,9 +48,29 @@ def path_parts(path: str) -> list[str | int]:
 
 def compile_regex(pattern: str, what: str) -> re.Pattern[str]:
     try:
-        return re.compile(pattern)
+        compiled = re.compile(pattern)
     except re.error as exc:
         raise UsageError(f"bad regular expression in {what}: {pattern!r}: {exc}") from None
+    _check_re2(pattern, what)
+    return compiled
+
+
+def _check_re2(pattern: str, what: str) -> None:
+    """The scans run the same regex in DuckDB and ClickHouse (RE2): a Python-only construct
+    (lookaround, backreference, possessive, verbose) must be a usage error here, not a scan
+    that fails after the fact with the whole window unscanned."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SELECT regexp_matches('', ?)", [pattern])
+    except duckdb.Error as exc:
+        reason = str(exc).splitlines()[0].removeprefix("Invalid Input Error: ")
+        raise UsageError(
+            f"bad regular expression in {what}: {pattern!r}: {reason} (the scans use RE2 syntax: "
+            "no lookaround, backreferences or possessive quantifiers)") from None
+    finally:
+        con.close()
 
 
 def is_glob(pattern: str) -> bool:
