@@ -99,3 +99,11 @@ def test_blast_python_only_regex_is_a_usage_error_not_an_unscanned_window(sandbo
         r = cli("blast", "--tool", "send_email", *args, "--since", "6h")
         assert r.exit_code == 2 and "RE2" in r.stderr, (args, r)
     assert cli("blast", "--tool", "send_email", "--arg", "to re (?i)^A@", "--since", "6h").exit_code == 0
+
+
+def test_blast_window_out_of_range_is_a_usage_error(sandbox: Path, cli):
+    _store(sandbox, "obs.jsonl", _small_trace())
+    for args in (["--since", "99999999w"], ["--from", "0001-01-01T00:00:00+14:00"],
+                 ["--to", "9999-12-31T23:59:59-14:00"], ["--since", "9" * 30 + "d"]):
+        r = cli("blast", "--tool", "send_email", *args)
+        assert r.exit_code == 2 and r.stderr.startswith("agentfire: error:"), (args, r)

@@ -38,7 +38,10 @@ def parse_duration(text: str) -> timedelta:
     m = _DURATION.match(text or "")
     if not m:
         raise UsageError(f"bad duration {text!r}: use a number and a unit, like 30m, 6h, 2d")
-    value = timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()])
+    try:
+        value = timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()])
+    except OverflowError:
+        raise UsageError(f"bad duration {text!r}: too long") from None
     if value <= timedelta(0):
         raise UsageError(f"bad duration {text!r}: must be more than zero")
     return value
@@ -57,6 +60,14 @@ def resolve(
     *, since: str | None = None, from_: str | None = None, to: str | None = None,
     incident_start: datetime | None = None, now: datetime | None = None,
 ) -> Window:
+    try:
+        return _resolve(since=since, from_=from_, to=to, incident_start=incident_start, now=now)
+    except OverflowError:  # --since 99999999w, --from 0001-01-01T00:00+14:00: before year 1
+        raise UsageError("window out of range: it must lie between the years 1 and 9999") from None
+
+
+def _resolve(*, since: str | None, from_: str | None, to: str | None,
+             incident_start: datetime | None, now: datetime | None) -> Window:
     now = now or datetime.now(timezone.utc)
     if since and from_:
         raise UsageError("give --since or --from, not both")
