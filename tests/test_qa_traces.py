@@ -107,3 +107,9 @@ def test_blast_window_out_of_range_is_a_usage_error(sandbox: Path, cli):
                  ["--to", "9999-12-31T23:59:59-14:00"], ["--since", "9" * 30 + "d"]):
         r = cli("blast", "--tool", "send_email", *args)
         assert r.exit_code == 2 and r.stderr.startswith("agentfire: error:"), (args, r)
+
+
+def test_blast_signature_file_not_utf8_is_a_usage_error(sandbox: Path, cli):
+    (sandbox / "sig.yaml").write_bytes(b"\xff\xfetool: send_email\n")
+    r = cli("blast", "--signature", str(sandbox / "sig.yaml"))
+    assert r.exit_code == 2 and "not UTF-8" in r.stderr, r
