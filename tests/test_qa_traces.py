@@ -113,3 +113,18 @@ def test_blast_signature_file_not_utf8_is_a_usage_error(sandbox: Path, cli):
     (sandbox / "sig.yaml").write_bytes(b"\xff\xfetool: send_email\n")
     r = cli("blast", "--signature", str(sandbox / "sig.yaml"))
     assert r.exit_code == 2 and "not UTF-8" in r.stderr, r
+
+
+def test_numeric_times_out_of_range_are_unreadable_not_a_traceback(sandbox: Path, cli):
+    """OTel-style nanosecond integers (or NaN, which Python's json accepts) as startTime made
+    datetime.fromtimestamp raise in every command that reads the trace."""
+    rows = _small_trace()
+    rows[1]["startTime"] = 1_700_000_000_000_000_000
+    rows[2]["endTime"] = 1e300
+    lines = [json.dumps(r) for r in rows] + [json.dumps(_small_trace("t-3")[1])[:-1] + ', "startTime": NaN}']
+    _store(sandbox, "obs.jsonl", lines)
+    r = cli("triage", "t-1", "--json")
+    assert r.exit_code == 0, r
+    assert any("no readable startTime" in p for p in r.json()["problems"])
+    assert cli("triage", "t-3").exit_code == 0
+    assert cli("capture", "t-1", "--step", "2", "--expected", "no email").exit_code == 0
