@@ -128,3 +128,15 @@ def test_numeric_times_out_of_range_are_unreadable_not_a_traceback(sandbox: Path
     assert any("no readable startTime" in p for p in r.json()["problems"])
     assert cli("triage", "t-3").exit_code == 0
     assert cli("capture", "t-1", "--step", "2", "--expected", "no email").exit_code == 0
+
+
+def test_triage_full_shows_a_long_unbroken_value_whole(sandbox: Path, cli):
+    """--full promises values whole; Rich cropped a long token (a URL, base64) in the steps table
+    with a bare '…' and no marker. The column folds it now."""
+    rows = _small_trace()
+    rows[2]["input"] = json.dumps({"to": "a@b.example", "token": "Q" * 5000})
+    _store(sandbox, "obs.jsonl", rows)
+    r = cli("triage", "t-1", "--full")
+    assert r.exit_code == 0 and r.stdout.count("Q") >= 5000, r.stdout.count("Q")
+    cut = cli("triage", "t-1")
+    assert "--full shows all" in cut.stdout

@@ -102,7 +102,9 @@ def render(report: Any, *, last: int, full: bool) -> None:
     shown = steps if last == 0 else steps[:last]
     table = Table(title="steps, newest first", title_justify="left", show_lines=True)
     for col, kw in (("#", {"justify": "right"}), ("+time", {"justify": "right"}), ("step", {}),
-                    ("arguments / model text", {"ratio": 3}), ("output", {"ratio": 3}),
+                    # --full: a long unbroken value (a URL, base64) wraps instead of ending in "…"
+                    ("arguments / model text", {"ratio": 3, "overflow": "fold" if full else "ellipsis"}),
+                    ("output", {"ratio": 3, "overflow": "fold" if full else "ellipsis"}),
                     ("level / status", {}), ("tokens in/out", {"justify": "right"}),
                     ("cost", {"justify": "right"})):
         table.add_column(col, **kw)
