@@ -46,6 +46,7 @@ PRICE_IN, PRICE_OUT = 2.5e-6, 10e-6  # USD per token
 ATTACKER_ADDRESS = "invoices@ledgerline-payments.net"
 LOOP_QUERY = "international return shipping refund policy"
 MIN_TRACES = 20
+MAX_TRACES = 19_998  # half of them draw distinct users from a pool of 9,999 ids
 
 
 def scenarios() -> dict[str, str]:
@@ -426,6 +427,8 @@ def seed_store(path: str | Path, scenario: str = "wrong_recipient", traces: int 
         raise UsageError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}")
     if traces < MIN_TRACES:
         raise UsageError(f"--traces must be at least {MIN_TRACES} (got {traces})")
+    if traces > MAX_TRACES:
+        raise UsageError(f"--traces must be at most {MAX_TRACES:,} per scenario (got {traces:,})")
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path} is a file; the sandbox seeds a directory store")

@@ -140,3 +140,9 @@ def test_triage_full_shows_a_long_unbroken_value_whole(sandbox: Path, cli):
     assert r.exit_code == 0 and r.stdout.count("Q") >= 5000, r.stdout.count("Q")
     cut = cli("triage", "t-1")
     assert "--full shows all" in cut.stdout
+
+
+def test_sandbox_seed_too_many_traces_is_a_usage_error(sandbox: Path, cli):
+    """--traces 20000 and up asked random.sample for more distinct users than the pool holds."""
+    r = cli("sandbox", "seed", "--traces", "20000")
+    assert r.exit_code == 2 and "at most" in r.stderr, r
