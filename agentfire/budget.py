@@ -27,6 +27,7 @@ PERCENTILES = {"p50": 50.0, "p75": 75.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$", re.IGNORECASE)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 IN_FLIGHT_LISTED = 20  # trace ids named in the report; the count is always complete
+MAX_DURATION_S = 3650 * 86400  # ten years: beyond it datetime arithmetic overflows
 
 
 def parse_duration(text: str, what: str) -> float:
@@ -34,7 +35,10 @@ def parse_duration(text: str, what: str) -> float:
     m = _DURATION.match(text or "")
     if not m or float(m.group(1)) <= 0:
         raise UsageError(f"{what}: {text!r} is not a duration (like 90s, 30m, 1h, 2d)")
-    return float(m.group(1)) * _UNIT_S[m.group(2).lower()]
+    seconds = float(m.group(1)) * _UNIT_S[m.group(2).lower()]
+    if seconds > MAX_DURATION_S:
+        raise UsageError(f"{what}: {text!r} is too long (at most 3650d)")
+    return seconds
 
 
 def parse_level(text: str) -> tuple[str, float | None]:
