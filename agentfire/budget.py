@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agentfire import providers
-from agentfire.errors import AgentfireError, NotDoneError, UsageError
+from agentfire.errors import AgentfireError, NotDoneError, StateFileError, UsageError
 from agentfire.journal import Journal, iso, utcnow
 from agentfire.providers.budget import (
     BudgetStore, BudgetStoreError, Caps, CapsState, VersionConflict, parse_state,
@@ -153,6 +153,7 @@ class CapsChange:
     in_flight_over: list[tuple[str, float]] = field(default_factory=list)
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
+    journal_error: str | None = None  # the caps were written but the journal could not be
 
     @property
     def confirmed(self) -> bool:
@@ -223,12 +224,23 @@ def _write(store: BudgetStore, change: CapsChange, journal: Journal, actor: str,
         change.after = store.read(change.scope)
     except BudgetStoreError as exc:
         change.warnings.append(f"written (version {new_version}) but the read-back failed: {exc}")
-    journal.append(
-        change.action, actor=actor, scope=change.scope, store=change.store,
-        before=change.before.to_json(time.time()), wanted=change.wanted.to_json(),
-        after=change.after.to_json() if change.after else None,
-        outcome=change.outcome, duration_ms=int((time.monotonic() - started) * 1000), **extra,
-    )
+    try:
+        journal.append(
+            change.action, actor=actor, scope=change.scope, store=change.store,
+            before=change.before.to_json(time.time()), wanted=change.wanted.to_json(),
+            after=change.after.to_json() if change.after else None,
+            outcome=change.outcome, duration_ms=int((time.monotonic() - started) * 1000), **extra,
+        )
+    except (StateFileError, OSError) as exc:
+        # the caps ARE written: say so (and what was before) rather than a bare error that
+        # reads as "nothing happened"; the CLI turns journal_error into exit 1
+        change.journal_error = str(exc)
+        change.warnings.append(
+            f"JOURNAL NOT WRITTEN ({exc}): the {change.action} above happened but is not recorded, "
+            f"so `freeze --lift` for {journal.incident} will not know about it; the caps before were "
+            f"freeze={_usd(change.before.state.freeze_usd)} hard={_usd(change.before.state.hard_usd)} "
+            f"admission={change.before.state.admission}"
+        )
     return change
 
 
