@@ -289,15 +289,33 @@ class Walk:
         return self.state()[step.id]
 
 
-def load_answers(path: str) -> dict[str, Any]:
-    """An answers file for --auto: {trace_id: ..., steps: {STEP_ID: "skip" | "command ..."}}."""
+def load_answers(path: str, step_ids: list[str] | None = None) -> dict[str, Any]:
+    """An answers file for --auto: {trace_id: ..., steps: {STEP_ID: "skip" | "command ..."}}.
+
+    Checked as strictly as runbook.yaml: a typo in a step id would otherwise run the step the
+    engineer meant to skip."""
     import yaml
 
     try:
         with open(path, encoding="utf-8") as fh:
             doc = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: not UTF-8
         raise UsageError(f"{path}: cannot read answers file: {exc}") from None
     if not isinstance(doc, dict) or not set(doc) <= {"trace_id", "steps", "variables"}:
         raise UsageError(f"{path}: answers file keys are trace_id, steps, variables")
+    scalar = (str, int, float)
+    if doc.get("trace_id") is not None and not isinstance(doc["trace_id"], scalar):
+        raise UsageError(f"{path}: trace_id must be one trace id (a string)")
+    for key in ("steps", "variables"):
+        value = doc.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, scalar) for k, v in value.items()):
+            what = "STEP_ID: skip | COMMAND" if key == "steps" else "NAME: value"
+            raise UsageError(f"{path}: {key} must be a mapping of {what}")
+    unknown = sorted(set(doc.get("steps") or {}) - set(step_ids)) if step_ids is not None else []
+    if unknown:
+        raise UsageError(f"{path}: steps: unknown step id(s) {', '.join(unknown)}; "
+                         f"the runbook's steps are {', '.join(step_ids or [])}")
     return doc

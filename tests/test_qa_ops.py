@@ -29,3 +29,18 @@ def test_unwritable_journal_still_reports_the_freeze(sandbox):
     doc = json.loads(r.stdout)
     assert doc["outcome"] == "CONFIRMED" and doc["after"]["freeze_usd"] == 0.5
     assert "JOURNAL NOT WRITTEN" in r.stderr and "admission=open" in r.stderr
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"steps: 5\n", "steps must be a mapping"),                       # was an AttributeError traceback
+    (b"\xff\xfe trace_id: x\n", "cannot read answers file"),         # was a UnicodeDecodeError traceback
+    (b"trace_id: [1, 2]\n", "trace_id must be one trace id"),         # was run as triage '[1, 2]'
+    (b"variables: {region: {a: 1}}\n", "variables must be a mapping"),
+    (b"steps: {freez: skip}\n", "unknown step id(s) freez"),           # the typo used to run freeze
+])
+def test_runbook_malformed_answers_file_is_a_usage_error_that_runs_nothing(sandbox, cli, content, needle):
+    (sandbox / "answers.yaml").write_bytes(content)
+    r = cli("--incident", "inc-ans", "runbook", "--auto", "--answers", "answers.yaml", "--json")
+    assert_one_error(r, 2, needle)
+    assert r.stdout == ""
+    assert not (sandbox / ".agentfire" / "incidents" / "inc-ans.jsonl").exists()  # nothing ran

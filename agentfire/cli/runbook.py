@@ -68,11 +68,11 @@ def runbook(
     Resumable: run it again with the same --incident and it continues at the first unfinished step.
     Exit 0 when every step ended ok (or was skipped by a person), 1 otherwise."""
     from agentfire import report as report_mod
-    from agentfire.walk import Walk, load_answers
+    from agentfire.walk import Walk, load_answers, plan
 
     st = state(ctx)
     rb = st.runbook()
-    ans = load_answers(str(answers)) if answers else {}
+    ans = load_answers(str(answers), [s.id for s in plan(rb)]) if answers else {}
     base: dict[str, Any] = dict(ans.get("variables") or {})
     if ans.get("trace_id"):
         base["trace_id"] = ans["trace_id"]
