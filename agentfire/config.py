@@ -202,6 +202,24 @@ class RunbookStep(Strict):
     target_seconds: int = Field(gt=0)
     check: str = ""
 
+    @field_validator("command")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        # caught here (file:line, doctor) rather than as a traceback mid-incident, after kill ran
+        import string
+
+        try:
+            fields = [(name, conv, spec) for _, name, spec, conv in string.Formatter().parse(value)
+                      if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"not a valid command template ({exc}): use {{name}}, and {{{{ }}}} "
+                             "for a literal brace") from None
+        for name, conv, spec in fields:
+            if not name.isidentifier() or conv or spec:
+                raise ValueError(f"placeholder {{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}"
+                                 " is not a plain {name}")
+        return value
+
 
 class RunbookConfig(Strict):
     version: Literal[1] = 1
@@ -215,6 +233,17 @@ class RunbookConfig(Strict):
     journal: JournalSection = Field(default_factory=JournalSection)
     triage: TriageSection = Field(default_factory=TriageSection)
     steps: list[RunbookStep] = Field(default_factory=list)
+
+    @field_validator("steps")
+    @classmethod
+    def _unique_step_ids(cls, value: list[RunbookStep]) -> list[RunbookStep]:
+        # the walk keys its state by id: a second step with the same id would never run
+        seen: set[str] = set()
+        for step in value:
+            if step.id in seen:
+                raise ValueError(f"step id {step.id!r} is used twice; each step needs its own id")
+            seen.add(step.id)
+        return value
 
     @field_validator("regions")
     @classmethod

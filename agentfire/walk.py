@@ -41,6 +41,9 @@ VARIABLES = {
     "incident": "the incident id",
 }
 
+# Further keys that extract() carries forward from a step's --json output.
+EXTRACTED = {"trajectories": "blast", "distinct_users": "blast", "all_off": "kill", "case_id": "capture"}
+
 DEFAULT_STEPS: list[dict[str, Any]] = [
     {"id": "kill", "title": "Kill the agent in every region", "target_seconds": 60,
      "command": "agentfire kill --region all --yes --reason 'runbook: minute one'",
@@ -145,7 +148,10 @@ def render_command(template: str, values: dict[str, Any]) -> str:
     ]
     if missing:
         name = missing[0]
-        source = VARIABLES.get(name, "an earlier step")
+        source = VARIABLES.get(name) or EXTRACTED.get(name)
+        if source is None:
+            raise UsageError(f"step needs {{{name}}}, which no step provides: give it in the --answers "
+                             f"file's variables, or fix the step's command in runbook.yaml")
         raise UsageError(f"step needs {{{name}}} ({source}), which is not known yet")
     # values are quoted: a trace id or verdict from a trace store must never become two arguments
     return template.format(**{k: shlex.quote(str(v)) for k, v in values.items()})

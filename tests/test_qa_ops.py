@@ -44,3 +44,37 @@ def test_runbook_malformed_answers_file_is_a_usage_error_that_runs_nothing(sandb
     assert_one_error(r, 2, needle)
     assert r.stdout == ""
     assert not (sandbox / ".agentfire" / "incidents" / "inc-ans.jsonl").exists()  # nothing ran
+
+
+def _runbook_with_freeze_command(sandbox, name: str, command: str, step_id: str = "freeze"):
+    cfg = write_variant(sandbox, name, '  - id: freeze\n', f'  - id: {step_id}\n')
+    text = cfg.read_text()
+    old = 'command: "agentfire freeze --to p50 --window 1h"'
+    assert old in text
+    cfg.write_text(text.replace(old, f"command: {json.dumps(command)}"))
+    return cfg
+
+
+@pytest.mark.parametrize("template, needle", [
+    ("agentfire freeze --to {", "not a valid command template"),   # was a ValueError traceback after kill ran
+    ("agentfire triage {trace_id!r}", "is not a plain {name}"),
+    ("agentfire triage {0}", "is not a plain {name}"),
+])
+def test_runbook_step_template_is_checked_with_the_config(sandbox, cli, template, needle):
+    cfg = _runbook_with_freeze_command(sandbox, "tpl.yaml", template)
+    r = cli("--config", str(cfg), "--incident", "inc-tpl", "runbook", "--auto", "--trace", "tr-1", "--json")
+    assert_one_error(r, 2, "tpl.yaml:", "steps.1.command", needle)
+    assert not (sandbox / ".agentfire" / "incidents" / "inc-tpl.jsonl").exists()  # kill did not run
+
+
+def test_runbook_duplicate_step_id_is_a_config_error(sandbox, cli):
+    # two steps with id kill: the second (the freeze command) never ran and the report said "ok"
+    cfg = _runbook_with_freeze_command(sandbox, "dup.yaml", "agentfire freeze --to p50", step_id="kill")
+    r = cli("--config", str(cfg), "--incident", "inc-dup", "runbook", "--auto", "--trace", "tr-1", "--json")
+    assert_one_error(r, 2, "dup.yaml:", "'kill' is used twice")
+
+
+def test_runbook_unknown_variable_says_nothing_provides_it(sandbox, cli):
+    cfg = _runbook_with_freeze_command(sandbox, "unk.yaml", "agentfire freeze --to {budget_level}")
+    r = cli("--config", str(cfg), "--incident", "inc-unk", "runbook", "--auto", "--trace", "tr-1", "--json")
+    assert_one_error(r, 2, "{budget_level}", "no step provides", "--answers")
