@@ -78,3 +78,14 @@ def test_runbook_unknown_variable_says_nothing_provides_it(sandbox, cli):
     cfg = _runbook_with_freeze_command(sandbox, "unk.yaml", "agentfire freeze --to {budget_level}")
     r = cli("--config", str(cfg), "--incident", "inc-unk", "runbook", "--auto", "--trace", "tr-1", "--json")
     assert_one_error(r, 2, "{budget_level}", "no step provides", "--answers")
+
+
+def test_report_markdown_neutralises_control_characters(sandbox, cli):
+    # a reason or an actor with an ESC reached the terminal raw through `report` (markdown on stdout)
+    r = cli("--actor", "dana\x1b[31m", "--incident", "inc-esc", "kill", "--region", "us-east", "--yes",
+            "--reason", "why\x1b]0;pwned\x07")
+    assert r.exit_code == 0, r
+    md = cli("report", "inc-esc")
+    assert md.exit_code == 0, md
+    assert "\x1b" not in md.stdout and "\x07" not in md.stdout
+    assert "\\\\x1b" in md.stdout  # shown, escaped for markdown
