@@ -89,3 +89,14 @@ def test_report_markdown_neutralises_control_characters(sandbox, cli):
     assert md.exit_code == 0, md
     assert "\x1b" not in md.stdout and "\x07" not in md.stdout
     assert "\\\\x1b" in md.stdout  # shown, escaped for markdown
+
+
+def test_second_undo_says_already_restored(sandbox, cli):
+    # a re-run undo said "this incident did not turn it off (it was off before...)": false, and
+    # an on-call re-running the runbook would go looking for who turned it off
+    assert cli("--incident", "inc-u2", "kill", "--region", "all", "--yes").exit_code == 0
+    assert cli("--incident", "inc-u2", "kill", "--undo", "--yes").exit_code == 0
+    again = cli("--incident", "inc-u2", "kill", "--undo", "--yes", "--json")
+    assert again.exit_code == 0, again
+    for region in again.json()["regions"]:
+        assert region["outcome"] == "SKIPPED" and "already restored by this incident's undo" in region["detail"]
