@@ -339,7 +339,10 @@ def lift(
         raise UsageError(f"incident {journal.incident} has no journal at {journal.path}")
     found = freezes_to_lift(journal, scope)
     if found is None:
-        raise NotDoneError(f"incident {journal.incident} has no freeze of scope {scope!r} to lift")
+        lifted = [e["ts"] for e in journal.iter_entries() if e.get("action") == "freeze.lift"
+                  and e.get("scope") == scope and e.get("outcome") == "CONFIRMED"]
+        already = f" (already lifted at {lifted[-1]})" if lifted else ""
+        raise NotDoneError(f"incident {journal.incident} has no freeze of scope {scope!r} to lift{already}")
     first, last = found
     restore = _journaled_state(first.get("before") or {}, f"{journal.path}: freeze at {first.get('ts')}: before")
     own = store is None
