@@ -100,3 +100,17 @@ def test_second_undo_says_already_restored(sandbox, cli):
     assert again.exit_code == 0, again
     for region in again.json()["regions"]:
         assert region["outcome"] == "SKIPPED" and "already restored by this incident's undo" in region["detail"]
+
+
+def test_oserror_without_a_filename_is_one_readable_line(sandbox, cli, monkeypatch):
+    # an OSError with no filename printed "agentfire: error: : Value too large for defined data type"
+    import errno
+
+    from agentfire import killswitch
+
+    def overflow(*_a, **_k):
+        raise OSError(errno.EOVERFLOW, "Value too large for defined data type")
+
+    monkeypatch.setattr(killswitch, "status", overflow)
+    r = cli("status")
+    assert_one_error(r, 1, "error: Value too large")
