@@ -306,6 +306,12 @@ class Runbook:
         return list(dict.fromkeys(wanted))
 
 
+def _not_a_config_file(p: Path, origin: str) -> str:
+    if p.is_dir():
+        return f"config path is a directory, not a file: {p}{origin}; pass {p / 'runbook.yaml'}"
+    return f"config file not found: {p}{origin}"
+
+
 def find_config(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> Path:
     """--config, else $AGENTFIRE_CONFIG, else runbook.yaml here or in the nearest parent."""
     if explicit:
@@ -313,13 +319,13 @@ def find_config(explicit: str | os.PathLike[str] | None = None, cwd: Path | None
         if not p.is_file():
             # the CLI passes $AGENTFIRE_CONFIG as if it were --config: say where it came from
             origin = f" (from ${CONFIG_ENV})" if os.environ.get(CONFIG_ENV) == str(explicit) else ""
-            raise ConfigError(f"config file not found: {p}{origin}")
+            raise ConfigError(_not_a_config_file(p, origin))
         return p.resolve()
     env = os.environ.get(CONFIG_ENV)
     if env:
         p = Path(env)
         if not p.is_file():
-            raise ConfigError(f"config file not found: {p} (from ${CONFIG_ENV})")
+            raise ConfigError(_not_a_config_file(p, f" (from ${CONFIG_ENV})"))
         return p.resolve()
     here = (cwd or Path.cwd()).resolve()
     for d in (here, *here.parents):

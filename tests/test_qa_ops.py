@@ -114,3 +114,9 @@ def test_oserror_without_a_filename_is_one_readable_line(sandbox, cli, monkeypat
     monkeypatch.setattr(killswitch, "status", overflow)
     r = cli("status")
     assert_one_error(r, 1, "error: Value too large")
+
+
+def test_config_pointing_at_a_directory_says_so(sandbox, cli):
+    # it said "config file not found: ." about a directory that plainly exists
+    r = cli("--config", str(sandbox), "status")
+    assert_one_error(r, 2, "is a directory", "runbook.yaml")
