@@ -47,8 +47,11 @@ def new_incident_id(now: datetime | None = None) -> str:
 
 def check_incident_id(incident: str) -> str:
     if not INCIDENT_ID.match(incident):
+        # the CLI passes $AGENTFIRE_INCIDENT as if it were --incident: say where it came from
+        origin = (" (from $AGENTFIRE_INCIDENT: fix or unset it)"
+                  if os.environ.get("AGENTFIRE_INCIDENT") == incident else "")
         raise UsageError(
-            f"invalid incident id {incident!r}: letters, digits, '.', '_' and '-' only (max 80)"
+            f"invalid incident id {incident!r}{origin}: letters, digits, '.', '_' and '-' only (max 80)"
         )
     return incident
 

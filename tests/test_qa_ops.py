@@ -120,3 +120,10 @@ def test_config_pointing_at_a_directory_says_so(sandbox, cli):
     # it said "config file not found: ." about a directory that plainly exists
     r = cli("--config", str(sandbox), "status")
     assert_one_error(r, 2, "is a directory", "runbook.yaml")
+
+
+def test_garbage_incident_from_the_environment_is_named(sandbox, cli):
+    # "invalid incident id 'bad id!'" with no --incident on the command line: where did it come from?
+    r = cli("kill", "--region", "all", "--yes", env={"AGENTFIRE_INCIDENT": "bad id!"})
+    assert_one_error(r, 2, "'bad id!'", "$AGENTFIRE_INCIDENT")
+    assert cli("--incident", "bad id!", "kill", "--region", "all", "--yes").exit_code == 2
