@@ -298,6 +298,8 @@ class Runbook:
         if not wanted:
             raise ConfigError("--region needs 'all' or region names")
         unknown = [w for w in wanted if w not in self.regions]
+        if any(u.lower() == "all" for u in unknown):
+            raise ConfigError(f"--region {spec!r}: 'all' stands alone; pass --region all, or only region names")
         if unknown:
             raise ConfigError(
                 f"unknown region {', '.join(repr(u) for u in unknown)}; "

@@ -127,3 +127,9 @@ def test_garbage_incident_from_the_environment_is_named(sandbox, cli):
     r = cli("kill", "--region", "all", "--yes", env={"AGENTFIRE_INCIDENT": "bad id!"})
     assert_one_error(r, 2, "'bad id!'", "$AGENTFIRE_INCIDENT")
     assert cli("--incident", "bad id!", "kill", "--region", "all", "--yes").exit_code == 2
+
+
+def test_region_all_mixed_with_names_is_explained(sandbox, cli):
+    # "unknown region 'all' ... (or use 'all')" told the engineer to do what they had just done
+    r = cli("kill", "--region", "all,us-east", "--yes")
+    assert_one_error(r, 2, "'all' stands alone")
