@@ -133,3 +133,12 @@ def test_region_all_mixed_with_names_is_explained(sandbox, cli):
     # "unknown region 'all' ... (or use 'all')" told the engineer to do what they had just done
     r = cli("kill", "--region", "all,us-east", "--yes")
     assert_one_error(r, 2, "'all' stands alone")
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf"])
+def test_runbook_step_timeout_out_of_range_is_a_usage_error_before_any_step(sandbox, cli, value):
+    # 0/-5 "failed" the kill step at once (journaled); nan and inf were tracebacks mid-step
+    r = cli("--incident", "inc-st", "runbook", "--auto", "--trace", "tr-1", "--step-timeout", value, "--json")
+    assert r.exit_code == 2, r
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    assert not (sandbox / ".agentfire" / "incidents" / "inc-st.jsonl").exists()

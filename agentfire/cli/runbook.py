@@ -61,7 +61,7 @@ def runbook(
     trace: Optional[str] = typer.Option(None, "--trace", help="The trace id from the alert (feeds triage)."),
     auto: bool = typer.Option(False, "--auto", help="Non-interactive: run every proposed command."),
     answers: Optional[Path] = typer.Option(None, "--answers", help="YAML answers for --auto: trace_id, steps: {ID: skip|COMMAND}."),
-    step_timeout: float = typer.Option(600, "--step-timeout", help="Seconds before a step's command is stopped."),
+    step_timeout: float = typer.Option(600, "--step-timeout", min=1, max=86400, help="Seconds before a step's command is stopped."),
     json_out: bool = typer.Option(False, "--json", help="JSON report on stdout at the end."),
 ) -> None:
     """Walk the runbook's steps in order, timed against their targets, into the incident journal.
