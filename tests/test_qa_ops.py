@@ -142,3 +142,21 @@ def test_runbook_step_timeout_out_of_range_is_a_usage_error_before_any_step(sand
     assert r.exit_code == 2, r
     assert "Traceback" not in r.stderr and r.stdout == ""
     assert not (sandbox / ".agentfire" / "incidents" / "inc-st.jsonl").exists()
+
+
+@pytest.mark.parametrize("line", [
+    '{"action": "kill"}',                                                    # no ts
+    '{"ts": "garbage", "action": "freeze"}',                                 # ts not a time
+    '{"ts": "2026-11-24T01:00:00Z", "action": "kill", "regions": "x"}',     # regions not a list
+    '{"ts": "2026-11-24T01:00:00Z", "action": "kill", "regions": [null]}',
+])
+@pytest.mark.parametrize("command", [("report", "inc-hand"), ("--incident", "inc-hand", "kill", "--undo", "--yes")])
+def test_hand_edited_journal_line_is_one_error_naming_the_line(sandbox, cli, line, command):
+    # the corrupt-line error invites fixing a journal by hand; a valid-JSON line of the wrong
+    # shape was a KeyError / ValueError / AttributeError traceback in report and kill --undo
+    journal = sandbox / ".agentfire" / "incidents" / "inc-hand.jsonl"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text(line + "\n")
+    r = cli(*command)
+    assert_one_error(r, 1, "inc-hand.jsonl:1", "not a journal entry")
+    assert journal.read_text() == line + "\n"
