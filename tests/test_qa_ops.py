@@ -160,3 +160,18 @@ def test_hand_edited_journal_line_is_one_error_naming_the_line(sandbox, cli, lin
     r = cli(*command)
     assert_one_error(r, 1, "inc-hand.jsonl:1", "not a journal entry")
     assert journal.read_text() == line + "\n"
+
+
+def test_flagd_unknown_default_variant_is_not_already_off(sandbox, cli):
+    # a defaultVariant naming no variant (a typo) was read as off: status said off and kill
+    # answered ALREADY_OFF without writing, while flagd serves the callers' own default
+    path = sandbox / ".agentfire" / "flags" / "us-east.flagd.json"
+    assert cli("status", "--region", "us-east").exit_code == 0  # creates the file, agent on
+    doc = json.loads(path.read_text())
+    doc["flags"]["agent.enabled"]["defaultVariant"] = "of"
+    path.write_text(json.dumps(doc))
+    assert cli("status", "--region", "us-east", "--json").json()["regions"][0]["on"] is True
+    r = cli("--incident", "inc-dv", "kill", "--region", "us-east", "--yes", "--json")
+    assert r.exit_code == 0, r
+    assert r.json()["regions"][0]["outcome"] == "CONFIRMED"
+    assert json.loads(path.read_text())["flags"]["agent.enabled"]["defaultVariant"] == "off"
