@@ -175,3 +175,12 @@ def test_flagd_unknown_default_variant_is_not_already_off(sandbox, cli):
     assert r.exit_code == 0, r
     assert r.json()["regions"][0]["outcome"] == "CONFIRMED"
     assert json.loads(path.read_text())["flags"]["agent.enabled"]["defaultVariant"] == "off"
+
+
+def test_status_exits_1_when_the_spend_caps_cannot_be_read(sandbox, cli):
+    # the caps section said the store was unreadable, in red, and status still exited 0
+    cfg = write_variant(sandbox, "budgetdir.yaml", "path: .agentfire/budget.sqlite", "path: .agentfire")
+    r = cli("--config", str(cfg), "status", "--json")
+    assert r.exit_code == 1, r
+    doc = r.json()
+    assert "error" in doc["budget"] and all(reg["on"] is not None for reg in doc["regions"])
