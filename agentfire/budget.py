@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agentfire import providers
-from agentfire.errors import AgentfireError, NotDoneError, UsageError
+from agentfire.errors import AgentfireError, NotDoneError, StateFileError, UsageError
 from agentfire.journal import Journal, iso, utcnow
 from agentfire.providers.budget import (
     BudgetStore, BudgetStoreError, Caps, CapsState, VersionConflict, parse_state,
@@ -27,6 +27,7 @@ PERCENTILES = {"p50": 50.0, "p75": 75.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$", re.IGNORECASE)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 IN_FLIGHT_LISTED = 20  # trace ids named in the report; the count is always complete
+MAX_DURATION_S = 3650 * 86400  # ten years: beyond it datetime arithmetic overflows
 
 
 def parse_duration(text: str, what: str) -> float:
@@ -34,7 +35,10 @@ def parse_duration(text: str, what: str) -> float:
     m = _DURATION.match(text or "")
     if not m or float(m.group(1)) <= 0:
         raise UsageError(f"{what}: {text!r} is not a duration (like 90s, 30m, 1h, 2d)")
-    return float(m.group(1)) * _UNIT_S[m.group(2).lower()]
+    seconds = float(m.group(1)) * _UNIT_S[m.group(2).lower()]
+    if seconds > MAX_DURATION_S:
+        raise UsageError(f"{what}: {text!r} is too long (at most 3650d)")
+    return seconds
 
 
 def parse_level(text: str) -> tuple[str, float | None]:
@@ -149,6 +153,7 @@ class CapsChange:
     in_flight_over: list[tuple[str, float]] = field(default_factory=list)
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
+    journal_error: str | None = None  # the caps were written but the journal could not be
 
     @property
     def confirmed(self) -> bool:
@@ -219,12 +224,23 @@ def _write(store: BudgetStore, change: CapsChange, journal: Journal, actor: str,
         change.after = store.read(change.scope)
     except BudgetStoreError as exc:
         change.warnings.append(f"written (version {new_version}) but the read-back failed: {exc}")
-    journal.append(
-        change.action, actor=actor, scope=change.scope, store=change.store,
-        before=change.before.to_json(time.time()), wanted=change.wanted.to_json(),
-        after=change.after.to_json() if change.after else None,
-        outcome=change.outcome, duration_ms=int((time.monotonic() - started) * 1000), **extra,
-    )
+    try:
+        journal.append(
+            change.action, actor=actor, scope=change.scope, store=change.store,
+            before=change.before.to_json(time.time()), wanted=change.wanted.to_json(),
+            after=change.after.to_json() if change.after else None,
+            outcome=change.outcome, duration_ms=int((time.monotonic() - started) * 1000), **extra,
+        )
+    except (StateFileError, OSError) as exc:
+        # the caps ARE written: say so (and what was before) rather than a bare error that
+        # reads as "nothing happened"; the CLI turns journal_error into exit 1
+        change.journal_error = str(exc)
+        change.warnings.append(
+            f"JOURNAL NOT WRITTEN ({exc}): the {change.action} above happened but is not recorded, "
+            f"so `freeze --lift` for {journal.incident} will not know about it; the caps before were "
+            f"freeze={_usd(change.before.state.freeze_usd)} hard={_usd(change.before.state.hard_usd)} "
+            f"admission={change.before.state.admission}"
+        )
     return change
 
 
@@ -323,7 +339,10 @@ def lift(
         raise UsageError(f"incident {journal.incident} has no journal at {journal.path}")
     found = freezes_to_lift(journal, scope)
     if found is None:
-        raise NotDoneError(f"incident {journal.incident} has no freeze of scope {scope!r} to lift")
+        lifted = [e["ts"] for e in journal.iter_entries() if e.get("action") == "freeze.lift"
+                  and e.get("scope") == scope and e.get("outcome") == "CONFIRMED"]
+        already = f" (already lifted at {lifted[-1]})" if lifted else ""
+        raise NotDoneError(f"incident {journal.incident} has no freeze of scope {scope!r} to lift{already}")
     first, last = found
     restore = _journaled_state(first.get("before") or {}, f"{journal.path}: freeze at {first.get('ts')}: before")
     own = store is None

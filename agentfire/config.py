@@ -202,6 +202,24 @@ class RunbookStep(Strict):
     target_seconds: int = Field(gt=0)
     check: str = ""
 
+    @field_validator("command")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        # caught here (file:line, doctor) rather than as a traceback mid-incident, after kill ran
+        import string
+
+        try:
+            fields = [(name, conv, spec) for _, name, spec, conv in string.Formatter().parse(value)
+                      if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"not a valid command template ({exc}): use {{name}}, and {{{{ }}}} "
+                             "for a literal brace") from None
+        for name, conv, spec in fields:
+            if not name.isidentifier() or conv or spec:
+                raise ValueError(f"placeholder {{{name}{'!' + conv if conv else ''}{':' + spec if spec else ''}}}"
+                                 " is not a plain {name}")
+        return value
+
 
 class RunbookConfig(Strict):
     version: Literal[1] = 1
@@ -215,6 +233,17 @@ class RunbookConfig(Strict):
     journal: JournalSection = Field(default_factory=JournalSection)
     triage: TriageSection = Field(default_factory=TriageSection)
     steps: list[RunbookStep] = Field(default_factory=list)
+
+    @field_validator("steps")
+    @classmethod
+    def _unique_step_ids(cls, value: list[RunbookStep]) -> list[RunbookStep]:
+        # the walk keys its state by id: a second step with the same id would never run
+        seen: set[str] = set()
+        for step in value:
+            if step.id in seen:
+                raise ValueError(f"step id {step.id!r} is used twice; each step needs its own id")
+            seen.add(step.id)
+        return value
 
     @field_validator("regions")
     @classmethod
@@ -269,12 +298,20 @@ class Runbook:
         if not wanted:
             raise ConfigError("--region needs 'all' or region names")
         unknown = [w for w in wanted if w not in self.regions]
+        if any(u.lower() == "all" for u in unknown):
+            raise ConfigError(f"--region {spec!r}: 'all' stands alone; pass --region all, or only region names")
         if unknown:
             raise ConfigError(
                 f"unknown region {', '.join(repr(u) for u in unknown)}; "
                 f"{self.path} defines: {', '.join(names)} (or use 'all')"
             )
         return list(dict.fromkeys(wanted))
+
+
+def _not_a_config_file(p: Path, origin: str) -> str:
+    if p.is_dir():
+        return f"config path is a directory, not a file: {p}{origin}; pass {p / 'runbook.yaml'}"
+    return f"config file not found: {p}{origin}"
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> Path:
@@ -284,13 +321,13 @@ def find_config(explicit: str | os.PathLike[str] | None = None, cwd: Path | None
         if not p.is_file():
             # the CLI passes $AGENTFIRE_CONFIG as if it were --config: say where it came from
             origin = f" (from ${CONFIG_ENV})" if os.environ.get(CONFIG_ENV) == str(explicit) else ""
-            raise ConfigError(f"config file not found: {p}{origin}")
+            raise ConfigError(_not_a_config_file(p, origin))
         return p.resolve()
     env = os.environ.get(CONFIG_ENV)
     if env:
         p = Path(env)
         if not p.is_file():
-            raise ConfigError(f"config file not found: {p} (from ${CONFIG_ENV})")
+            raise ConfigError(_not_a_config_file(p, f" (from ${CONFIG_ENV})"))
         return p.resolve()
     here = (cwd or Path.cwd()).resolve()
     for d in (here, *here.parents):

@@ -47,8 +47,11 @@ def new_incident_id(now: datetime | None = None) -> str:
 
 def check_incident_id(incident: str) -> str:
     if not INCIDENT_ID.match(incident):
+        # the CLI passes $AGENTFIRE_INCIDENT as if it were --incident: say where it came from
+        origin = (" (from $AGENTFIRE_INCIDENT: fix or unset it)"
+                  if os.environ.get("AGENTFIRE_INCIDENT") == incident else "")
         raise UsageError(
-            f"invalid incident id {incident!r}: letters, digits, '.', '_' and '-' only (max 80)"
+            f"invalid incident id {incident!r}{origin}: letters, digits, '.', '_' and '-' only (max 80)"
         )
     return incident
 
@@ -120,12 +123,34 @@ class Journal:
                         f"{self.path}:{n}: corrupt journal line ({exc.msg}); fix or remove it by hand"
                     ) from None
                 if isinstance(entry, dict):
+                    _check_entry(entry, f"{self.path}:{n}")
                     yield entry
 
     def started_at(self) -> datetime | None:
         for entry in self.iter_entries():
             return datetime.fromisoformat(entry["ts"].replace("Z", "+00:00"))
         return None
+
+
+def _check_entry(entry: dict[str, Any], where: str) -> None:
+    """Every reader relies on ts and action (and a kill's regions): a hand-edited line without
+    them is one clear error naming the line, not a traceback in report or kill --undo."""
+    ts, action, regions = entry.get("ts"), entry.get("action"), entry.get("regions")
+    problem = None
+    if not isinstance(action, str):
+        problem = "no action"
+    elif not isinstance(ts, str):
+        problem = "no ts"
+    elif action in ("kill", "kill.undo") and regions is not None and not (
+            isinstance(regions, list) and all(isinstance(r, dict) for r in regions)):
+        problem = "regions is not a list of objects"
+    else:
+        try:
+            datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        except ValueError:
+            problem = f"ts {ts!r} is not an ISO time"
+    if problem:
+        raise StateFileError(f"{where}: not a journal entry ({problem}); fix or remove it by hand")
 
 
 def list_incidents(journal_dir: Path) -> list[str]:

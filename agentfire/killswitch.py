@@ -300,9 +300,13 @@ def undo(
     names = runbook.select_regions(region_spec)
     to_restore = regions_to_restore(journal)
     flag = runbook.agent.flag
+    # a re-run undo must not claim "this incident did not turn it off" about what it restored
+    restored = {r.get("region"): e["ts"] for e in journal.iter_entries() if e.get("action") == "kill.undo"
+                for r in e.get("regions", []) if r.get("outcome") == "CONFIRMED"}
     skipped = [
         RegionResult(n, runbook.regions[n].kind, Outcome.SKIPPED,
-                     detail="this incident did not turn it off (it was off before, or never written)")
+                     detail=f"already restored by this incident's undo at {restored[n]}" if n in restored
+                     else "this incident did not turn it off (it was off before, or never written)")
         for n in names if n not in to_restore
     ]
     active = [n for n in names if n in to_restore]

@@ -101,7 +101,10 @@ def build(journal: Journal, steps: list[Any] | None = None) -> dict[str, Any]:
 
 
 def _md(text: Any) -> str:
-    s = str(text if text is not None else "")
+    from agentfire.textsafe import neutralise
+
+    # control characters first: an ESC from a reason or a trace would drive the reader's terminal
+    s = neutralise(str(text if text is not None else ""), keep_newlines=False)
     for ch in "\\`*_{}[]<>()#+!|":
         s = s.replace(ch, "\\" + ch)
     return " ".join(s.split())[:400]

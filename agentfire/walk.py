@@ -41,6 +41,9 @@ VARIABLES = {
     "incident": "the incident id",
 }
 
+# Further keys that extract() carries forward from a step's --json output.
+EXTRACTED = {"trajectories": "blast", "distinct_users": "blast", "all_off": "kill", "case_id": "capture"}
+
 DEFAULT_STEPS: list[dict[str, Any]] = [
     {"id": "kill", "title": "Kill the agent in every region", "target_seconds": 60,
      "command": "agentfire kill --region all --yes --reason 'runbook: minute one'",
@@ -145,7 +148,10 @@ def render_command(template: str, values: dict[str, Any]) -> str:
     ]
     if missing:
         name = missing[0]
-        source = VARIABLES.get(name, "an earlier step")
+        source = VARIABLES.get(name) or EXTRACTED.get(name)
+        if source is None:
+            raise UsageError(f"step needs {{{name}}}, which no step provides: give it in the --answers "
+                             f"file's variables, or fix the step's command in runbook.yaml")
         raise UsageError(f"step needs {{{name}}} ({source}), which is not known yet")
     # values are quoted: a trace id or verdict from a trace store must never become two arguments
     return template.format(**{k: shlex.quote(str(v)) for k, v in values.items()})
@@ -289,15 +295,33 @@ class Walk:
         return self.state()[step.id]
 
 
-def load_answers(path: str) -> dict[str, Any]:
-    """An answers file for --auto: {trace_id: ..., steps: {STEP_ID: "skip" | "command ..."}}."""
+def load_answers(path: str, step_ids: list[str] | None = None) -> dict[str, Any]:
+    """An answers file for --auto: {trace_id: ..., steps: {STEP_ID: "skip" | "command ..."}}.
+
+    Checked as strictly as runbook.yaml: a typo in a step id would otherwise run the step the
+    engineer meant to skip."""
     import yaml
 
     try:
         with open(path, encoding="utf-8") as fh:
             doc = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: not UTF-8
         raise UsageError(f"{path}: cannot read answers file: {exc}") from None
     if not isinstance(doc, dict) or not set(doc) <= {"trace_id", "steps", "variables"}:
         raise UsageError(f"{path}: answers file keys are trace_id, steps, variables")
+    scalar = (str, int, float)
+    if doc.get("trace_id") is not None and not isinstance(doc["trace_id"], scalar):
+        raise UsageError(f"{path}: trace_id must be one trace id (a string)")
+    for key in ("steps", "variables"):
+        value = doc.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, scalar) for k, v in value.items()):
+            what = "STEP_ID: skip | COMMAND" if key == "steps" else "NAME: value"
+            raise UsageError(f"{path}: {key} must be a mapping of {what}")
+    unknown = sorted(set(doc.get("steps") or {}) - set(step_ids)) if step_ids is not None else []
+    if unknown:
+        raise UsageError(f"{path}: steps: unknown step id(s) {', '.join(unknown)}; "
+                         f"the runbook's steps are {', '.join(step_ids or [])}")
     return doc

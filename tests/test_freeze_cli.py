@@ -131,6 +131,7 @@ def test_lift_restores_the_journaled_before(sandbox: Path, cli, store_kind: str)
     # nothing left to lift
     again = cli("--incident", "inc-l", "freeze", "--lift")
     assert again.exit_code == 1 and "no freeze of scope" in err(again)
+    assert "already lifted at" in err(again)  # not a hint that no one ever froze it
 
 
 def test_lift_without_incident_uses_the_latest_freeze(sandbox: Path, cli, store_kind: str) -> None:

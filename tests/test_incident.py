@@ -136,7 +136,7 @@ def test_list_shows_open_and_closed(sandbox, cli):
 
 def test_list_reports_a_corrupt_journal_without_failing(sandbox, cli):
     _incidents(sandbox).mkdir(parents=True)
-    (_incidents(sandbox) / "inc-bad.jsonl").write_text('{"ts": "x"}\n{torn\n{"ok": 1}\n')
+    (_incidents(sandbox) / "inc-bad.jsonl").write_text('{"ts": "2026-11-23T10:00:00Z", "action": "incident.open"}\n{torn\n{"ok": 1}\n')
     r = cli("incident", "list", "--json")
     assert r.exit_code == 0
     (row,) = r.json()

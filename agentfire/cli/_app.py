@@ -158,9 +158,12 @@ def handles_errors(fn: F) -> F:
         except AgentfireError as exc:
             raise fail(str(exc), exc.exit_code) from None
         except PermissionError as exc:
-            raise fail(f"{exc.filename or ''}: permission denied", EXIT_NOT_DONE) from None
+            raise fail(f"{exc.filename}: permission denied" if exc.filename else f"permission denied: {exc}",
+                       EXIT_NOT_DONE) from None
         except OSError as exc:
-            raise fail(f"{exc.filename or ''}: {exc.strerror or exc}", EXIT_NOT_DONE) from None
+            # no filename (an overflow, a socket): no empty ": " prefix
+            raise fail(f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc.strerror or exc),
+                       EXIT_NOT_DONE) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
 

@@ -128,6 +128,8 @@ def freeze(
         render_change(doc)
     for w in change.warnings:
         warn(w)
+    if change.journal_error:
+        raise fail(f"the journal could not be written: {change.journal_error}", 1)
     if not dry_run and not change.confirmed:
         raise fail(f"{change.action} of scope {change.scope!r} is NOT confirmed: the read-back differs "
                    "from what was written (see 'read back')", 1)

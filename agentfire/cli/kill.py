@@ -161,7 +161,7 @@ def status(
     json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
     """Read the kill-switch flag live in every region: did it really flip everywhere?
-    Exit 0 when every region could be read, 1 when any could not."""
+    Exit 0 when every region (and the spend caps) could be read, 1 when any could not."""
     from agentfire import killswitch
 
     st = state(ctx)
@@ -174,7 +174,8 @@ def status(
     else:
         render_status(rb, rows)
         _render_status_extras(extra)
-    if any(s.on is None for s in rows):
+    # an unreadable section (the budget store down) is as much "not read" as a region
+    if any(s.on is None for s in rows) or any(isinstance(v, dict) and "error" in v for v in extra.values()):
         raise typer.Exit(1)
 
 

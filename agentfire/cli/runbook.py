@@ -61,18 +61,18 @@ def runbook(
     trace: Optional[str] = typer.Option(None, "--trace", help="The trace id from the alert (feeds triage)."),
     auto: bool = typer.Option(False, "--auto", help="Non-interactive: run every proposed command."),
     answers: Optional[Path] = typer.Option(None, "--answers", help="YAML answers for --auto: trace_id, steps: {ID: skip|COMMAND}."),
-    step_timeout: float = typer.Option(600, "--step-timeout", help="Seconds before a step's command is stopped."),
+    step_timeout: float = typer.Option(600, "--step-timeout", min=1, max=86400, help="Seconds before a step's command is stopped."),
     json_out: bool = typer.Option(False, "--json", help="JSON report on stdout at the end."),
 ) -> None:
     """Walk the runbook's steps in order, timed against their targets, into the incident journal.
     Resumable: run it again with the same --incident and it continues at the first unfinished step.
     Exit 0 when every step ended ok (or was skipped by a person), 1 otherwise."""
     from agentfire import report as report_mod
-    from agentfire.walk import Walk, load_answers
+    from agentfire.walk import Walk, load_answers, plan
 
     st = state(ctx)
     rb = st.runbook()
-    ans = load_answers(str(answers)) if answers else {}
+    ans = load_answers(str(answers), [s.id for s in plan(rb)]) if answers else {}
     base: dict[str, Any] = dict(ans.get("variables") or {})
     if ans.get("trace_id"):
         base["trace_id"] = ans["trace_id"]

@@ -98,6 +98,10 @@ class FlagdFileProvider:
         if entry.get("targeting"):
             # rules may serve the on variant to some users
             return True
+        if entry.get("defaultVariant") not in entry["variants"]:
+            # flagd rejects such a flag, so callers get their default, as with DISABLED: it was
+            # read as off, and kill answered ALREADY_OFF without writing anything
+            return True
         return bool(entry["variants"].get(entry.get("defaultVariant")))
 
     def read_sync(self, flag: str) -> bool:
