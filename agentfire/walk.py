@@ -157,6 +157,29 @@ def render_command(template: str, values: dict[str, Any]) -> str:
     return template.format(**{k: shlex.quote(str(v)) for k, v in values.items()})
 
 
+def template_names(template: str) -> list[str]:
+    import string
+
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    except ValueError:  # config validation reports a broken template with its line
+        return []
+
+
+def unprovided(steps: list[RunbookStep], base: dict[str, Any],
+               overrides: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """(step id, variable) for every template variable that neither the alert/answers nor any
+    step provides: found before the walk starts, not at step 4 after kill and freeze ran."""
+    known = set(VARIABLES) | set(EXTRACTED) | set(base)
+    out = []
+    for s in steps:
+        command = (overrides or {}).get(s.id) or s.command
+        if command == "skip":
+            continue
+        out += [(s.id, n) for n in template_names(command) if n not in known]
+    return out
+
+
 def extract(command_name: str, doc: Any) -> dict[str, Any]:
     """What a command's --json output carries forward to later steps."""
     if not isinstance(doc, dict):

@@ -71,7 +71,9 @@ def test_auto_walk_runs_every_step_in_order_and_journals_them(sandbox: Path) -> 
 
 def test_auto_walk_stops_at_a_failing_step_with_exit_1(sandbox: Path) -> None:
     write_steps(sandbox, wait_cmd="false")
-    r = run_agentfire("--incident", "inc-fail", "runbook", "--auto", "--json", cwd=sandbox)
+    answers = sandbox / "answers.yaml"
+    answers.write_text("variables: {region: all}\n")
+    r = run_agentfire("--incident", "inc-fail", "runbook", "--auto", "--answers", str(answers), "--json", cwd=sandbox)
     assert r.exit_code == 1
     assert [(s["step"], s["status"]) for s in r.json()["steps"]] == [("kill", "ok"), ("wait", "failed"), ("status", "pending")]
 
@@ -81,14 +83,19 @@ def test_missing_variable_in_auto_mode_is_a_usage_error(sandbox: Path) -> None:
     r = run_agentfire("--incident", "inc-var", "runbook", "--auto", cwd=sandbox)
     # the status step needs {region}, which nothing provides
     assert r.exit_code == 2
-    assert "{region}" in r.stderr and "Traceback" not in r.stderr
+    assert "{region} (step status)" in r.stderr and "Traceback" not in r.stderr
+    # found before the walk started: the kill step did not run, nothing was flipped
+    assert not (sandbox / ".agentfire/incidents/inc-var.jsonl").exists()
+    assert not (sandbox / ".agentfire/flags").exists()
 
 
 def test_interrupted_walk_resumes_at_the_first_unfinished_step(sandbox: Path) -> None:
     write_steps(sandbox, wait_cmd="sleep 60")
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
+    first = sandbox / "first.yaml"
+    first.write_text("variables: {region: all}\n")
     p = subprocess.Popen([sys.executable, "-m", "agentfire", "--incident", "inc-resume", "runbook", "--auto",
-                          "--trace", "tr-1"], cwd=sandbox, env=env, stdout=subprocess.PIPE,
+                          "--trace", "tr-1", "--answers", str(first)], cwd=sandbox, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, start_new_session=True)
     journal = sandbox / ".agentfire/incidents/inc-resume.jsonl"
     deadline = time.monotonic() + 30

@@ -68,7 +68,7 @@ def runbook(
     Resumable: run it again with the same --incident and it continues at the first unfinished step.
     Exit 0 when every step ended ok (or was skipped by a person), 1 otherwise."""
     from agentfire import report as report_mod
-    from agentfire.walk import Walk, load_answers, plan
+    from agentfire.walk import Walk, load_answers, plan, unprovided
 
     st = state(ctx)
     rb = st.runbook()
@@ -80,6 +80,16 @@ def runbook(
         base["trace_id"] = trace
     if not auto and not interactive():
         raise fail("no terminal: use --auto (with --trace or --answers) to walk without a person", 2)
+    overrides = (ans.get("steps") or {}) if auto else {}
+    missing = unprovided(plan(rb), base, overrides)
+    if missing:
+        listed = ", ".join(f"{{{name}}} (step {step})" for step, name in missing)
+        message = (f"no step provides {listed}: give it in the --answers file's variables, "
+                   "or fix the step's command in runbook.yaml")
+        if auto:  # before anything runs: a drill must not stop half-way at a typo
+            raise fail(message, 2)
+        err_console().print(Text(message + " (you can edit the command when its step comes up)",
+                                 style="yellow"))
     resumed = bool(st.incident)
     journal = st.journal(create=True)
     walk = Walk(rb, journal, st.actor, base)
@@ -87,7 +97,6 @@ def runbook(
         err_console().print(Text(f"resuming incident {journal.incident}", style="bold"))
     if not journal.exists():
         journal.append("runbook.start", actor=st.actor, trace_id=base.get("trace_id"), auto=auto)
-    overrides = (ans.get("steps") or {}) if auto else {}
     total = len(walk.steps)
     failed = False
     echo = (lambda s: err_console().print(safe_text(s.rstrip(), 4000, style="dim"))) if not json_out else None
