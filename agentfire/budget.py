@@ -124,6 +124,10 @@ def cost_distribution(runbook: Any, window_s: float, now: datetime | None = None
 
     async def read() -> list[Any]:
         try:
+            # the files store answers with one DuckDB aggregate over the window (no parse of every
+            # trajectory); remote stores list the window's trajectories
+            if hasattr(store, "window_costs"):
+                return await asyncio.to_thread(store.window_costs, start, end)
             return await store.list_trajectories(start, end)
         finally:
             await store.aclose()

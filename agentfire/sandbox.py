@@ -432,6 +432,13 @@ def seed_store(path: str | Path, scenario: str = "wrong_recipient", traces: int 
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path} is a file; the sandbox seeds a directory store")
+    foreign = foreign_data(path)
+    if foreign:
+        shown = ", ".join(str(f.relative_to(path)) for f in foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+        raise UsageError(
+            f"{path} holds trace data the sandbox did not write ({shown}): seeding would mix a "
+            "synthetic incident into it (made-up hits in blast, made-up costs in freeze). "
+            "Seed an empty directory store instead (traces.path in a sandbox runbook)")
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
     rng = random.Random(f"agentfire-sandbox:{scenario}:{seed}")
     n_fail = max(6, round(traces * 0.04))
@@ -502,6 +509,26 @@ def seed_store(path: str | Path, scenario: str = "wrong_recipient", traces: int 
         atomic_write(truth_file, (json.dumps(truth, indent=2) + "\n").encode("utf-8"))
     return SeedResult(path, scenario, seed, traces, n_fail, len(live), len(all_rows), data_file,
                       truth_file, truth)
+
+
+DATA_SUFFIXES = (".jsonl", ".parquet")  # what the files store's readers (and blast) scan
+
+
+def foreign_data(path: str | Path) -> list[Path]:
+    """Data files in a store that are not a seeded scenario (<scenario>.jsonl beside its
+    <scenario>.truth.json): any other JSON lines or Parquet file, empty or not."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    out = []
+    for f in sorted(path.rglob("*")):
+        if not f.is_file() or f.suffix not in DATA_SUFFIXES:
+            continue
+        own = (f.parent == path and f.suffix == ".jsonl" and f.stem in SCENARIOS
+               and (path / f"{f.stem}.truth.json").is_file())
+        if not own:
+            out.append(f)
+    return out
 
 
 def _clamp_to_now(rows: list[dict[str, Any]], now: datetime) -> None:

@@ -3,7 +3,7 @@ files of the same rows beside them), the signature pushed into SQL, Python only 
 trajectories' marks.
 
 Measured (bench/blast_bench.py): 10 million observations (3.3 GB of JSON lines) in about 7 s and
-about 350 MB on two cores. DuckDB's own memory is capped (MEMORY_LIMIT) and spills to a temp dir.
+about 350 MB on two cores. DuckDB's own memory is capped (memory_limit()) and spills to a temp dir.
 """
 
 from __future__ import annotations
@@ -23,8 +23,66 @@ from agentfire.blast.sql import FILES_COLUMNS, files_source, lit, parquet_source
 from agentfire.blast.window import Window
 from agentfire.errors import NotDoneError
 
-MEMORY_LIMIT = os.environ.get("AGENTFIRE_DUCKDB_MEMORY", "700MB")
+MEMORY_ENV = "AGENTFIRE_DUCKDB_MEMORY"
+MEMORY_FRACTION = 0.10  # of the machine's (or the container's) memory, when the env does not say
+MEMORY_FLOOR = 256 << 20
 ProgressHook = Callable[[dict[str, Any]], None]
+
+
+def machine_memory() -> int | None:
+    """Bytes of memory this process may use: the physical memory, or the cgroup's limit if lower."""
+    total: int | None = None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        pass
+    for f in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            raw = Path(f).read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and int(raw) > 0:
+            total = min(total, int(raw)) if total else int(raw)
+    return total
+
+
+def memory_limit() -> str:
+    """DuckDB's memory limit: $AGENTFIRE_DUCKDB_MEMORY (like 700MB or 2GB) when set, else a tenth
+    of the machine's memory (at least 256 MB): a shared on-call box keeps the rest."""
+    env = os.environ.get(MEMORY_ENV, "").strip()
+    if env:
+        return env
+    total = machine_memory()
+    if not total:
+        return "1GB"
+    return f"{max(MEMORY_FLOOR, int(total * MEMORY_FRACTION)) >> 20}MB"
+
+
+def connect(limit: str | None = None, threads: int | None = None) -> Any:
+    """A DuckDB connection for a scan of the files store: memory capped, spilling to a temp dir."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit='{limit or memory_limit()}'")
+    con.execute("SET preserve_insertion_order=false")
+    con.execute(f"SET temp_directory='{tempfile.gettempdir()}/agentfire-duckdb'")
+    if threads:
+        con.execute(f"SET threads={int(threads)}")
+    return con
+
+
+def source(con: Any, files: list[Path], sig: Signature | None = None,
+           types: dict[str, str] | None = None) -> str:
+    """The store's JSON lines and Parquet files as one relation (the columns `sig` or `types` name)."""
+    jsonl = [str(f) for f in files if f.suffix != ".parquet"]
+    parquet = [str(f) for f in files if f.suffix == ".parquet"]
+    parts = [files_source(jsonl, sig, types)] if jsonl else []
+    if parquet:
+        listed = "[" + ", ".join(lit(p) for p in parquet) + "]"
+        present = {row[0]: row[1] for row in con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({listed}, union_by_name=true)").fetchall()}
+        parts.append(parquet_source(parquet, present, sig, types))
+    return union_source(parts)
 
 
 def store_files(path: Path) -> list[Path]:
@@ -88,12 +146,9 @@ def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | Non
     if not files:
         result.warnings.append(f"the files store {path} holds no *.jsonl or *.parquet files: nothing to scan")
         return result
-    con = duckdb.connect()
+    con = connect()
     try:
-        con.execute(f"SET memory_limit='{MEMORY_LIMIT}'")
-        con.execute("SET preserve_insertion_order=false")
-        con.execute(f"SET temp_directory='{tempfile.gettempdir()}/agentfire-duckdb'")
-        query = scan_query(sig, _source(con, files, sig), FILES_COLUMNS, window.start, window.end)
+        query = scan_query(sig, source(con, files, sig), FILES_COLUMNS, window.start, window.end)
         try:
             rows = _run(con, query, hook)
         except duckdb.InvalidInputException as exc:
@@ -121,18 +176,6 @@ def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | Non
     if hook:
         hook({"fraction": 1.0, "hits": len(result.hits), "covered_to": window.end})
     return result
-
-
-def _source(con: Any, files: list[Path], sig: Signature) -> str:
-    jsonl = [str(f) for f in files if f.suffix != ".parquet"]
-    parquet = [str(f) for f in files if f.suffix == ".parquet"]
-    parts = [files_source(jsonl, sig)] if jsonl else []
-    if parquet:
-        listed = "[" + ", ".join(lit(p) for p in parquet) + "]"
-        present = {row[0]: row[1] for row in con.execute(
-            f"DESCRIBE SELECT * FROM read_parquet({listed}, union_by_name=true)").fetchall()}
-        parts.append(parquet_source(parquet, present, sig))
-    return union_source(parts)
 
 
 def _run(con: Any, query: str, hook: ProgressHook | None) -> list[dict[str, Any]]:

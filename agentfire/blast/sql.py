@@ -225,23 +225,27 @@ def needed_columns(sig: Signature | None) -> dict[str, str]:
     return {k: v for k, v in JSONL_TYPES.items() if k not in skip}
 
 
-def files_source(paths: list[str], sig: Signature | None = None) -> str:
+def files_source(paths: list[str], sig: Signature | None = None, types: dict[str, str] | None = None) -> str:
+    """JSON lines, only the columns a signature needs (or `types`: column -> DuckDB type)."""
     files = "[" + ", ".join(lit(p) for p in paths) + "]"
-    cols = "{" + ", ".join(f"{k}: '{v}'" for k, v in needed_columns(sig).items()) + "}"
+    cols = "{" + ", ".join(f"{k}: '{v}'" for k, v in (types or needed_columns(sig)).items()) + "}"
     return (f"read_json({files}, format='newline_delimited', columns={cols}, "
             "ignore_errors=false, maximum_object_size=67108864)")
 
 
-def parquet_source(paths: list[str], present: dict[str, str], sig: Signature | None = None) -> str:
+def parquet_source(paths: list[str], present: dict[str, str], sig: Signature | None = None,
+                   types: dict[str, str] | None = None) -> str:
     """Parquet files of the same camelCase rows (`present`: column -> its type); a column the
     files lack reads as NULL; times stay timestamps when they are (no round trip via text)."""
     files = "[" + ", ".join(lit(p) for p in paths) + "]"
     sel = []
-    for k, v in needed_columns(sig).items():
+    for k, v in (types or needed_columns(sig)).items():
         if k not in present:
             sel.append(f'CAST(NULL AS {v}) AS "{k}"')
         elif k in ("startTime", "endTime") and present[k].upper().startswith("TIMESTAMP"):
             sel.append(f'CAST("{k}" AS TIMESTAMPTZ) AS "{k}"')
+        elif v == "JSON":  # a number, a struct or JSON text: as the JSON reader reads it
+            sel.append(f'TRY_CAST("{k}" AS JSON) AS "{k}"')
         else:
             sel.append(f'CAST("{k}" AS {v}) AS "{k}"')
     return f"(SELECT {', '.join(sel)} FROM read_parquet({files}, union_by_name=true))"

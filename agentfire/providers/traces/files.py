@@ -90,6 +90,26 @@ class FilesTraceStore:
         out.sort(key=lambda s: (s.start, s.trace_id))
         return out
 
+    def window_costs(self, start: datetime, end: datetime) -> list[Any]:
+        """Trajectories that started in [start, end): trace id, start, status, cost (as in
+        list_trajectories), from one DuckDB aggregate over the store's JSON lines and Parquet."""
+        from agentfire.blast.costs import window_costs
+        from agentfire.blast.files_scan import store_files
+        from agentfire.errors import NotDoneError
+
+        try:
+            files = store_files(self.path)
+        except NotDoneError as exc:
+            raise TraceStoreError(str(exc)) from None
+        try:
+            import duckdb
+        except ImportError as exc:
+            raise TraceStoreError(f"the files store's cost aggregate needs duckdb ({exc})") from None
+        try:
+            return window_costs(files, start, end)
+        except duckdb.Error as exc:
+            raise TraceStoreError(f"DuckDB could not read the files store {self.path}: {exc}") from None
+
     async def get_trajectory(self, trace_id: str) -> Trajectory:
         return await asyncio.to_thread(self.get_trajectory_sync, trace_id)
 
@@ -115,6 +135,8 @@ def from_config(section: FilesTraces, runbook: Any) -> FilesTraceStore:
 
 
 def _has_data(path: Path) -> bool:
+    """Anything the store's readers would scan (JSON lines or Parquet, empty or not): a store
+    holding it is never seeded."""
     if path.is_file():
         return True
-    return path.is_dir() and any(path.rglob("*.jsonl"))
+    return path.is_dir() and any(p.is_file() for pattern in ("*.jsonl", "*.parquet") for p in path.rglob(pattern))

@@ -1,0 +1,178 @@
+"""Cost grows with the hits, not with the store (#15): freeze's window aggregate, the sandbox's
+refusal to seed into a store holding data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentfire.providers.traces.files import FilesTraceStore, from_config
+from agentfire.sandbox import seed_store
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+if not DATASETS.is_dir():  # a worktree under /work/wt/<name>: shared/ sits beside the checkouts
+    DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+
+
+def ts(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+def row(tid: str, oid: str, start: float | None, end: float | None = None, **kw: Any) -> dict[str, Any]:
+    r = {"id": oid, "traceId": tid, "type": "GENERATION", "name": "llm",
+         "parentObservationId": f"{tid}-root", "startTime": ts(start) if start is not None else None,
+         "endTime": ts(end) if end is not None else None, "input": "{}", "output": "{}"}
+    r.update(kw)
+    return r
+
+
+def root(tid: str, start: float, end: float | None, **kw: Any) -> dict[str, Any]:
+    return row(tid, f"{tid}-root", start, end, **{"type": "AGENT", "name": "agent", "parentObservationId": None, **kw})
+
+
+def edge_rows() -> list[dict[str, Any]]:
+    """Every way a cost or a status is read: totalCost, costDetails.total, costDetails summed,
+    a string cost (no cost), versions of one observation, no root, an ERROR root, an open root,
+    a root with an empty parent id, trajectories before, across and after the window."""
+    return [
+        root("a", 10, 60), row("a", "a1", 11, 12, totalCost=0.25), row("a", "a2", 13, 14, totalCost=1),
+        root("b", 20, 80), row("b", "b1", 21, 22, costDetails={"input": 0.01, "output": 0.02, "note": "x"}),
+        row("b", "b2", 23, 24, costDetails={"total": 0.5, "input": 9.0}),
+        row("b", "b3", 25, 26, totalCost="0.7"),  # not a number: no cost, as _cost reads it
+        root("c", 30, None), row("c", "c1", 31, 32, totalCost=0.3),  # still running
+        root("d", 40, 50, level="ERROR"), row("d", "d1", 41, 42, totalCost=0.05),
+        row("e", "e1", 45, 46, totalCost=0.4),  # no root (yet): running
+        # one observation in two versions: the newer (updatedAt) wins, the older's cost is gone
+        root("f", 50, 90), row("f", "f1", 51, 52, totalCost=9.0, updatedAt="2026-11-23T12:00:52Z"),
+        row("f", "f1", 51, 53, totalCost=0.2, updatedAt="2026-11-23T12:00:53Z"),
+        root("g", 55, 70, parentObservationId=""), row("g", "g1", 56, 57, totalCost=0.125),
+        # started before the window (its late steps are inside it): not in the window
+        root("h", -600, 100), row("h", "h1", 30, 31, totalCost=5.0),
+        # started inside, runs past the end: in, with all of its cost
+        root("i", 3590, 3700), row("i", "i1", 3595, 3650, totalCost=0.6), row("i", "i2", 3660, 3690, totalCost=0.4),
+        root("j", 3600, 3610), row("j", "j1", 3601, 3602, totalCost=0.9),  # starts at the end: out
+    ]
+
+
+def write(path: Path, rows: list[dict[str, Any]], extra: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + extra)
+    return path
+
+
+def as_tuples(items: list[Any]) -> list[tuple[str, datetime | None, str, float]]:
+    return [(s.trace_id, s.start, s.status, round(s.cost_usd, 9)) for s in items]
+
+
+def test_window_aggregate_reads_costs_and_status_as_the_trajectory_does(tmp_path: Path) -> None:
+    store = FilesTraceStore(write(tmp_path / "s" / "obs.jsonl", edge_rows(), extra="{torn line\n").parent)
+    end = T0 + timedelta(hours=1)
+    got = as_tuples(store.window_costs(T0, end))
+    assert got == as_tuples(store.list_trajectories_sync(T0, end))
+    assert {t: (st, c) for t, _s, st, c in got} == {
+        "a": ("finished", 1.25), "b": ("finished", 0.53), "c": ("running", 0.3), "d": ("error", 0.05),
+        "e": ("running", 0.4), "f": ("finished", 0.2), "g": ("finished", 0.125), "i": ("finished", 1.0),
+    }
+
+
+@pytest.mark.parametrize("scenario", ["wrong_recipient", "runaway_loop", "papered_error"])
+def test_window_aggregate_matches_the_full_parse_on_a_seeded_store(tmp_path: Path, scenario: str) -> None:
+    seed_store(tmp_path, scenario=scenario, traces=300, seed=5, now=T0)
+    store = FilesTraceStore(tmp_path)
+    for hours in (1, 6, 48):
+        start = T0 - timedelta(hours=hours)
+        want = store.list_trajectories_sync(start, T0)
+        assert want and as_tuples(store.window_costs(start, T0)) == as_tuples(want)
+
+
+def test_window_aggregate_matches_the_full_parse_on_real_traces(tmp_path: Path) -> None:
+    data = DATASETS / "tau-airline" / "observations.jsonl"
+    if not data.is_file():
+        pytest.skip(f"{data} is not here")
+    store = FilesTraceStore(data)
+    start, end = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2027, 1, 1, tzinfo=timezone.utc)
+    want = store.list_trajectories_sync(start, end)
+    assert len(want) == 400  # 200 trajectories and their golden traces
+    assert as_tuples(store.window_costs(start, end)) == as_tuples(want)
+
+
+def test_window_aggregate_reads_parquet_beside_the_json_lines(tmp_path: Path) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    rows = edge_rows()
+    store_dir = tmp_path / "s"
+    write(store_dir / "a.jsonl", [r for r in rows if r["traceId"] < "e"])
+    staged = write(tmp_path / "staged.jsonl", [r for r in rows if r["traceId"] >= "e"])
+    duckdb.sql(f"COPY (SELECT * FROM read_json_auto('{staged}')) TO '{store_dir / 'b.parquet'}' (FORMAT PARQUET)")
+    whole = FilesTraceStore(write(tmp_path / "whole.jsonl", rows))
+    end = T0 + timedelta(hours=1)
+    assert as_tuples(FilesTraceStore(store_dir).window_costs(T0, end)) == as_tuples(whole.list_trajectories_sync(T0, end))
+
+
+def test_freeze_p50_never_parses_a_trajectory(sandbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The distribution comes from the aggregate: building a Trajectory per trajectory (the
+    full parse that held 1M observations in 2 GB) would fail here."""
+    from agentfire import budget, trajectory
+    from agentfire.config import load_runbook
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    rows = []
+    for i, cost in enumerate([0.1, 0.2, 0.3, 0.4, 5.0]):
+        t = -1200 + i
+        rows += [root(f"t{i}", t, None if i == 4 else t + 30), row(f"t{i}", f"t{i}-g", t + 1, t + 2, totalCost=cost)]
+    shifted = [{**r, **{k: (datetime.fromisoformat(r[k].replace("Z", "+00:00")) - T0 + now).isoformat()
+                        for k in ("startTime", "endTime") if r[k]}} for r in rows]
+    write(sandbox / ".agentfire/traces/mine.jsonl", shifted)
+
+    def boom(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("freeze parsed every trajectory")
+
+    monkeypatch.setattr(trajectory, "from_observations", boom)
+    monkeypatch.setattr("agentfire.providers.traces.files.from_observations", boom)
+    dist = budget.cost_distribution(load_runbook(sandbox / "runbook.yaml"), 3600, now=now)
+    assert dist.n == 5 and dist.pct("p50") == 0.3 and dist.running == [("t4", 5.0)]
+    assert dist.above(1.0) == [("t4", 5.0)] and dist.source.startswith("files:")
+
+
+# --- the sandbox never seeds into a store holding data ---------------------------------------
+
+
+@pytest.mark.parametrize("name", ["export.parquet", "part/obs.parquet", "empty.jsonl", "wrong_recipient.jsonl"])
+def test_a_store_holding_any_data_is_never_seeded(tmp_path: Path, name: str) -> None:
+    from agentfire.config import load_runbook
+    from agentfire.errors import UsageError
+
+    repo_runbook = Path(__file__).resolve().parents[1] / "runbook.yaml"
+    shutil.copy(repo_runbook, tmp_path / "runbook.yaml")
+    rb = load_runbook(tmp_path / "runbook.yaml")
+    store = rb.resolve_path(rb.traces.path)
+    f = store / name
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_bytes(b"" if name == "empty.jsonl" else b"PAR1 not really")
+    before = sorted(p.name for p in store.rglob("*"))
+    assert from_config(rb.traces, rb).path == store  # first use: no seeding
+    assert sorted(p.name for p in store.rglob("*")) == before
+    with pytest.raises(UsageError, match="did not write"):  # nor by `agentfire sandbox seed`
+        seed_store(store, scenario="runaway_loop", traces=40)
+    assert sorted(p.name for p in store.rglob("*")) == before
+
+
+def test_the_sandbox_adds_scenarios_to_its_own_store(tmp_path: Path) -> None:
+    seed_store(tmp_path, scenario="wrong_recipient", traces=40)
+    seed_store(tmp_path, scenario="runaway_loop", traces=40)  # its own files are not foreign
+    seed_store(tmp_path, scenario="wrong_recipient", traces=40, seed=9)  # re-seeding replaces
+    assert sorted(p.name for p in tmp_path.glob("*.jsonl")) == ["runaway_loop.jsonl", "wrong_recipient.jsonl"]
+
+
+def test_sandbox_seed_cli_refuses_a_store_with_parquet(sandbox: Path, cli) -> None:
+    store = sandbox / ".agentfire/traces"
+    store.mkdir(parents=True)
+    (store / "real.parquet").write_bytes(b"PAR1")
+    r = cli("sandbox", "seed", "--scenario", "runaway_loop", "--traces", "40")
+    assert r.exit_code == 2 and "did not write" in " ".join(r.stderr.split())
+    assert [p.name for p in store.iterdir()] == ["real.parquet"]
