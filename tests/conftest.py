@@ -52,6 +52,9 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("AGENTFIRE_INCIDENT", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
+    # the human layout (tables) although CliRunner's stdout is not a terminal; tests of the
+    # piped layout (tab-separated rows) unset it
+    monkeypatch.setenv("AGENTFIRE_FORCE_TTY", "1")
     return root
 
 

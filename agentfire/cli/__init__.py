@@ -45,12 +45,17 @@ def _global(
     ),
     actor: Optional[str] = typer.Option(None, "--actor", help="Who is acting (default: login name)."),
     json_out: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
+    wide: bool = typer.Option(
+        False, "--wide", help="Tables at full width, nothing folded or cut (the terminal wraps lines)."),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """Global options come before the command: agentfire --incident inc-42 kill --region all."""
+    from agentfire.cli import _output
     from agentfire.journal import default_actor
+
+    _output.WIDE = wide
 
     ctx.obj = AppState(config=config, incident=incident, actor=actor or default_actor(), json=json_out)
 

@@ -12,6 +12,7 @@ from rich.text import Text
 from agentfire.cli._app import (
     app, emit_json, err_console, fail, handles_errors, out_console, safe_text, state, want_json, warn,
 )
+from agentfire.cli._output import id_column, optional_column, print_table
 
 FIRST_ROWS = 20
 
@@ -198,7 +199,7 @@ def _render(result: Any, out: Optional[Path]) -> None:
     ]
     for k, v in rows:
         table.add_row(Text(k), safe_text(v, 300))
-    out_console().print(table)
+    print_table(table)
     if result.hits:
         hits = Table(title=f"first {min(FIRST_ROWS, len(result.hits))} of {len(result.hits)} hits"
                      + ("" if out else "  (--out FILE.csv for all, --json for everything)"),
@@ -206,9 +207,13 @@ def _render(result: Any, out: Optional[Path]) -> None:
         shown = result.hits[:FIRST_ROWS]
         for col in ("trace", "user", "status", "step", "tool", "arguments", "hit at (UTC)"):
             if col == "arguments":
-                hits.add_column(col, overflow="ellipsis", no_wrap=True)
+                optional_column(hits, col, drop=1, overflow="ellipsis", no_wrap=True)
+            elif col == "hit at (UTC)":
+                optional_column(hits, col, drop=2)
+            elif col in ("trace", "user"):
+                id_column(hits, col)  # identifiers are shown whole, never folded
             else:
-                hits.add_column(col, overflow="fold")  # identifiers are shown whole
+                hits.add_column(col)
         for h in shown:
             hits.add_row(safe_text(h.trace_id, 80), safe_text(h.user_id or "-", 80),
                          Text(h.status.upper() if h.still_open else h.status,
@@ -216,7 +221,7 @@ def _render(result: Any, out: Optional[Path]) -> None:
                          Text(str(h.step_index or "?")), safe_text(h.tool or "-", 80),
                          safe_text(_short_args(h.args), None),
                          Text(f"{h.hit_at:%m-%d %H:%M:%S}" if h.hit_at else "-"))
-        out_console().print(hits)
+        print_table(hits)
     if out is not None:
         err_console().print(Text(f"wrote {len(result.hits)} hits to {out} (mode 0600)"))
 
@@ -250,7 +255,7 @@ def _loud_warnings(result: Any, ks: Optional[list[dict[str, Any]]], as_json: boo
                 label, style = {True: ("ON", "bold red"), False: ("off", "green"),
                                 None: ("UNKNOWN", "bold red")}[r["on"]]
                 table.add_row(Text(r["region"]), Text(label, style=style), safe_text(r["detail"], 200))
-            console.print(table)
+            print_table(table, console)
     if result.customer_comms:
         warn(f"{len(result.user_ids)} distinct users are affected: this is now a customer-communications "
              "problem too (support, legal, status page). --out FILE.csv gives the list.")

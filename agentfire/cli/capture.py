@@ -13,6 +13,7 @@ from agentfire.cli._app import (
     app, emit_json, err_console, fail, handles_errors, interactive, out_console, safe_text,
     state, want_json, warn,
 )
+from agentfire.cli._output import print_table
 
 PUSH_STYLE = {"CONFIRMED": "bold green"}
 
@@ -60,7 +61,7 @@ def render(result: Any) -> None:
         table.add_row("golden tools", safe_text(" -> ".join(case["golden_tools"]), 600))
     if case.get("tags"):
         table.add_row("tags", safe_text(", ".join(case["tags"]), 300))
-    out_console().print(table)
+    print_table(table)
     if result.push:
         push = Table(title="push", title_justify="left")
         for col in ("target", "dataset", "outcome", "latency", "detail"):
@@ -69,7 +70,7 @@ def render(result: Any) -> None:
             push.add_row(Text(p.target), safe_text(p.dataset, 120),
                          Text(p.outcome, style=PUSH_STYLE.get(p.outcome, "bold red")),
                          Text(f"{p.latency_ms} ms"), safe_text(p.detail, 300))
-        out_console().print(push)
+        print_table(push)
 
 
 @app.command(epilog=(

@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentfire.cli._app import app, emit_json, handles_errors, out_console, safe_text, state, want_json
+from agentfire.cli._output import print_table
 
 
 @app.command(epilog="Example: agentfire --config prod/runbook.yaml doctor")
@@ -31,6 +32,6 @@ def doctor(
             table.add_row(Text(c.area), safe_text(c.name, 80),
                           Text("ok" if c.ok else "FAIL", style="green" if c.ok else "bold red"),
                           safe_text(c.detail, 500))
-        out_console().print(table)
+        print_table(table)
     if not ok:
         raise typer.Exit(1)

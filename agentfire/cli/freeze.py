@@ -13,6 +13,7 @@ from agentfire.cli._app import (
     app, confirm, emit_json, err_console, fail, handles_errors, interactive, out_console,
     safe_text, state, want_json, warn,
 )
+from agentfire.cli._output import print_table
 from agentfire.cli.kill import STATUS_EXTRAS
 
 
@@ -36,7 +37,7 @@ def render_change(doc: dict[str, Any]) -> None:
             t.add_column(col, justify="right")
         t.add_row(str(dist["n"]), _usd(dist["p50"]), _usd(dist["p75"]), _usd(dist["p90"]),
                   _usd(dist["max"]), str(dist["running"]), str(doc["in_flight_over_cap"]))
-        console.print(t)
+        print_table(t)
         for row in doc["in_flight_over_cap_ids"]:
             console.print(Text("  over cap, still running: ") + safe_text(row["trace_id"], 80)
                           + Text(f"  {_usd(row['cost_usd'])}"))
@@ -51,7 +52,7 @@ def render_change(doc: dict[str, Any]) -> None:
             continue
         t.add_row(label, _usd(d.get("freeze_usd")), _usd(d.get("hard_usd")), d.get("admission", "?"),
                   d.get("expires_at") or "-", str(d.get("version")))
-    console.print(t)
+    print_table(t)
     style = {"CONFIRMED": "bold green", "DRY_RUN": "cyan"}.get(doc["outcome"], "bold red")
     line = Text(doc["outcome"], style=style)
     if doc["level"] and doc["action"] == "freeze":
@@ -165,7 +166,7 @@ def _render_caps(doc: dict[str, Any]) -> None:
             expires = "-"
         t.add_row(safe_text(s["scope"], 80), adm, _usd(eff["freeze_usd"]), _usd(eff["hard_usd"]),
                   expires, str(s["version"]), safe_text(s["updated_by"] or "-", 60))
-    out_console().print(t)
+    print_table(t)
 
 
 STATUS_EXTRAS.append(("budget", _status_caps, _render_caps))

@@ -14,6 +14,7 @@ from agentfire.cli._app import (
     app, emit_json, err_console, fail, handles_errors, out_console, safe_text, state, want_json,
     write_out,
 )
+from agentfire.cli._output import print_table
 
 gameday_app = typer.Typer(
     name="gameday", no_args_is_help=True, rich_markup_mode=None,
@@ -66,14 +67,14 @@ def _render_score(doc: dict[str, Any]) -> None:
                   None: Text("-")}[row["on_time"]]
         t.add_row(row["minute"], Text(done, style="" if row["seconds"] is not None else "bold red"),
                   f"{row['target_seconds'] or '-'}s", ontime)
-    out_console().print(t)
+    print_table(t)
     c = Table(title="answers", title_justify="left")
     for col in ("check", "ok", "expected", "got"):
         c.add_column(col)
     for name, chk in doc["checks"].items():
         c.add_row(name.replace("_", " "), Text("yes" if chk["ok"] else "NO", style="green" if chk["ok"] else "bold red"),
                   safe_text(chk.get("expected"), 200), safe_text(chk.get("got"), 200))
-    out_console().print(c)
+    print_table(c)
     lines = Table(title="the runbook's lines", title_justify="left")
     for col in ("step", "verdict", "status", "runs", "line"):
         lines.add_column(col)
@@ -81,7 +82,7 @@ def _render_score(doc: dict[str, Any]) -> None:
     for r in doc["runbook_lines"]:
         lines.add_row(r["step"], Text(r["verdict"], style=style[r["verdict"]]), r["status"], str(r["runs"]),
                       safe_text(r["command"], 120))
-    out_console().print(lines)
+    print_table(lines)
     out_console().print(Text("PASSED" if doc["passed"] else "FAILED", style="bold green" if doc["passed"] else "bold red"))
 
 

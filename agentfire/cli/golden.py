@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentfire.cli._app import app, emit_json, handles_errors, out_console, safe_text, state, want_json
+from agentfire.cli._output import id_column, print_table
 
 golden_app = typer.Typer(
     name="golden", no_args_is_help=True, rich_markup_mode=None,
@@ -84,9 +85,10 @@ def list_golden(ctx: typer.Context, json_out: bool = typer.Option(False, "--json
         emit_json({"dir": str(d), "classes": rows})
         return
     table = Table(title=f"golden trajectories in {d}", title_justify="left")
-    for col in ("class", "trace", "tool calls"):
-        table.add_column(col)
+    id_column(table, "class")
+    id_column(table, "trace")
+    table.add_column("tool calls")
     for r in rows:
         table.add_row(safe_text(r["class"], 80), safe_text(r["trace_id"] or r["error"], 200),
                       safe_text(" -> ".join(r["tool_calls"]), 400))
-    out_console().print(table)
+    print_table(table)

@@ -11,6 +11,7 @@ from rich.text import Text
 from agentfire.cli._app import (
     app, emit_json, err_console, fail, handles_errors, out_console, safe_text, state, want_json,
 )
+from agentfire.cli._output import id_column, optional_column, print_table
 
 incident_app = typer.Typer(
     name="incident",
@@ -91,11 +92,16 @@ def list_cmd(
         err_console().print(Text(f"no incidents in {rb.journal_dir}"))
         return
     table = Table(title=f"incidents in {rb.journal_dir}", title_justify="left")
-    for col in ("incident", "status", "opened", "closed", "actions", "cases", "last action"):
-        table.add_column(col)
+    id_column(table, "incident")
+    table.add_column("status")
+    table.add_column("opened", no_wrap=True)
+    optional_column(table, "closed", drop=1, no_wrap=True)
+    table.add_column("actions", justify="right")
+    table.add_column("cases")
+    optional_column(table, "last action", drop=2)
     style = {"open": "bold yellow", "closed": "green", "unknown": "bold red"}
     for r in rows:
         table.add_row(Text(r.id), Text(r.status.upper(), style=style[r.status]),
                       Text(r.opened_at or ""), Text(r.closed_at or ""), Text(str(r.actions)),
                       Text(", ".join(r.cases)), safe_text(r.problem or r.last_action or "", 200))
-    out_console().print(table)
+    print_table(table)

@@ -12,6 +12,7 @@ from agentfire.cli._app import (
     app, emit_json, err_console, fail, handles_errors, interactive, confirm, out_console,
     safe_text, state, want_json, warn,
 )
+from agentfire.cli._output import print_table
 
 OUTCOME_STYLE = {
     "CONFIRMED": "bold green", "ALREADY_OFF": "green", "ALREADY_ON": "green", "SKIPPED": "dim",
@@ -39,7 +40,7 @@ def render_flip(result: Any) -> None:
             Text(f"{_onoff(r.before)} -> {_onoff(r.after)}"),
             Text(f"{r.latency_ms} ms"), safe_text(r.detail, 300),
         )
-    out_console().print(table)
+    print_table(table)
 
 
 def _progress_hook(names: list[str]):  # type: ignore[no-untyped-def]
@@ -150,7 +151,7 @@ def render_status(rb: Any, rows: list[Any]) -> None:
     for s in rows:
         label, style = {True: ("ON", "bold yellow"), False: ("off", "green"), None: ("UNKNOWN", "bold red")}[s.on]
         table.add_row(Text(s.region), Text(s.provider), Text(label, style=style), safe_text(s.detail, 300))
-    out_console().print(table)
+    print_table(table)
 
 
 @app.command(epilog="Example: agentfire status --json | jq '.regions[] | select(.on != false)'")

@@ -15,6 +15,7 @@ from agentfire.cli._app import (
     app, emit_json, err_console, fail, handles_errors, interactive, out_console, safe_text, state,
     want_json, write_out,
 )
+from agentfire.cli._output import print_table
 
 
 def _clock(seconds: float) -> str:
@@ -166,7 +167,7 @@ def _render_steps(doc: dict[str, Any]) -> None:
                       Text(_clock(r["done_at_s"]) if r["done_at_s"] is not None else "-"),
                       Text(_clock(r["target_seconds"])), ontime, safe_text(r["actor"] or "-", 40),
                       safe_text(r["command"] or "-", 120))
-    out_console().print(table)
+    print_table(table)
 
 
 @app.command(epilog="Example: agentfire report inc-20261123-101500-ab12 --out incident.md")

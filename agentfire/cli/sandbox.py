@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentfire.cli._app import app, emit_json, err_console, handles_errors, out_console, state, want_json
+from agentfire.cli._output import print_table
 
 sandbox_app = typer.Typer(
     name="sandbox", no_args_is_help=True, rich_markup_mode=None,
@@ -72,7 +73,7 @@ def render(path: Any, results: list[Any]) -> None:
     for r in results:
         table.add_row(Text(r.scenario), str(r.traces), str(r.failing), str(r.still_running),
                       str(len(r.truth["affected_users"])), Text(str(r.truth_file)))
-    out_console().print(table)
+    print_table(table)
     for r in results:
         out_console().print(Text(f"{r.scenario}: try", style="bold"))
         for tid in r.examples:
@@ -94,4 +95,4 @@ def list_scenarios(ctx: typer.Context, json_out: bool = typer.Option(False, "--j
     table.add_column("what goes wrong")
     for k, v in scenarios().items():
         table.add_row(Text(k), Text(v))
-    out_console().print(table)
+    print_table(table)

@@ -11,6 +11,7 @@ from rich.text import Text
 from agentfire.cli._app import (
     app, emit_json, err_console, handles_errors, out_console, safe_text, state, want_json,
 )
+from agentfire.cli._output import print_table
 
 SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "dim"}
 TRIM = 300  # characters of each value shown without --full
@@ -94,7 +95,7 @@ def render(report: Any, *, last: int, full: bool) -> None:
     ]
     for k, v in rows:
         head.add_row(Text(k), safe_text(v, 200))
-    out.print(head)
+    print_table(head)
 
     verdict_step = report.verdict.step_index
     flagged = {f.step_index: f for f in sorted(report.findings, key=lambda f: ("high", "medium", "low").index(f.severity), reverse=True)}
@@ -135,7 +136,7 @@ def render(report: Any, *, last: int, full: bool) -> None:
         index = Text(str(s.index), style="reverse bold red" if s.index == verdict_step else "")
         table.add_row(index, Text(_fmt_ms(j["offset_ms"])), name, what, output, level, Text(tokens),
                       Text(f"${s.cost_usd:.4f}" if s.cost_usd else ""))
-    out.print(table)
+    print_table(table)
     if len(shown) < len(steps):
         out.print(Text(f"{len(steps) - len(shown)} earlier step(s) not shown (--last 0 shows all)", style="dim"))
 
@@ -153,7 +154,7 @@ def render(report: Any, *, last: int, full: bool) -> None:
         for f in report.findings:
             ft.add_row(str(f.step_index), Text(f.severity, style=SEVERITY_STYLE.get(f.severity, "")),
                        Text(f.kind), safe_text(f.evidence, None if full else 400))
-        out.print(ft)
+        print_table(ft)
     else:
         out.print(Text("findings: none"))
 
