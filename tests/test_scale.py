@@ -176,3 +176,62 @@ def test_sandbox_seed_cli_refuses_a_store_with_parquet(sandbox: Path, cli) -> No
     r = cli("sandbox", "seed", "--scenario", "runaway_loop", "--traces", "40")
     assert r.exit_code == 2 and "did not write" in " ".join(r.stderr.split())
     assert [p.name for p in store.iterdir()] == ["real.parquet"]
+
+
+# --- the benchmark fakes answer in their configured latency -----------------------------------
+
+
+def _latencies(client: Any, url: str, n: int = 15, **kw: Any) -> list[float]:
+    import time
+
+    out = []
+    for _ in range(n):  # one keep-alive connection, as the providers use it
+        t = time.perf_counter()
+        r = client.get(url, **kw)
+        out.append(time.perf_counter() - t)
+        assert r.status_code == 200, r.text
+    return sorted(out)
+
+
+def assert_latency(got: list[float], want: float) -> None:
+    """The lower quartile within want +-5 ms (a shared, loaded machine adds scheduling delay to
+    some answers, never the ~40 ms of a delayed ACK to every one), the median well under it."""
+    shown = [round(x * 1000, 1) for x in got]
+    assert want - 0.005 <= got[len(got) // 4] <= want + 0.005, shown
+    assert got[len(got) // 2] < want + 0.020, shown
+
+
+def test_the_langfuse_fake_answers_in_its_configured_latency() -> None:
+    """Headers and body went out as two writes: each keep-alive answer then waited for the
+    client's delayed ACK (~40 ms), and the "50 ms" fake answered in ~90 ms."""
+    import httpx
+
+    from tests.fakes.langfuse import FakeLangfuse
+
+    rows = [root("a", 0, 10), row("a", "a1", 1, 2, totalCost=0.1)]
+    with FakeLangfuse(rows=rows, latency=0.05) as fake, \
+            httpx.Client(base_url=fake.base_url, auth=(fake.public_key, fake.secret_key)) as c:
+        got = _latencies(c, "/api/public/v2/observations", params={"traceId": "a"})
+    assert_latency(got, 0.050)
+
+
+def test_the_unleash_fake_answers_in_its_configured_latency() -> None:
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.conftest import REPO
+
+    proc = subprocess.Popen([sys.executable, str(REPO / "bench/fake_unleash.py"), "--envs", "2",
+                             "--delay-ms", "100", "--token", "tok"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line.startswith("PORT "), line
+        url = f"http://127.0.0.1:{int(line.split()[1])}"
+        with httpx.Client(base_url=url, headers={"Authorization": "tok"}) as c:
+            got = _latencies(c, "/api/admin/projects/default/features/agent.enabled/environments/env-01", n=9)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert_latency(got, 0.100)

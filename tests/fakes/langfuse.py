@@ -138,6 +138,14 @@ def _cost_details(row: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def one_write(h: BaseHTTPRequestHandler, body: bytes) -> None:
+    """End the headers and send them with the body in one write (one segment for a small
+    answer: headers then body as two writes made each keep-alive answer wait ~40 ms for the
+    client's delayed ACK)."""
+    h._headers_buffer.append(b"\r\n" + body)  # type: ignore[attr-defined]
+    h.flush_headers()
+
+
 class _CutConnection(Exception):
     """inject(0): close the connection without answering."""
 
@@ -417,6 +425,9 @@ class FakeLangfuse:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # keep-alive answers must not wait for the client's delayed ACK (Nagle): the
+            # configured latency is the latency a client sees
+            disable_nagle_algorithm = True
 
             def log_message(self, *_a: Any) -> None:
                 return None
@@ -498,8 +509,7 @@ class FakeLangfuse:
         body_in: Any = None
         length = int(h.headers.get("Content-Length") or 0)
         raw = h.rfile.read(length) if length else b""
-        if self.latency:
-            time.sleep(self.latency)
+        arrived = time.monotonic()
         try:
             if method == "POST" and path == OTEL_PATH:
                 body_in = (raw, {k.lower(): v for k, v in h.headers.items()})
@@ -515,6 +525,8 @@ class FakeLangfuse:
         except _CutConnection:
             with self.lock:
                 self.requests.append(logged)
+            if self.latency:
+                time.sleep(max(0.0, self.latency - (time.monotonic() - arrived)))
             h.close_connection = True
             return
         except Exception as exc:  # a bug in the fake must be loud, not a hang
@@ -530,13 +542,14 @@ class FakeLangfuse:
                 self._scheduled.remove(s)
         for s in due:
             self.add_rows(s.rows)
+        if self.latency:  # the answer leaves `latency` after the request came in, the fake's own work included
+            time.sleep(max(0.0, self.latency - (time.monotonic() - arrived)))
         h.send_response(status)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(data)))
         for k, v in headers.items():
             h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)
+        one_write(h, data)
 
     def _gate(self, h: BaseHTTPRequestHandler, path: str) -> None:
         """Auth, injected faults and the rate limit, in the order a real gateway applies them."""
