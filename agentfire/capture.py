@@ -176,10 +176,11 @@ async def _read(runbook: Any, trace_id: str, golden: str | None
                 ) -> tuple[Trajectory, Trajectory | None, str]:
     """The trajectory and, with --golden CLASS|TRACE_ID|FILE, the golden run, from one store."""
     from agentfire import providers
+    from agentfire.tracelist import get_trajectory  # the exact id, or a unique prefix
 
     store = providers.build("traces", runbook.traces, runbook)
     try:
-        traj = await store.get_trajectory(trace_id)
+        traj = await get_trajectory(store, trace_id)
         if golden is None:
             return traj, None, ""
         from agentfire.golden import resolve
@@ -224,7 +225,7 @@ def capture(
         case = stored.stored
     result = CaptureResult(case, stored, traj.status)
     journal.append(
-        "capture", actor=actor, trace_id=trace_id, case_id=case["id"],
+        "capture", actor=actor, trace_id=traj.trace_id, case_id=case["id"],
         step=off.step, tool=case["off_rails"]["name"], chosen_by=off.source, why=off.why,
         eval_set=str(stored.path), line=stored.line, outcome=stored.outcome,
         before={"in_eval_set": not stored.added}, after={"in_eval_set": True},

@@ -103,6 +103,9 @@ class LangfuseTraces(Strict):
     requests_per_minute: int | None = Field(
         default=None, gt=0, description="client-side pacing (Langfuse Cloud: 1000/min for v2 observations)"
     )
+    ui_url: str | None = Field(default=None, description="the Langfuse UI for trace links (default: base_url)")
+    project_id: str | None = Field(
+        default=None, description="the Langfuse project id (Settings > General): trace ids printed with a UI link")
 
 
 class PhoenixTraces(Strict):
@@ -111,6 +114,9 @@ class PhoenixTraces(Strict):
     project: str = "default"
     api_key_env: str | None = None
     timeout_seconds: float = 10.0
+    ui_url: str | None = Field(default=None, description="the Phoenix UI for trace links (default: url)")
+    project_id: str | None = Field(
+        default=None, description="Phoenix's id of the project for trace links (default: looked up by name)")
 
 
 # --- the rest of the runbook ----------------------------------------------------------------

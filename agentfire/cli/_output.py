@@ -189,15 +189,54 @@ def _narrow(table: Table, console: Console, width: int) -> Table | None:
     return table
 
 
-def next_steps(*commands: str | None, console: Console | None = None) -> None:
-    """`next: COMMAND` lines on stderr: what to run after this action."""
+def next_steps(*commands: str | tuple[str, str] | None, console: Console | None = None) -> None:
+    """`next: COMMAND` lines on stderr (each command whole on one line, copy-pasteable), with an
+    optional note after two spaces and a '#': what to run after this action."""
     from agentfire.cli._app import err_console
 
     console = console or err_console()
     for c in commands:
-        if c:
-            console.print(Text.assemble(("next: ", "bold"), (c, "cyan")), soft_wrap=True)
+        if not c:
+            continue
+        cmd, note = (c, "") if isinstance(c, str) else c
+        line = Text.assemble(("next: ", "bold"), (cmd, "cyan"))
+        if note:
+            line.append(f"   # {note}", style="dim")
+        console.print(line, soft_wrap=True)
 
+
+def command_for(ctx: Any, *parts: str) -> str:
+    """`agentfire [--config C] [--incident I] PARTS...` for a `next:` line: the global options
+    this run used that the environment would not supply again."""
+    from agentfire.cli._app import state
+
+    st = state(ctx)
+    head = ["agentfire"]
+    if st.config and os.environ.get("AGENTFIRE_CONFIG") != st.config:
+        head += ["--config", quote(st.config)]
+    if st.incident and os.environ.get("AGENTFIRE_INCIDENT") != st.incident:
+        head += ["--incident", quote(st.incident)]
+    return " ".join([*head, *parts])
+
+
+def same_command(ctx: Any, name: str, *, drop: Iterable[str] = (), add: Iterable[str] = ()) -> list[str]:
+    """This command's own options as given (quoted), without `drop` (parameter names), plus `add`:
+    to repeat it with one thing changed (blast ... --out FILE)."""
+    dropped = set(drop) | {"json_out"}
+    parts = [name]
+    for p in ctx.command.params:
+        if p.name in dropped or getattr(p, "param_type_name", "") != "option":
+            continue
+        value = ctx.params.get(p.name)
+        if value is None or value is False or value == () or value == [] or value == p.default:
+            continue
+        flag = p.opts[0]
+        if value is True:
+            parts.append(flag)
+            continue
+        for v in (value if isinstance(value, (list, tuple)) else [value]):
+            parts += [flag, quote(v)]
+    return [*parts, *add]
 
 def agentfire_cmd(*parts: str, incident: str | None = None) -> str:
     """A copy-pasteable agentfire command line (values quoted; the incident passed along)."""

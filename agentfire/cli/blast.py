@@ -12,7 +12,9 @@ from rich.text import Text
 from agentfire.cli._app import (
     app, emit_json, err_console, fail, handles_errors, out_console, safe_text, state, want_json, warn,
 )
-from agentfire.cli._output import id_column, optional_column, print_table
+from agentfire.cli._output import (
+    command_for, id_column, next_steps, optional_column, print_table, same_command,
+)
 
 FIRST_ROWS = 20
 
@@ -120,12 +122,69 @@ def blast(
             doc["kill_switch"] = ks
         emit_json(doc)
     else:
-        _render(result, out)
+        from agentfire.links import linker
+
+        _render(result, out, linker(rb))
     _loud_warnings(result, ks, as_json)
+    if not as_json:
+        _window_hints(rb, sig, result)
     if not result.complete:
         parts = "; ".join(f"{g.start:%Y-%m-%d %H:%M:%S}Z..{g.end:%Y-%m-%d %H:%M:%S}Z ({g.reason})"
                           for g in result.gaps)
         raise fail(f"the scan did not complete; NOT scanned: {parts}. The counts above are a lower bound.", 1)
+    if not as_json:
+        follow: list[Any] = []
+        if out is None and result.hits:
+            follow.append((command_for(ctx, *same_command(ctx, "blast", add=["--out", "affected.csv"])),
+                           "every hit and user, for legal and support"))
+        if like is not None:
+            from agentfire.blast.like import parse_like
+
+            trace_id, step = parse_like(like)
+            follow.append((command_for(ctx, "capture", _q(trace_id), *(["--step", str(step)] if step else [])),
+                           "minute five: the failing input into the eval set"))
+        next_steps(*follow)
+
+
+def _q(value: Any) -> str:
+    from agentfire.cli._output import quote
+
+    return quote(value)
+
+
+def _window_hints(rb: Any, sig: Any, result: Any) -> None:
+    """A --tool never seen in the window says so (with the tools seen); a first hit near the
+    window's start says the window may be too short."""
+    w = result.window
+    first = result.first_hit
+    if first is not None and w.end > w.start:
+        span = (w.end - w.start).total_seconds()
+        lead = (first - w.start).total_seconds()
+        # near: within a tenth of the window, or within the hits' own average spacing (had the
+        # incident started at the window's edge, a gap that short before the first hit is unlikely)
+        n = len(result.hits)
+        gap = ((result.last_hit - first).total_seconds() / (n - 1)) if n > 1 and result.last_hit else 0
+        if lead < max(0.1 * span, 2 * gap):
+            warn(f"the first hit is {int(lead // 60)} min after the window's start ({w.start:%Y-%m-%d %H:%M}Z): "
+                 "the incident may have started earlier; widen the window (--since) to see its start")
+    if result.hits or not result.complete:
+        return
+    import fnmatch
+
+    wanted = [p.tool for p in sig.steps if p.tool]
+    if not wanted:
+        return
+    from agentfire.tracelist import tools_seen
+
+    try:
+        seen, whole = tools_seen(rb, w.start, w.end)
+    except Exception:  # a hint: never fails the blast
+        return
+    for name in wanted:
+        if not any(fnmatch.fnmatchcase(t, name) for t in seen):
+            sample = "" if whole else " (in the newest trajectories read)"
+            warn(f"no trajectory in the window called a tool named {name!r}; tools seen{sample}: "
+                 + (", ".join(seen) if seen else "none"))
 
 
 def _derive_like(rb: Any, like: str, *, quiet: bool) -> Any:
@@ -178,7 +237,7 @@ def _killswitch_status(rb: Any) -> list[dict[str, Any]]:
     return [{"region": r.region, "provider": r.provider, "on": r.on, "detail": r.detail} for r in rows]
 
 
-def _render(result: Any, out: Optional[Path]) -> None:
+def _render(result: Any, out: Optional[Path], link: Any = None) -> None:
     from agentfire.trajectory import iso
 
     s = result.summary_json()
@@ -205,7 +264,12 @@ def _render(result: Any, out: Optional[Path]) -> None:
                      + ("" if out else "  (--out FILE.csv for all, --json for everything)"),
                      title_justify="left")
         shown = result.hits[:FIRST_ROWS]
-        for col in ("trace", "user", "status", "step", "tool", "arguments", "hit at (UTC)"):
+        urls = [link(h.trace_id) if link else None for h in result.hits[:FIRST_ROWS]]
+        for col in ("trace", "user", "status", "step", "tool", "arguments", "hit at (UTC)", "link"):
+            if col == "link":
+                if any(urls):
+                    optional_column(hits, col, drop=3, no_wrap=True, overflow="ignore")
+                continue
             if col == "arguments":
                 optional_column(hits, col, drop=1, overflow="ellipsis", no_wrap=True)
             elif col == "hit at (UTC)":
@@ -214,13 +278,14 @@ def _render(result: Any, out: Optional[Path]) -> None:
                 id_column(hits, col)  # identifiers are shown whole, never folded
             else:
                 hits.add_column(col)
-        for h in shown:
+        for h, u in zip(shown, urls):
             hits.add_row(safe_text(h.trace_id, 80), safe_text(h.user_id or "-", 80),
                          Text(h.status.upper() if h.still_open else h.status,
                               style="bold red" if h.still_open else ""),
                          Text(str(h.step_index or "?")), safe_text(h.tool or "-", 80),
                          safe_text(_short_args(h.args), None),
-                         Text(f"{h.hit_at:%m-%d %H:%M:%S}" if h.hit_at else "-"))
+                         Text(f"{h.hit_at:%m-%d %H:%M:%S}" if h.hit_at else "-"),
+                         *([Text(u or "-", style=f"link {u}" if u else "")] if any(urls) else []))
         print_table(hits)
     if out is not None:
         err_console().print(Text(f"wrote {len(result.hits)} hits to {out} (mode 0600)"))

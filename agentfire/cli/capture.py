@@ -13,7 +13,7 @@ from agentfire.cli._app import (
     app, emit_json, err_console, fail, handles_errors, interactive, out_console, safe_text,
     state, want_json, warn,
 )
-from agentfire.cli._output import print_table
+from agentfire.cli._output import command_for, link_text, next_steps, print_table
 
 PUSH_STYLE = {"CONFIRMED": "bold green"}
 
@@ -37,7 +37,7 @@ def _expected(text: Optional[str], file: Optional[Path]) -> Optional[str]:
     return None
 
 
-def render(result: Any) -> None:
+def render(result: Any, url: Optional[str] = None) -> None:
     case, stored = result.case, result.stored
     off = case["off_rails"]
     added = stored.added
@@ -48,7 +48,7 @@ def render(result: Any) -> None:
     table.add_row("eval set", Text.assemble(
         ("ADDED" if added else "ALREADY THERE", "bold green" if added else "yellow"),
         f"  {stored.path}:{stored.line}"))
-    table.add_row("trace", safe_text(case["source_trace_id"], 200))
+    table.add_row("trace", link_text(case["source_trace_id"], url))
     table.add_row("off-rails step", Text.assemble(
         f"{off['step']} ", safe_text(off["name"], 120), f"  ({off['chosen_by']})"))
     if off.get("why"):
@@ -120,7 +120,9 @@ def capture(
     if as_json:
         emit_json(result.to_json())
     else:
-        render(result)
+        from agentfire.links import linker
+
+        render(result, linker(rb)(result.case["source_trace_id"]))
     stored = result.stored
     if not stored.added:
         msg = f"{stored.case_id} is already in {stored.path} (line {stored.line}); nothing written"
@@ -132,3 +134,5 @@ def capture(
     if not result.ok:
         bad = [f"{p.target}={p.outcome}" for p in result.push if not p.ok]
         raise fail(f"the case is in the eval set, but the push is not confirmed: {', '.join(bad)}", 1)
+    if not as_json:
+        next_steps((command_for(ctx, "incident", "close"), "the case is captured: close with a report"))

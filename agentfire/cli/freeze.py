@@ -13,7 +13,7 @@ from agentfire.cli._app import (
     app, confirm, emit_json, err_console, fail, handles_errors, interactive, out_console,
     safe_text, state, want_json, warn,
 )
-from agentfire.cli._output import print_table
+from agentfire.cli._output import command_for, next_steps, print_table
 from agentfire.cli.kill import STATUS_EXTRAS
 
 
@@ -134,6 +134,11 @@ def freeze(
     if not dry_run and not change.confirmed:
         raise fail(f"{change.action} of scope {change.scope!r} is NOT confirmed: the read-back differs "
                    "from what was written (see 'read back')", 1)
+    if not as_json and not dry_run and not lift_:
+        next_steps((command_for(ctx, "traces", "--errors", "--since", "1h"),
+                    "minute three: find the failing run (or use the alert's trace id)"),
+                   (command_for(ctx, "triage", "TRACE_ID"), "walk it backwards"),
+                   (command_for(ctx, "freeze", "--lift"), "once the fix is out: restore the caps"))
 
 
 # --- the caps in `agentfire status` -----------------------------------------------------------

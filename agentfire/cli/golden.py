@@ -33,6 +33,7 @@ def save(
 
     from agentfire import golden
     from agentfire.providers import build
+    from agentfire.tracelist import get_trajectory  # the exact id, or a unique prefix
 
     st = state(ctx)
     rb = st.runbook()
@@ -41,7 +42,7 @@ def save(
     async def fetch():  # type: ignore[no-untyped-def]
         store = build("traces", rb.traces, rb)
         try:
-            return await store.get_trajectory(trace_id)
+            return await get_trajectory(store, trace_id)
         finally:
             await store.aclose()
 

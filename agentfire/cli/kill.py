@@ -12,7 +12,7 @@ from agentfire.cli._app import (
     app, emit_json, err_console, fail, handles_errors, interactive, confirm, out_console,
     safe_text, state, want_json, warn,
 )
-from agentfire.cli._output import print_table
+from agentfire.cli._output import command_for, next_steps, print_table
 
 OUTCOME_STYLE = {
     "CONFIRMED": "bold green", "ALREADY_OFF": "green", "ALREADY_ON": "green", "SKIPPED": "dim",
@@ -133,7 +133,15 @@ def kill(
         return
     if not result.all_off:
         bad = [f"{r.region}={r.outcome.value}" for r in result.regions if not r.outcome.ok]
+        if not as_json:
+            next_steps((command_for(ctx, "status"), "read every region again"),
+                       (command_for(ctx, "kill", "--region", ",".join(r.region for r in result.regions
+                                                                      if not r.outcome.ok), "--yes"),
+                        "retry the regions not confirmed"))
         raise fail(f"the agent is NOT confirmed off everywhere: {', '.join(bad)}", 1)
+    if not as_json:
+        next_steps((command_for(ctx, "freeze", "--to", "p50"), "minute two: cap the spend"),
+                   (command_for(ctx, "kill", "--undo"), "once the fix is out: turn it back on"))
 
 
 def region_status_json(rb: Any, rows: list[Any]) -> dict[str, Any]:

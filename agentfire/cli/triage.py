@@ -11,7 +11,7 @@ from rich.text import Text
 from agentfire.cli._app import (
     app, emit_json, err_console, handles_errors, out_console, safe_text, state, want_json,
 )
-from agentfire.cli._output import print_table
+from agentfire.cli._output import command_for, link_text, next_steps, print_table, quote
 
 SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "dim"}
 TRIM = 300  # characters of each value shown without --full
@@ -55,14 +55,27 @@ def triage(
 
     journal = st.journal(create=False)
     if journal is not None:
-        journal.append("triage", actor=st.actor, trace_id=trace_id, outcome="verdict",
+        journal.append("triage", actor=st.actor, trace_id=report.trajectory.trace_id, outcome="verdict",
                        verdict=report.verdict.to_json(), findings=len(report.findings),
                        golden=report.diff.golden if report.diff else None,
                        source=report.trajectory.source)
     if as_json:
         emit_json(report.to_json(full=full))
         return
-    render(report, last=last, full=full)
+    from agentfire.links import linker
+
+    render(report, last=last, full=full, url=linker(rb)(report.trajectory.trace_id))
+    # the follow-ups name the verdict's step (read generically: any verdict with a step_index)
+    tid = quote(report.trajectory.trace_id)
+    step = getattr(report.verdict, "step_index", None)
+    if step is not None:
+        next_steps((command_for(ctx, "blast", "--like", f"{tid}:{step}", "--since", "6h"),
+                    "minute four: every trajectory that went off the rails the same way"),
+                   (command_for(ctx, "capture", tid, "--step", str(step)),
+                    "minute five: this input into the eval set"))
+    else:
+        next_steps((command_for(ctx, "triage", tid, "--golden", "CLASS"), "diff it against a known-good run"),
+                   (command_for(ctx, "capture", tid, "--step", "N"), "name the off-rails step yourself"))
 
 
 def _fmt_ms(ms: Optional[int]) -> str:
@@ -74,7 +87,7 @@ def _fmt_ms(ms: Optional[int]) -> str:
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
-def render(report: Any, *, last: int, full: bool) -> None:
+def render(report: Any, *, last: int, full: bool, url: Optional[str] = None) -> None:
     out = out_console()
     limit = None if full else TRIM
     h = report.header()
@@ -94,7 +107,7 @@ def render(report: Any, *, last: int, full: bool) -> None:
         ("store", h["source"]),
     ]
     for k, v in rows:
-        head.add_row(Text(k), safe_text(v, 200))
+        head.add_row(Text(k), link_text(v, url) if k == "trace" else safe_text(v, 200))
     print_table(head)
 
     verdict_step = report.verdict.step_index

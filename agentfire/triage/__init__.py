@@ -201,6 +201,7 @@ def run(runbook: Any, trace_id: str, golden: str | Trajectory | None = None, *,
     from agentfire import golden as golden_mod
     from agentfire.errors import UsageError
     from agentfire.providers import build
+    from agentfire.tracelist import get_trajectory  # the exact id, or a unique prefix
     from agentfire.triage.diff import MODES, parse_args_mode
 
     if golden is not None:  # bad diff options fail before anything is read
@@ -211,7 +212,7 @@ def run(runbook: Any, trace_id: str, golden: str | Trajectory | None = None, *,
     async def go() -> tuple[Trajectory, Trajectory | None, str]:
         store = build("traces", runbook.traces, runbook)
         try:
-            traj = await store.get_trajectory(trace_id)
+            traj = await get_trajectory(store, trace_id)
             if isinstance(golden, str):
                 g, label = await golden_mod.resolve(golden, runbook, store)
             else:
