@@ -31,7 +31,48 @@ class Strict(BaseModel):
 # --- flag providers (one per region) -----------------------------------------------------------
 
 
-class FlagdRegion(Strict):
+class OpenFeatureProviderSpec(Strict):
+    """Any OpenFeature provider, named by import path or entry point: what agents evaluate with."""
+
+    provider: str = Field(
+        description="'package.module:Factory' (a provider class or a callable returning one), or the "
+        "name of an entry point in the 'openfeature.provider' group"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
+    options_env: dict[str, str] = Field(
+        default_factory=dict, description="keyword arguments whose values come from env variables (keys, tokens)"
+    )
+    propagation: str | None = Field(
+        default=None, description="how fast agents see a change, said in kill's output (e.g. 'polls every 60 s')"
+    )
+    propagation_seconds: float | None = Field(default=None, ge=0)
+
+
+class AgentSide(Strict):
+    """What agent processes (agentfire.guard) evaluate the flag with. Never an admin or write token."""
+
+    agent_context: dict[str, Any] = Field(
+        default_factory=dict,
+        description="evaluation context of a typical agent request (targetingKey and attributes); "
+        "kill's read-back and doctor evaluate the flag for it (default targetingKey: the agent's name)",
+    )
+    openfeature_provider: OpenFeatureProviderSpec | None = Field(
+        default=None, description="evaluate through this OpenFeature provider instead of the built-in one"
+    )
+    init_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="bounded wait for the provider to be ready (agent off until then)"
+    )
+    max_stale_seconds: float | None = Field(
+        default=None, ge=0, le=86400,
+        description="how long agents keep serving the last known value after the source fails "
+        "(default: 0 for flagd files, 30 for network sources); then off",
+    )
+    ca_file: str | None = Field(default=None, description="CA bundle (PEM) trusted for this provider's TLS")
+    client_cert_file: str | None = Field(default=None, description="client certificate (PEM) for mTLS")
+    client_key_file: str | None = Field(default=None, description="client key (PEM) for mTLS")
+
+
+class FlagdRegion(AgentSide):
     kind: Literal["flagd"]
     path: str = Field(description="the flagd JSON file, relative to runbook.yaml")
     off_variant: str = "off"
@@ -39,9 +80,10 @@ class FlagdRegion(Strict):
     create: bool = Field(
         default=False, description="create the file with the agent on when it does not exist"
     )
+    watch_interval_ms: int = Field(default=200, ge=10, le=60000, description="agents re-check the file this often")
 
 
-class UnleashRegion(Strict):
+class UnleashRegion(AgentSide):
     kind: Literal["unleash"]
     url: str
     project: str = "default"
@@ -53,15 +95,26 @@ class UnleashRegion(Strict):
         "agent processes (agentfire.guard) read the flag through the client API with it",
     )
     timeout_seconds: float = 5.0
+    refresh_interval_seconds: int = Field(default=15, ge=1, le=3600, description="agents' SDK poll interval")
+    app_name: str | None = Field(default=None, description="the agents' Unleash appName (default: agent name)")
 
 
-class LaunchDarklyRegion(Strict):
+class LaunchDarklyRegion(AgentSide):
     kind: Literal["launchdarkly"]
     base_url: str = "https://app.launchdarkly.com"
     project: str
     environment: str
     token_env: str = "LD_ACCESS_TOKEN"
     timeout_seconds: float = 5.0
+    sdk_key_env: str | None = Field(
+        default=None, description="env variable holding this environment's SDK key (agents; read-only)"
+    )
+    stream: bool = Field(default=True, description="agents stream flag changes (False: poll)")
+    poll_interval_seconds: float = Field(default=30.0, ge=30, le=3600, description="when not streaming")
+    sdk_base_uri: str | None = Field(default=None, description="SDK polling base URI (Relay Proxy)")
+    stream_uri: str | None = Field(default=None, description="SDK streaming URI (Relay Proxy)")
+    events_uri: str | None = None
+    send_events: bool = True
 
 
 # --- budget stores ------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ def run_checks(config: str | None) -> list[Check]:
     probes = killswitch.probe(rb, list(rb.regions))
     for region, (ok, detail) in probes.items():
         checks.append(Check("flags", f"{region} ({rb.regions[region].kind})", ok, detail))
+    checks.extend(agent_checks(rb))
     for family, probe in FAMILY_PROBES.items():
         try:
             ok, detail = probe(rb)
@@ -62,3 +63,43 @@ def run_checks(config: str | None) -> list[Check]:
             ok, detail = False, f"{type(exc).__name__}: {exc}"
         checks.append(Check(family, getattr(rb, family).kind, ok, detail))
     return checks
+
+
+def agent_checks(rb: Any) -> list[Check]:
+    """Per region: can an agent evaluate the flag with the credentials and provider it is given
+    (SDK key, backend token, flag file, the configured OpenFeature provider), and does what it is
+    served agree with what the admin API reads? A bogus or swapped agent token passes every admin
+    check while the agents are offline, or still running after a CONFIRMED kill."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agentfire import agentside, killswitch
+
+    names = list(rb.regions)
+    try:
+        admin = {s.region: s.on for s in killswitch.status(rb)}
+    except Exception:  # noqa: BLE001 - the flags rows above already say why
+        admin = {}
+
+    def one(name: str) -> Check:
+        section = rb.regions[name]
+        view = agentside.agent_view(rb, name, timeout_s=float(getattr(section, "init_timeout_seconds", 5.0)))
+        label = f"{name} (agent view)"
+        if view.on is None and section.kind == "flagd" and getattr(section, "create", False) \
+                and not rb.resolve_path(section.path).exists():
+            return Check("agents", label, True, f"{rb.resolve_path(section.path)} will be created on first "
+                                                "use; agents are off until it exists")
+        if view.on is None:
+            return Check("agents", label, False,
+                         f"agents cannot evaluate {rb.agent.flag}: {view.detail} (they fail closed: off)")
+        said = "on" if view.on else "off"
+        want = admin.get(name)
+        if want is None:
+            return Check("agents", label, True, f"agents are served {said} ({view.detail}); admin view unreadable")
+        if want != view.on:
+            return Check("agents", label, False,
+                         f"agents are served {said}, but the admin API reads {'on' if want else 'off'}: "
+                         f"the agents' credentials or source point elsewhere ({view.detail})")
+        return Check("agents", label, True, f"agents are served {said}, as the admin API reads ({view.detail})")
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
+        return list(pool.map(one, names))

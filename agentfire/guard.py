@@ -2,12 +2,16 @@
 
     from agentfire import guard
 
-    decision = guard.agent_enabled()          # reads runbook.yaml the way the CLI does
+    decision = guard.agent_enabled(context={"targetingKey": user_id})
     if not decision:
         return decision.fallback               # the approved message for users
 
-Fails closed: if the flag cannot be read (file corrupt, server down, config broken), the agent is
-off and the fallback is served.
+The flag is evaluated in memory through the region's OpenFeature provider (flagd file, the
+LaunchDarkly server SDK with an SDK key, the Unleash client with a backend token, or any provider
+runbook.yaml names), created once per process and reused: microseconds per call in steady state.
+Fails closed: if the flag cannot be evaluated (provider not ready, file corrupt, source failing
+longer than max_stale_seconds, unknown flag, a non-boolean value, config broken), the agent is off
+and the fallback is served. Agents never hold an admin or write token.
 
 Spend caps, checked *before* each model call (checking after means the call that put you over is
 already paid for):
@@ -20,8 +24,8 @@ already paid for):
 
 from __future__ import annotations
 
-import asyncio
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,51 +45,156 @@ class AgentDecision:
         return self.enabled
 
 
+class _Region:
+    """One region's agent-side state in this process: the OpenFeature source and the fallback."""
+
+    __slots__ = ("source", "fallback", "approved", "error")
+
+    def __init__(self, source: Any, fallback: str | None, approved: bool, error: str | None = None):
+        self.source = source
+        self.fallback = fallback
+        self.approved = approved
+        self.error = error
+
+
+# (config argument, $AGENTFIRE_CONFIG, cwd when neither) -> (runbook path, its stat signature,
+# runbook, {region: _Region}); rebuilt only when runbook.yaml changes (one stat per call)
+_AGENTS: dict[tuple[Any, ...], tuple[Any, Any, Any, dict[str, _Region]]] = {}
+_AGENTS_LOCK = threading.Lock()
+_OFF = "kill switch is off"
+
+
+def _sig(path: Any) -> Any:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def forget_agents() -> None:
+    """Close every agent-side provider and forget it (done automatically in a forked child:
+    a provider's threads and sockets do not survive a fork)."""
+    with _AGENTS_LOCK:
+        entries = list(_AGENTS.values())
+        _AGENTS.clear()
+    for _path, _sig_, _rb, regions in entries:
+        for reg in regions.values():
+            if reg.source is not None:
+                reg.source.close()
+
+
+def _forget_agents_in_child() -> None:
+    _AGENTS.clear()  # the parent's providers (and their threads) are not ours to close
+
+
 def agent_enabled(
-    region: str | None = None, *, config: str | None = None, runbook: Any = None,
-    timeout_s: float = 2.0, fallback_path: str | os.PathLike[str] | None = None,
+    region: str | None = None, *, context: Any = None, config: str | None = None,
+    runbook: Any = None, timeout_s: float | None = None,
+    fallback_path: str | os.PathLike[str] | None = None,
 ) -> AgentDecision:
-    """Whether the agent may act in `region` (default: the first region of runbook.yaml).
+    """Whether the agent may act in `region` (default: the first region of runbook.yaml), for
+    `context` (a dict with `targetingKey` and attributes, or an OpenFeature EvaluationContext;
+    default: the region's `agent_context`).
+
+    Evaluated in memory through the region's OpenFeature provider, created once per process and
+    reused (flagd file, LaunchDarkly server SDK, Unleash client, or the provider runbook.yaml
+    names), with default off: anything but a boolean True (an error, a provider not ready yet, an
+    unknown flag, a non-boolean value) is off, with the reason. The first call waits at most the
+    region's `init_timeout_seconds` (or `timeout_s`) for the provider; later calls never wait.
 
     `fallback_path`: the approved fallback the agent ships with, served when runbook.yaml itself
     cannot be read (otherwise the runbook's agent.fallback is served).
     """
-    fallback: str | None = None
-    approved = False
     try:
-        from agentfire import providers
-        from agentfire.config import load_runbook
-        from agentfire.fallbacks import load_fallback, parse_fallback
+        key = (config, None if config else os.environ.get("AGENTFIRE_CONFIG"),
+               None if config or runbook is not None or os.environ.get("AGENTFIRE_CONFIG") else os.getcwd(),
+               id(runbook) if runbook is not None else None)
+        entry = _AGENTS.get(key)
+        if entry is None or (runbook is None and _sig(entry[0]) != entry[1]):
+            entry = _load_agent(key, config, runbook)
+        rb = entry[2]
+        regions = entry[3]
+        name = region or next(iter(rb.regions))
+        reg = regions.get(name)
+        if reg is None:
+            reg = _region(entry, name, timeout_s)
+        if reg.error is not None:
+            return AgentDecision(False, reg.error, reg.fallback, reg.approved)
+        verdict = reg.source.evaluate(None if context is None else _ctx(context))
+        if verdict.on:
+            return AgentDecision(True, "flag on")
+        reason = verdict.reason if not verdict.error else f"{verdict.reason}: failing closed"
+        return AgentDecision(False, _OFF if reason.startswith(_OFF) else reason, reg.fallback, reg.approved)
+    except Exception as exc:  # fail closed on anything at all
+        fallback, approved = _shipped_fallback(fallback_path) if fallback_path is not None else (None, False)
+        from agentfire.errors import AgentfireError
 
-        if fallback_path is not None:
-            from pathlib import Path
+        why = str(exc) if isinstance(exc, AgentfireError) else f"{type(exc).__name__}: {exc}"
+        return AgentDecision(False, f"flag unreadable ({why}): failing closed", fallback, approved)
 
-            shipped = parse_fallback(Path(fallback_path))
-            fallback, approved = (shipped.text or None), shipped.approved
-        rb = runbook or load_runbook(config)
+
+def _ctx(context: Any) -> Any:
+    from agentfire.agentside import _context
+
+    return _context(context)
+
+
+def _shipped_fallback(path: Any) -> tuple[str | None, bool]:
+    try:
+        from pathlib import Path
+
+        from agentfire.fallbacks import parse_fallback
+
+        shipped = parse_fallback(Path(path))
+        return (shipped.text or None), shipped.approved
+    except Exception:  # noqa: BLE001
+        return None, False
+
+
+def _load_agent(key: tuple[Any, ...], config: Any, runbook: Any) -> Any:
+    from agentfire.config import load_runbook
+
+    with _AGENTS_LOCK:
+        old = _AGENTS.pop(key, None)
+    if old is not None:  # runbook.yaml changed: its regions' providers are rebuilt
+        for reg in old[3].values():
+            if reg.source is not None:
+                reg.source.close()
+    rb = runbook or load_runbook(config)
+    entry = (rb.path, _sig(rb.path), rb, {})
+    with _AGENTS_LOCK:
+        _AGENTS[key] = entry
+    return entry
+
+
+def _region(entry: Any, name: str, timeout_s: float | None) -> _Region:
+    from agentfire.fallbacks import load_fallback
+
+    rb, regions = entry[2], entry[3]
+    fallback, approved = None, False
+    try:
         fb = load_fallback(rb)
         if fb is not None:
             fallback, approved = (fb.text or None), fb.approved
-        name = region or next(iter(rb.regions))
-        if name not in rb.regions:
-            return AgentDecision(False, f"unknown region {name!r}: failing closed", fallback, approved)
-        # a provider may offer a narrower reader for agents (Unleash: the client API with a
-        # backend token, so an agent never holds an admin token)
-        provider = providers.build_agent_reader("flags", rb.regions[name], rb)
+    except Exception:  # noqa: BLE001 - no fallback is still off
+        pass
+    if name not in rb.regions:
+        reg = _Region(None, fallback, approved, f"unknown region {name!r}: failing closed")
+    else:
+        from agentfire import agentside
 
-        async def read() -> bool:
-            try:
-                return await asyncio.wait_for(provider.read(rb.agent.flag), timeout_s)
-            finally:
-                await provider.aclose()
-
-        on = asyncio.run(read())
-    except Exception as exc:  # fail closed on anything at all
-        return AgentDecision(False, f"flag unreadable ({type(exc).__name__}: {exc}): failing closed",
-                             fallback, approved)
-    if on:
-        return AgentDecision(True, "flag on")
-    return AgentDecision(False, "kill switch is off", fallback, approved)
+        try:
+            source = agentside.make_source(name, rb.regions[name], rb)
+        except Exception as exc:  # noqa: BLE001
+            reg = _Region(None, fallback, approved,
+                          f"flag unreadable ({agentside._describe(exc)}): failing closed")
+        else:
+            source.wait_ready(source.init_timeout_s if timeout_s is None else timeout_s)
+            reg = _Region(source, fallback, approved)
+    with _AGENTS_LOCK:
+        regions[name] = reg
+    return reg
 
 
 # --- spend caps -------------------------------------------------------------------------------
@@ -107,6 +216,7 @@ def forget_caps() -> None:
 
 
 os.register_at_fork(after_in_child=forget_caps)
+os.register_at_fork(after_in_child=_forget_agents_in_child)
 
 
 def check_budget(spent_usd: float, caps: "Caps", *, starting: bool = False,

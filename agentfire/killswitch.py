@@ -35,6 +35,11 @@ class RegionResult:
     latency_ms: int = 0
     detail: str = ""
     wrote: bool = False  # a write was sent (so an undo has something to restore)
+    # the flag evaluated as an agent evaluates it (OpenFeature provider, agent context), after a
+    # kill: {"on": bool | None, "detail": str, "seconds": float}; None when not evaluated
+    agent_view: dict[str, Any] | None = None
+    agents_see: str | None = None  # how fast agents see the change (provider's propagation)
+    agents_see_s: float | None = None  # ... as a bound in seconds, when the provider has one
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -90,6 +95,11 @@ class RegionStatus:
     detail: str = ""
 
 
+# env variables only agents need (their SDK key, backend token): the on-call's kill does not
+# require them; when set, the read-back also evaluates the flag with them
+AGENT_SIDE_ENV = frozenset({"client_token_env", "sdk_key_env"})
+
+
 def check_env(runbook: Runbook, names: list[str]) -> None:
     """Every env variable the targeted regions name is set: a ConfigError before anything is
     asked, opened or journaled (a half-started kill is worse than a clear refusal)."""
@@ -97,7 +107,8 @@ def check_env(runbook: Runbook, names: list[str]) -> None:
         f"${value} is not set ({field} of region {name})"
         for name in names
         for field, value in runbook.regions[name].model_dump().items()
-        if field.endswith("_env") and isinstance(value, str) and not os.environ.get(value)
+        if field.endswith("_env") and field not in AGENT_SIDE_ENV and isinstance(value, str)
+        and not os.environ.get(value)
     ]
     if missing:
         raise ConfigError("environment variable " + "; ".join(missing))
@@ -107,9 +118,37 @@ def build_providers(runbook: Runbook, names: list[str]) -> dict[str, FlagProvide
     return {n: providers.build("flags", runbook.regions[n], runbook) for n in names}
 
 
+AgentCheck = Callable[[str], Any]  # region -> awaitable AgentView (the flag as agents see it)
+
+
+def _agent_checker(runbook: Runbook, deadline_s: float) -> AgentCheck:
+    """The read-back as an agent evaluates the flag: a fresh OpenFeature provider for the region
+    (agentfire.agentside), for the region's agent context, until it says off or the kill's
+    deadline is near (a polling source sees the change at its next fetch)."""
+    ends = time.monotonic() + deadline_s
+
+    async def check(name: str) -> Any:
+        from agentfire import agentside
+
+        budget = max(0.5, ends - time.monotonic() - 0.5)
+        return await asyncio.to_thread(agentside.agent_view, runbook, name, timeout_s=budget, want_on=False)
+
+    return check
+
+
+def _apply_agent_view(res: RegionResult, view: Any) -> None:
+    res.agent_view = {"on": view.on, "detail": view.detail, "seconds": round(view.seconds, 3)}
+    if view.on is True:
+        res.outcome = Outcome.MISMATCH
+        res.after = True
+        res.detail = (f"the API reads off, but an agent evaluating the flag is served ON "
+                      f"({view.detail}); {res.detail}").strip("; ")
+
+
 async def _flip_region(
     name: str, provider: FlagProvider, flag: str, *, want_on: bool, comment: str,
     dry_run: bool, progress: dict[str, RegionResult], hook: ProgressHook | None,
+    agent_check: AgentCheck | None = None,
 ) -> RegionResult:
     res = progress[name]
     started = time.monotonic()
@@ -121,6 +160,10 @@ async def _flip_region(
             res.outcome = Outcome.ALREADY_ON if want_on else Outcome.ALREADY_OFF
             res.after = res.before
             res.detail = "no change needed"
+            if agent_check is not None and not want_on and not dry_run:
+                if hook:
+                    hook(name, "evaluating as an agent")
+                _apply_agent_view(res, await agent_check(name))
             return res
         if hook:
             hook(name, "writing")
@@ -142,9 +185,15 @@ async def _flip_region(
         if res.after == want_on:
             res.outcome = Outcome.CONFIRMED
             res.detail = wrote.detail
+            if agent_check is not None and not want_on:
+                if hook:
+                    hook(name, "evaluating as an agent")
+                _apply_agent_view(res, await agent_check(name))
         else:
             res.outcome = Outcome.MISMATCH
-            res.detail = f"wrote, but read back {'on' if res.after else 'off'}; {wrote.detail}".strip("; ")
+            note = getattr(provider, "served_notes", {}).get(flag)
+            res.detail = (f"wrote, but read back {'on' if res.after else 'off'}"
+                          f"{f' ({note})' if note else ''}; {wrote.detail}").strip("; ")
     except FlagError as exc:
         res.outcome = exc.outcome
         res.detail = exc.detail
@@ -170,6 +219,7 @@ async def _try_read(provider: FlagProvider, flag: str) -> bool | None:
 async def _flip_all(
     provs: dict[str, FlagProvider], flag: str, *, want_on: dict[str, bool], comment: str,
     dry_run: bool, deadline_s: float, hook: ProgressHook | None,
+    agent_check: AgentCheck | None = None,
 ) -> list[RegionResult]:
     progress = {
         n: RegionResult(region=n, provider=p.kind, outcome=Outcome.TIMEOUT) for n, p in provs.items()
@@ -183,7 +233,7 @@ async def _flip_all(
     tasks = {
         asyncio.create_task(
             _flip_region(n, p, flag, want_on=want_on[n], comment=comment, dry_run=dry_run,
-                         progress=progress, hook=hook)
+                         progress=progress, hook=hook, agent_check=agent_check)
         ): n
         for n, p in provs.items()
     }
@@ -241,8 +291,10 @@ def kill(
     started = time.monotonic()
     results = asyncio.run(
         _flip_all(provs, flag, want_on={n: False for n in names}, comment=comment,
-                  dry_run=dry_run, deadline_s=deadline_s, hook=hook)
+                  dry_run=dry_run, deadline_s=deadline_s, hook=hook,
+                  agent_check=None if dry_run else _agent_checker(runbook, deadline_s))
     )
+    _agents_see(runbook, results)
     fallback, warnings = _fallback_info(runbook)
     result = FlipResult(journal.incident, flag, "kill", results, dry_run, fallback, warnings)
     if not dry_run:
@@ -251,6 +303,25 @@ def kill(
                  outcome="all_off" if result.all_off else "incomplete",
                  duration_ms=int((time.monotonic() - started) * 1000))
     return result
+
+
+def _agents_see(runbook: Runbook, results: list[RegionResult]) -> None:
+    """How fast agents see the change in each region (the provider's propagation), for the
+    on-call: a polling SDK keeps serving the old value until its next fetch."""
+    from agentfire import agentside
+
+    for r in results:
+        r.agents_see, r.agents_see_s = agentside.propagation(runbook.regions[r.region], runbook)
+
+
+def agents_see_line(results: list[RegionResult]) -> str:
+    """'agents see this within ~N s: us-east LaunchDarkly streaming; eu-west Unleash polls every 15 s'."""
+    shown = [r for r in results if r.agents_see and r.outcome.value in ("CONFIRMED", "ALREADY_OFF", "ALREADY_ON")]
+    if not shown:
+        return ""
+    bounds = [r.agents_see_s for r in shown]
+    within = "?" if any(b is None for b in bounds) else f"{max(b for b in bounds if b is not None):g}"
+    return f"agents see this within ~{within} s: " + "; ".join(f"{r.region}: {r.agents_see}" for r in shown)
 
 
 def _journal(result: FlipResult, journal: Journal, action: str, **fields: Any) -> None:
@@ -320,6 +391,7 @@ def undo(
             _flip_all(provs, flag, want_on={n: True for n in active}, comment=comment,
                       dry_run=dry_run, deadline_s=deadline_s, hook=hook)
         )
+        _agents_see(runbook, results)
     by_name = {r.region: r for r in [*results, *skipped]}
     ordered = [by_name[n] for n in names]
     result = FlipResult(journal.incident, flag, "undo", ordered, dry_run)

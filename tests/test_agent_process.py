@@ -117,10 +117,20 @@ def approved_text(sandbox: Path) -> str:
     return fb.text
 
 
+@pytest.fixture(autouse=True)
+def fresh_agents():
+    from agentfire import guard
+
+    guard.forget_agents()
+    yield
+    guard.forget_agents()
+
+
 def test_guard_on_when_flag_on_and_off_after_kill(sandbox: Path, cli) -> None:
     from agentfire import guard
 
-    d = guard.agent_enabled("us-east")  # the sandbox creates the file with the agent on
+    assert cli("status").exit_code == 0  # the sandbox creates the files with the agent on
+    d = guard.agent_enabled("us-east")
     assert d and d.enabled and d.fallback is None
     assert cli("--incident", "inc-g", "kill", "--region", "us-east", "--json").exit_code == 0
     d = guard.agent_enabled("us-east")
@@ -131,7 +141,8 @@ def test_guard_on_when_flag_on_and_off_after_kill(sandbox: Path, cli) -> None:
 def test_guard_fails_closed_on_a_corrupt_flag_file(sandbox: Path) -> None:
     from agentfire import guard
 
-    assert guard.agent_enabled("eu-west").enabled  # creates the file, agent on
+    assert run_agentfire("status", cwd=sandbox).exit_code == 0  # creates the files, agent on
+    assert guard.agent_enabled("eu-west").enabled
     path = sandbox / ".agentfire/flags/eu-west.flagd.json"
     path.write_bytes(b'{"flags": {"agent.enabled": {"state": "ENABLED", "varia')
     d = guard.agent_enabled("eu-west")

@@ -20,7 +20,11 @@ def test_kill_all_regions_confirms_each_and_journals(sandbox: Path, cli) -> None
     assert [x["region"] for x in doc["regions"]] == ["us-east", "eu-west", "ap-south"]
     for x in doc["regions"]:
         assert x["outcome"] == "CONFIRMED" and x["before"] is True and x["after"] is False
-        assert set(x) == {"region", "provider", "outcome", "before", "after", "latency_ms", "detail"}
+        assert set(x) == {"region", "provider", "outcome", "before", "after", "latency_ms", "detail",
+                          "agent_view", "agents_see", "agents_see_s"}
+        # read back as an agent evaluates it: the flagd OpenFeature provider says off
+        assert x["agent_view"]["on"] is False and "flagd file" in x["agent_view"]["detail"]
+        assert "next call" in x["agents_see"]
         # the off variant is the default, not merely state DISABLED (which serves the caller default)
         f = flag_doc(sandbox, x["region"])["flags"]["agent.enabled"]
         assert f["defaultVariant"] == "off" and f["state"] == "ENABLED"

@@ -8,6 +8,7 @@ says it did. Each test gets a fresh kill-switch flag so tests never see each oth
 from __future__ import annotations
 
 import json
+import time
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tests.conftest import REPO, free_port, run_agentfire
 from tests.servers.unleash import UnleashServer, unleash_flag, unleash_server  # noqa: F401
 
 TOKEN_ENV = "AF_TEST_UNLEASH_ADMIN_TOKEN"
+BACKEND_ENV = {"production": "AF_TEST_BACKEND_PROD", "development": "AF_TEST_BACKEND_DEV"}
 FLAGD_REGION = "ap-south"
 
 
@@ -34,8 +36,10 @@ class Deployment:
         self.extra_secrets: list[str] = []
 
     def unleash_region(self, environment: str, **over: Any) -> dict[str, Any]:
+        """An Unleash region; its agents read with the environment's backend token."""
         return {"kind": "unleash", "url": self.server.url, "environment": environment,
-                "token_env": TOKEN_ENV, "timeout_seconds": 5, **over}
+                "token_env": TOKEN_ENV, "timeout_seconds": 5,
+                "client_token_env": BACKEND_ENV.get(environment), **over}
 
     def default_regions(self, **eu_west: Any) -> dict[str, dict[str, Any]]:
         """The three regions; keyword arguments change the eu-west (development) region."""
@@ -91,6 +95,8 @@ def dep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unleash_server: Unleash
     monkeypatch.chdir(root)
     monkeypatch.setenv("AGENTFIRE_CONFIG", str(d.config))
     monkeypatch.setenv(TOKEN_ENV, unleash_server.admin_token)
+    for env, name in BACKEND_ENV.items():
+        monkeypatch.setenv(name, unleash_server.backend_tokens[env])
     monkeypatch.delenv("AGENTFIRE_INCIDENT", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
@@ -292,7 +298,7 @@ def test_doctor_against_the_real_server(dep: Deployment, cli, monkeypatch: pytes
     assert flags["us-east (unleash)"][0] and flags["eu-west (unleash)"][0], flags
     assert f"{dep.flag} is on" in flags["us-east (unleash)"][1]
     assert dep.server.url in flags["us-east (unleash)"][1]
-    assert r.exit_code == 0, r
+    assert r.exit_code == 0, [c for c in r.json()["checks"] if not c["ok"]]
 
     wrong = "*:*.fedcba9876543210fedcba9876543210"
     dep.extra_secrets.append(wrong)
@@ -312,40 +318,137 @@ def test_doctor_against_the_real_server(dep: Deployment, cli, monkeypatch: pytes
 # --- the agent's side ---------------------------------------------------------------------------
 
 
-def test_guard_reads_the_real_region_and_fails_closed(dep: Deployment, cli) -> None:
-    fallback_text = (REPO / "fallbacks/support-agent.md").read_text().split("---")[-1].strip()
-    on = guard.agent_enabled(region="us-east", config=str(dep.config))
-    assert on.enabled is True and on.fallback is None, on
+@pytest.fixture(autouse=True)
+def fresh_agents():
+    guard.forget_agents()
+    yield
+    guard.forget_agents()
 
-    assert cli("--incident", "inc-guard", "kill", "--region", "us-east", "--json").exit_code == 0
+
+def agent_region(dep: Deployment, environment: str, **over: Any) -> dict[str, Any]:
+    return dep.unleash_region(environment, refresh_interval_seconds=1, **over)
+
+
+def test_guard_never_reads_with_the_admin_token(dep: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No client_token_env: the agent is off and says what it needs; an admin token handed to
+    the agent as its client token is refused."""
+    dep.write({"us-east": dep.unleash_region("production", client_token_env=None)})
     off = guard.agent_enabled(region="us-east", config=str(dep.config))
-    assert off.enabled is False and "kill switch is off" in off.reason
-    assert off.fallback and fallback_text.splitlines()[0] in off.fallback and off.fallback_approved
-    # the other environment is untouched, and the guard sees that too
-    assert guard.agent_enabled(region="eu-west", config=str(dep.config)).enabled is True
-
-    # a region whose server cannot be reached: closed, with the approved fallback
-    dep.write({"us-east": dep.unleash_region("production", url=f"http://127.0.0.1:{free_port()}")},
-              max_retries=1)
-    down = guard.agent_enabled(region="us-east", config=str(dep.config))
-    assert down.enabled is False and "failing closed" in down.reason
-    assert down.fallback and fallback_text.splitlines()[0] in down.fallback
-    assert dep.server.admin_token.rsplit(".", 1)[-1] not in down.reason
+    assert off.enabled is False and "client_token_env" in off.reason and off.fallback
+    monkeypatch.setenv("AF_TEST_BACKEND_PROD", dep.server.admin_token)
+    dep.write({"us-east": agent_region(dep, "production")})
+    bad = guard.agent_enabled(region="us-east", config=str(dep.config))
+    assert bad.enabled is False and "admin token" in bad.reason
+    dep.assert_no_secret(type("R", (), {"stdout": bad.reason, "stderr": ""})())
 
 
-def test_guard_reads_through_the_client_api_with_a_backend_token(dep: Deployment, cli,
+def test_guard_reads_through_the_unleash_sdk_with_a_backend_token(dep: Deployment, cli,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """An agent needs no admin token: with client_token_env it reads what the SDKs read."""
-    monkeypatch.setenv("AF_TEST_BACKEND_PROD", dep.server.backend_tokens["production"])
+    """An agent needs no admin token: UnleashClient with a backend token, what the SDKs read."""
+    for env, name in BACKEND_ENV.items():
+        monkeypatch.setenv(name, dep.server.backend_tokens[env])
+    dep.write({"us-east": agent_region(dep, "production"), "eu-west": agent_region(dep, "development")})
     monkeypatch.delenv(TOKEN_ENV)  # the agent's environment has no admin token at all
-    dep.write({"us-east": dep.unleash_region("production", client_token_env="AF_TEST_BACKEND_PROD")})
     assert guard.agent_enabled(region="us-east", config=str(dep.config)).enabled is True
     monkeypatch.setenv(TOKEN_ENV, dep.server.admin_token)
-    assert cli("--incident", "inc-client", "kill", "--region", "us-east", "--json").exit_code == 0
+    k = cli("--incident", "inc-client", "kill", "--region", "us-east", "--json")
+    assert k.exit_code == 0, k
+    (row,) = k.json()["regions"]
+    # the read-back evaluated the flag the way the agents do: the SDK with the backend token
+    assert row["outcome"] == "CONFIRMED" and row["agent_view"]["on"] is False
+    assert "Unleash client (production)" in row["agent_view"]["detail"]
+    assert "polls every 1 s" in row["agents_see"]
     monkeypatch.delenv(TOKEN_ENV)
+    deadline = time.monotonic() + 15
+    while guard.agent_enabled(region="us-east", config=str(dep.config)).enabled and time.monotonic() < deadline:
+        time.sleep(0.1)
     off = guard.agent_enabled(region="us-east", config=str(dep.config))
-    assert off.enabled is False and "kill switch is off" in off.reason and off.fallback
+    assert off.enabled is False and off.reason == "kill switch is off" and off.fallback
+    assert guard.agent_enabled(region="eu-west", config=str(dep.config)).enabled is True
     # a wrong backend token fails closed
+    guard.forget_agents()
     monkeypatch.setenv("AF_TEST_BACKEND_PROD", "default:production.not-a-token")
+    dep.write({"us-east": agent_region(dep, "production", init_timeout_seconds=3)})
     bad = guard.agent_enabled(region="us-east", config=str(dep.config))
-    assert bad.enabled is False and "failing closed" in bad.reason
+    assert bad.enabled is False and "failing closed" in bad.reason and "not-a-token" not in bad.reason
+
+
+def test_agent_process_unleash_kill_undo_down_hung(dep: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A separate agent process with only a backend token, through a proxy the test can take down
+    or hang: kill and undo reach it at its next poll; a dead or hung server turns it off after
+    max_stale_seconds, and it comes back when the server does."""
+    from urllib.parse import urlsplit
+
+    from tests.fakes.tcpproxy import TcpProxy
+    from tests.guard_agent import GuardAgent
+
+    u = urlsplit(dep.server.url)
+    proxy = TcpProxy(u.hostname, u.port)
+    monkeypatch.setenv("AF_TEST_BACKEND_PROD", dep.server.backend_tokens["production"])
+    regions = dep.default_regions()
+    regions["us-east"] = agent_region(dep, "production", url=proxy.url, max_stale_seconds=2,
+                                      timeout_seconds=1)
+    dep.write(regions)
+    agent_env = {TOKEN_ENV: ""}  # the agent holds no admin token
+    try:
+        with GuardAgent("us-east", dep.config, env=agent_env, context={"targetingKey": "user-1"}) as agent:
+            agent.wait_for(True, 30)
+            agent.mark()
+            k = run_agentfire("--incident", "inc-uproc", "kill", "--region", "us-east", "--yes", cwd=dep.root)
+            assert k.exit_code == 0, k
+            assert "agents see this within ~1 s" in k.stderr
+            agent.wait_for(False, 15, reason_has="kill switch is off")
+            agent.mark()
+            u2 = run_agentfire("--incident", "inc-uproc", "kill", "--undo", "--yes", cwd=dep.root)
+            assert u2.exit_code == 0, u2
+            agent.wait_for(True, 15)
+            agent.mark()
+            proxy.set_mode("down")
+            down = agent.wait_for(False, 20, reason_has="source failing")
+            assert dep.server.backend_tokens["production"].rsplit(".", 1)[-1] not in down["reason"]
+            agent.mark()
+            proxy.set_mode("ok")
+            agent.wait_for(True, 20)
+            agent.mark()
+            proxy.set_mode("hang")
+            agent.wait_for(False, 20, reason_has="source failing")
+            agent.mark()
+            proxy.set_mode("ok")
+            agent.wait_for(True, 20)
+    finally:
+        proxy.close()
+
+
+def test_doctor_checks_the_agents_tokens(dep: Deployment, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bogus client token, or production and development tokens swapped: the admin checks all
+    pass, and only the agents' view shows that agents are offline or read another environment."""
+    for env, name in BACKEND_ENV.items():
+        monkeypatch.setenv(name, dep.server.backend_tokens[env])
+    regions = dep.default_regions()
+    regions["us-east"] = agent_region(dep, "production")
+    regions["eu-west"] = agent_region(dep, "development")
+    dep.write(regions)
+    # a new flag reaches Unleash's client API (what SDKs fetch) shortly after it is created
+    end = time.monotonic() + 20
+    while not all(guard.agent_enabled(r, config=str(dep.config)).enabled for r in ("us-east", "eu-west")):
+        assert time.monotonic() < end, guard.agent_enabled("us-east", config=str(dep.config)).reason
+        time.sleep(0.2)
+    ok = cli("doctor", "--json")
+    agents = {c["name"]: c for c in ok.json()["checks"] if c["area"] == "agents"}
+    assert agents["us-east (agent view)"]["ok"] and agents["eu-west (agent view)"]["ok"], agents
+    # swapped
+    monkeypatch.setenv("AF_TEST_BACKEND_PROD", dep.server.backend_tokens["development"])
+    monkeypatch.setenv("AF_TEST_BACKEND_DEV", dep.server.backend_tokens["production"])
+    swapped = cli("doctor", "--json")
+    assert swapped.exit_code == 1
+    agents = {c["name"]: c for c in swapped.json()["checks"] if c["area"] == "agents"}
+    assert not agents["us-east (agent view)"]["ok"] and "swapped" in agents["us-east (agent view)"]["detail"]
+    # bogus
+    monkeypatch.setenv("AF_TEST_BACKEND_PROD", "default:production.bogus0000")
+    monkeypatch.setenv("AF_TEST_BACKEND_DEV", dep.server.backend_tokens["development"])
+    bogus = cli("doctor", "--json")
+    assert bogus.exit_code == 1
+    agents = {c["name"]: c for c in bogus.json()["checks"] if c["area"] == "agents"}
+    assert not agents["us-east (agent view)"]["ok"] and agents["eu-west (agent view)"]["ok"]
+    assert "cannot evaluate" in agents["us-east (agent view)"]["detail"]
+    dep.assert_no_secret(ok, swapped, bogus)

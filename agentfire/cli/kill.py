@@ -116,6 +116,8 @@ def kill(
         emit_json(result.to_json())
     else:
         render_flip(result)
+        if not dry_run and (line := killswitch.agents_see_line(result.regions)):
+            err_console().print(Text(line))
         fb = result.fallback
         if fb and fb.get("approved") and not undo:
             err_console().print(Text(

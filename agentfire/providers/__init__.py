@@ -80,13 +80,3 @@ def _factory(family: str, kind: str) -> Callable[..., Any]:
 def build(family: str, section: Any, runbook: Any) -> Any:
     """Instantiate the provider for a validated config section."""
     return _factory(family, section.kind)(section, runbook)
-
-
-def build_agent_reader(family: str, section: Any, runbook: Any) -> Any:
-    """What an agent process reads with: the provider module's `agent_reader(section, runbook)`
-    when it has one (returning None means "use the provider"), else the provider itself."""
-    factory = _factory(family, section.kind)
-    module = importlib.import_module(factory.__module__)
-    reader = getattr(module, "agent_reader", None)
-    built = reader(section, runbook) if reader is not None else None
-    return built if built is not None else factory(section, runbook)

@@ -17,6 +17,14 @@ Endpoints (one project, several environments, several flags):
                                                          paging, like getApprovalsForFlag)
   GET   /api/v2/projects/{p}/environments?limit&offset   Environments (approvalSettings.required)
 
+And the server-side SDK's own endpoints (what agents read, with an environment's SDK key), in
+LaunchDarkly's flag-data format, parsed by the real `launchdarkly-server-sdk` in the tests:
+  GET   /all                 (stream) SSE: `put` {"path":"/","data":{"flags":..,"segments":{}}},
+                             then a `patch` {"path":"/flags/<key>","data":<flag>} per change
+  GET   /sdk/latest-all      (polling) {"flags": {...}, "segments": {}}
+`fake.sdk_mode(env, "down" | "hang" | "ok")` makes the SDK endpoints of one environment answer
+503 (and drop open streams), or hold every request without a byte.
+
 Faults are injected per environment (`fake.inject(env, ...)`), and every request is recorded
 (method, path, query, headers with the token value replaced, JSON body, monotonic time).
 """
@@ -109,6 +117,7 @@ class FlagEnv:
     on: bool = True
     version: int = 1
     last_modified: int = field(default_factory=now_ms)
+    off_variation: int = 1  # index into variations (0 = true, 1 = false)
 
 
 @dataclass
@@ -172,6 +181,9 @@ class LaunchDarklyFake:
         self._lock = threading.RLock()
         self._release = threading.Event()
         self._models = _models()
+        self.sdk_keys: dict[str, str] = {}
+        self.sdk_modes: dict[str, str] = {}
+        self._changed = threading.Condition(self._lock)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -180,6 +192,7 @@ class LaunchDarklyFake:
     def add_env(self, key: str, *, approval_required: bool = False) -> None:
         with self._lock:
             self.envs[key] = EnvState(key, key.title(), approval_required)
+            self.sdk_keys[key] = f"sdk-{key}-{uuid.uuid4().hex[:12]}"
             for f in self.flags.values():
                 f.envs.setdefault(key, FlagEnv())
 
@@ -200,7 +213,36 @@ class LaunchDarklyFake:
 
     def set_on(self, flag: str, env: str, on: bool) -> None:
         with self._lock:
-            self.flags[flag].envs[env].on = on
+            state = self.flags[flag].envs[env]
+            state.on = on
+            state.version += 1
+            self._changed.notify_all()
+
+    def set_off_variation(self, flag: str, env: str, index: int) -> None:
+        """Which variation an off flag serves (0: true, 1: false), as set in LaunchDarkly's UI."""
+        with self._lock:
+            state = self.flags[flag].envs[env]
+            state.off_variation = index
+            state.version += 1
+            self._changed.notify_all()
+
+    def sdk_mode(self, env: str, mode: str) -> None:
+        """"ok", "down" (503, open streams dropped) or "hang" (no byte, open streams go quiet)."""
+        with self._lock:
+            self.sdk_modes[env] = mode
+            self._changed.notify_all()
+
+    def sdk_flag(self, flag: FlagState, env: str) -> dict[str, Any]:
+        """One flag in the server-side SDK's flag-data format."""
+        st = flag.envs[env]
+        return {"key": flag.key, "version": st.version, "on": st.on, "variations": [True, False],
+                "offVariation": st.off_variation, "fallthrough": {"variation": 0},
+                "targets": [], "contextTargets": [], "rules": [], "prerequisites": [],
+                "salt": f"salt-{env}", "trackEvents": False, "trackEventsFallthrough": False,
+                "clientSide": False, "deleted": False}
+
+    def sdk_data(self, env: str) -> dict[str, Any]:
+        return {"flags": {k: self.sdk_flag(f, env) for k, f in self.flags.items()}, "segments": {}}
 
     def add_approval(self, flag: str, env: str, kind: str, *, review: str = "pending",
                      applied: bool = False, requestor: str = "member-oncall",
@@ -266,6 +308,8 @@ class LaunchDarklyFake:
 
     def stop(self) -> None:
         self._release.set()  # free hung handlers
+        with self._lock:
+            self._changed.notify_all()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -322,7 +366,7 @@ class LaunchDarklyFake:
                     "_links": {"self": {"href": f"/api/v2/projects/{self.project}/environments/{e.key}",
                                         "type": "application/json"}},
                     "_id": f"id-{e.key}", "key": e.key, "name": e.name,
-                    "apiKey": f"sdk-{e.key}-not-a-secret", "mobileKey": f"mob-{e.key}-not-a-secret",
+                    "apiKey": self.sdk_keys[e.key], "mobileKey": f"mob-{e.key}-not-a-secret",
                     "color": "417505", "defaultTtl": 0, "secureMode": False,
                     "defaultTrackEvents": False, "requireComments": False, "confirmChanges": False,
                     "tags": [], "critical": e.key.startswith("prod"),
@@ -393,6 +437,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw.decode("utf-8", "replace")
         auth = self.headers.get("Authorization")
+        if url.path in ("/all", "/sdk/latest-all"):
+            return self._sdk(url.path, auth)
         authed = auth in fake.tokens
         headers = {k: v for k, v in self.headers.items()}
         if "Authorization" in headers:
@@ -455,6 +501,67 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, doc, "environments")
         return self._error(404, "Unknown resource")
 
+    def _sdk(self, path: str, key: str | None) -> None:
+        """The server-side SDK endpoints: streaming (/all) and polling (/sdk/latest-all)."""
+        fake = self.fake
+        env = next((e for e, k in fake.sdk_keys.items() if k == key), None)
+        self._rec = Recorded(self.command, path, {}, {"Authorization": "<sdk key>" if env else "<not an sdk key>"},
+                             None, time.monotonic(), env)
+        with fake._lock:
+            fake.requests.append(self._rec)
+        if env is None:
+            return self._error(401, "Invalid SDK key")
+        mode = fake.sdk_modes.get(env, "ok")
+        if mode == "hang":
+            self._rec.answer = "hang"
+            fake._release.wait(60)
+            self.close_connection = True
+            return
+        if mode == "down":
+            return self._error(503, "service unavailable")
+        if path == "/sdk/latest-all":
+            with fake._lock:
+                data = json.dumps(fake.sdk_data(env)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            self._rec.answer = "200"
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        self._rec.answer = "stream"
+        with fake._lock:
+            data = fake.sdk_data(env)
+        sent = {k: f["version"] for k, f in data["flags"].items()}
+        try:
+            self._event("put", {"path": "/", "data": data})
+            while not fake._release.is_set():
+                with fake._lock:
+                    fake._changed.wait(0.5)
+                    mode = fake.sdk_modes.get(env, "ok")
+                    changed = [fake.sdk_flag(f, env) for k, f in fake.flags.items()
+                               if f.envs[env].version != sent.get(k)]
+                if mode == "down":
+                    return  # the connection drops
+                if mode == "hang":
+                    continue  # open, but silent
+                for flag in changed:
+                    self._event("patch", {"path": f"/flags/{flag['key']}", "data": flag})
+                    sent[flag["key"]] = flag["version"]
+                if not changed:
+                    self.wfile.write(b":\n\n")  # a comment: finds a client that went away
+                    self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            return
+
+    def _event(self, name: str, body: dict[str, Any]) -> None:
+        self.wfile.write(f"event: {name}\ndata: {json.dumps(body)}\n\n".encode())
+        self.wfile.flush()
+
     def _read(self, key: str, envs: list[str] | None) -> None:
         with self.fake._lock:
             flag = self.fake.flags.get(key)
@@ -496,6 +603,7 @@ class _Handler(BaseHTTPRequestHandler):
                     state.version += 1
                     state.last_modified = now_ms()
                     flag.version += 1
+                    fake._changed.notify_all()
                 doc = fake.flag_json(flag, None)
         self._send(200, doc, "flag")
 

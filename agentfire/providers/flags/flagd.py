@@ -185,3 +185,85 @@ def from_config(section: FlagdRegion, runbook: Any) -> FlagdFileProvider:
         off_variant=section.off_variant,
         create=section.create,
     )
+
+
+# --- the agent's side --------------------------------------------------------------------------
+
+
+def openfeature_provider(section: FlagdRegion, runbook: Any, *, oneshot: bool = False) -> Any:
+    """What agents evaluate the file with: `openfeature-provider-flagd`'s in-process FILE resolver.
+
+    The provider re-reads the file every `watch_interval_ms`, and keeps serving its last good
+    values when the file turns corrupt or disappears (it only reports an error). So each
+    evaluation also stats the file (about a microsecond): a file that changed is validated at
+    once, a corrupt or missing one is off with the reason, and a good one is loaded before the
+    answer, so an agent sees a kill on its next call rather than at the watcher's next tick."""
+    import os
+    import stat
+
+    from agentfire.agentside import ProviderSpec
+
+    path = runbook.resolve_path(section.path)
+    state: dict[str, Any] = {"sig": None, "problem": None, "provider": None}
+
+    def signature() -> tuple[int, int, int] | str:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return f"flag file {path} does not exist"
+        except OSError as exc:
+            return f"flag file {path}: {exc.strerror or exc}"
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block the agent's call
+            return f"flag file {path} is not a regular file"
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def validate() -> str | None:
+        try:
+            doc = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return f"flag file {path} does not exist"
+        except OSError as exc:
+            return f"flag file {path}: cannot read ({exc.strerror or exc})"
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return f"flag file {path}: not valid JSON ({exc})"
+        if not isinstance(doc, dict) or not isinstance(doc.get("flags"), dict):
+            return f"flag file {path}: no 'flags' object"
+        return None
+
+    def build() -> Any:
+        from openfeature.contrib.provider.flagd import FlagdProvider
+        from openfeature.contrib.provider.flagd.config import ResolverType
+
+        sig = signature()
+        problem = sig if isinstance(sig, str) else validate()
+        if problem:
+            raise FlagError(Outcome.ERROR, problem)
+        state["sig"] = signature()
+        return FlagdProvider(resolver_type=ResolverType.FILE, offline_flag_source_path=str(path),
+                             deadline_ms=section.watch_interval_ms)
+
+    def attach(provider: Any) -> None:
+        state["provider"] = provider
+
+    def check() -> str | None:
+        sig = signature()
+        if isinstance(sig, str):
+            state["sig"] = None
+            return sig
+        if sig != state["sig"]:
+            state["sig"] = sig
+            state["problem"] = validate()
+            provider = state["provider"]
+            if state["problem"] is None and provider is not None:
+                try:  # load it now (the watcher thread would, within watch_interval_ms)
+                    provider.resolver.connector.safe_load_data()
+                except Exception:  # noqa: BLE001 - the provider reports its own errors as events
+                    pass
+        return state["problem"]
+
+    interval = section.watch_interval_ms / 1000
+    return ProviderSpec(
+        build=build, label=f"flagd file {path}",
+        propagation=f"flagd file: on the agents' next call (in-process, re-read every {interval:g}s)",
+        propagation_s=interval, check=check, attach=attach, max_stale_s=0.0,
+    )

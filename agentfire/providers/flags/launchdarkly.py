@@ -66,6 +66,10 @@ class LaunchDarklyProvider(HttpFlagProvider):
     kind = "launchdarkly"
     extra_headers = {"LD-API-Version": API_VERSION}  # pin the API, whatever the token's version
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.served_notes: dict[str, str] = {}  # flag -> why a flag that is off reads on
+
     def _flag_url(self, flag: str) -> str:
         return f"{self.base}/api/v2/flags/{_q(self.project)}/{_q(flag)}"
 
@@ -84,9 +88,21 @@ class LaunchDarklyProvider(HttpFlagProvider):
         return on
 
     async def read(self, flag: str) -> bool:
+        """Whether agents may be served the flag on: `environments.<env>.on`, and for a flag that
+        is off, the value its offVariation serves (a kill of a flag whose offVariation is true
+        changes nothing for the agents: that reads on, and the kill is a MISMATCH)."""
         r = await call(self._client, "GET", self._flag_url(flag), what="read", policy=self.policy,
                        params={"env": self.environment})
-        return self._env_state(json_body(r, "read"), "read")
+        body = json_body(r, "read")
+        on = self._env_state(body, "read")
+        if on:
+            return True
+        served, why = served_value(body, self.environment)
+        if served:
+            self.served_notes[flag] = why
+            return True
+        self.served_notes.pop(flag, None)
+        return False
 
     async def write(self, flag: str, on: bool, *, comment: str, dry_run: bool) -> WriteResult:
         kind = "turnFlagOn" if on else "turnFlagOff"
@@ -170,7 +186,8 @@ class LaunchDarklyProvider(HttpFlagProvider):
 
     async def probe(self, flag: str) -> str:
         on = await self.read(flag)
-        return f"{self.target}: {flag} is {'on' if on else 'off'}; {await self._approval_hint()}"
+        note = f" ({self.served_notes[flag]})" if flag in self.served_notes else ""
+        return f"{self.target}: {flag} is {'on' if on else 'off'}{note}; {await self._approval_hint()}"
 
     async def _approval_hint(self) -> str:
         """Whether a kill here will need approval (a 405), from the environment's settings.
@@ -210,3 +227,81 @@ def from_config(section: LaunchDarklyRegion, runbook: Any) -> LaunchDarklyProvid
         secret(section.token_env, what="LaunchDarkly access token"),
         timeout_s=section.timeout_seconds, policy=retry_policy(runbook),
     )
+
+
+# --- the agent's side --------------------------------------------------------------------------
+
+
+def openfeature_provider(section: LaunchDarklyRegion, runbook: Any, *, oneshot: bool = False) -> Any:
+    """What agents evaluate with: LaunchDarkly's server SDK (streaming by default) behind
+    `launchdarkly-openfeature-server`, with the environment's SDK key. Never an access token."""
+    from agentfire.agentside import ProviderSpec, SourceUnavailable
+
+    if not section.sdk_key_env:
+        raise SourceUnavailable(
+            "no sdk_key_env for this region: agents evaluate LaunchDarkly flags with the "
+            f"{section.environment!r} environment's SDK key (never an API access token)")
+    env = section.sdk_key_env
+
+    def build() -> Any:
+        from ld_openfeature import LaunchDarklyProvider as OFProvider
+        from ldclient.config import Config, HTTPConfig
+
+        key = secret(env, what="LaunchDarkly SDK key")
+        if key.startswith("api-"):
+            raise SourceUnavailable(f"${env} holds an API access token: agents need the environment's "
+                                    "SDK key (sdk-...), which can only read flags")
+        http = HTTPConfig(
+            connect_timeout=min(section.timeout_seconds, section.init_timeout_seconds),
+            read_timeout=300.0 if section.stream else section.timeout_seconds,  # SSE heartbeats ~3 min
+            ca_certs=str(runbook.resolve_path(section.ca_file)) if section.ca_file else _ca_bundle(),
+            cert_file=str(runbook.resolve_path(section.client_cert_file)) if section.client_cert_file else None,
+        )
+        kw: dict[str, Any] = {}
+        if section.sdk_base_uri:
+            kw["base_uri"] = section.sdk_base_uri
+        if section.stream_uri:
+            kw["stream_uri"] = section.stream_uri
+        if section.events_uri:
+            kw["events_uri"] = section.events_uri
+        config = Config(key, stream=section.stream, poll_interval=section.poll_interval_seconds,
+                        send_events=section.send_events and not oneshot, http=http,
+                        diagnostic_opt_out=oneshot, **kw)
+        return OFProvider(config, start_wait=section.init_timeout_seconds)
+
+    if section.stream:
+        how, bound = "LaunchDarkly streaming: within about a second", 1.0
+    else:
+        how, bound = f"LaunchDarkly SDK polls every {section.poll_interval_seconds:g} s", section.poll_interval_seconds
+    return ProviderSpec(build=build, label=f"LaunchDarkly SDK ({section.environment})",
+                        propagation=how, propagation_s=bound)
+
+
+def _ca_bundle() -> str | None:
+    """SSL_CERT_FILE / REQUESTS_CA_BUNDLE, which the SDK's urllib3 pool does not read by itself."""
+    import os
+
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def served_value(flag_doc: Any, environment: str) -> tuple[bool | None, str]:
+    """What LaunchDarkly serves agents from the flag's REST representation, when it is off: the
+    value of its `offVariation` (no offVariation: the SDK's default, which agents pass as off).
+    None when the flag is on (then targeting decides)."""
+    env = (flag_doc.get("environments") or {}).get(environment) if isinstance(flag_doc, dict) else None
+    if not isinstance(env, dict) or env.get("on") is not False:
+        return None, ""
+    off = env.get("offVariation")
+    variations = flag_doc.get("variations")
+    if off is None:
+        return False, "off, no offVariation: agents get their default (off)"
+    if not isinstance(off, int) or not isinstance(variations, list) or not 0 <= off < len(variations):
+        return True, f"off, but offVariation {off!r} names no variation"
+    value = variations[off].get("value") if isinstance(variations[off], dict) else None
+    if value is False:
+        return False, "off: serves offVariation false"
+    return True, f"off, but its offVariation ({off}) serves {json.dumps(value)}"

@@ -66,33 +66,64 @@ def from_config(section: UnleashRegion, runbook: Any) -> UnleashProvider:
     )
 
 
-class UnleashClientReader(HttpFlagProvider):
-    """What an agent sees: GET /api/client/features/{flag} with a backend token of the region's
-    environment (the token decides the environment). Read-only: agents never write."""
-
-    kind = "unleash"
-
-    async def read(self, flag: str) -> bool:
-        r = await call(self._client, "GET", f"{self.base}/api/client/features/{quote(flag, safe='')}",
-                       what="client read", policy=self.policy)
-        body = json_body(r, "client read")
-        if not isinstance(body, dict) or not isinstance(body.get("enabled"), bool):
-            raise FlagError(Outcome.ERROR, "client read: the answer has no boolean 'enabled'")
-        return body["enabled"]
-
-    async def write(self, flag: str, on: bool, *, comment: str, dry_run: bool) -> WriteResult:
-        raise FlagError(Outcome.ERROR, "the client API is read-only")
-
-    async def probe(self, flag: str) -> str:
-        return f"client API: {flag} is {'on' if await self.read(flag) else 'off'}"
+# --- the agent's side --------------------------------------------------------------------------
 
 
-def agent_reader(section: UnleashRegion, runbook: Any) -> UnleashClientReader | None:
+def openfeature_provider(section: UnleashRegion, runbook: Any, *, oneshot: bool = False) -> Any:
+    """What agents evaluate with: the Unleash SDK (UnleashClient) with a backend token of the
+    region's environment, polling every `refresh_interval_seconds`. Never the admin token."""
+    from agentfire.agentside import ProviderSpec, SourceUnavailable
+
     if not section.client_token_env:
-        return None
-    return UnleashClientReader(
-        section.url, section.project, section.environment,
-        secret(section.client_token_env, what="Unleash backend token"),
-        timeout_s=section.timeout_seconds, policy=retry_policy(runbook),
-        token_env=section.client_token_env,
+        raise SourceUnavailable(
+            "no client_token_env for this region: agents read Unleash with a backend token of the "
+            f"{section.environment!r} environment (never the admin token)")
+    env = section.client_token_env
+    every = 1 if oneshot else section.refresh_interval_seconds
+
+    def build() -> Any:
+        from agentfire.providers.flags._unleash_of import UnleashClientProvider
+
+        token = secret(env, what="Unleash backend token")
+        problem = token_problem(token, section.environment)
+        if problem:
+            raise SourceUnavailable(f"${env}: {problem}")
+        return UnleashClientProvider(
+            url=section.url, token=token, app_name=section.app_name or runbook.agent.name,
+            environment=section.environment, refresh_interval=every,
+            request_timeout=min(section.timeout_seconds, section.init_timeout_seconds),
+            custom_options=_requests_tls(section, runbook),
+        )
+
+    return ProviderSpec(
+        build=build, label=f"Unleash client ({section.environment})",
+        propagation=f"Unleash SDK polls every {section.refresh_interval_seconds} s",
+        propagation_s=float(section.refresh_interval_seconds),
     )
+
+
+def token_problem(token: str, environment: str) -> str | None:
+    """A backend token names its project and environment ('project:environment.secret'); an
+    admin token ('*:*.' or 'user:...') must never be in an agent's hands."""
+    head, dot, _ = token.partition(".")
+    if not dot or ":" not in head:
+        return None  # not the documented shape (e.g. a personal access token): the server decides
+    project, _, env = head.partition(":")
+    if project == "*" and env == "*":
+        return "this is an admin token: agents need a backend (client) token of the environment"
+    if env not in ("*", environment):
+        return (f"this backend token is for environment {env!r}, but the region is "
+                f"{environment!r} (tokens swapped?)")
+    return None
+
+
+def _requests_tls(section: Any, runbook: Any) -> dict[str, Any]:
+    """requests options for the SDK: the region's CA bundle and client certificate (requests
+    itself honours REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE and the proxy variables)."""
+    out: dict[str, Any] = {}
+    if section.ca_file:
+        out["verify"] = str(runbook.resolve_path(section.ca_file))
+    if section.client_cert_file:
+        cert = str(runbook.resolve_path(section.client_cert_file))
+        out["cert"] = (cert, str(runbook.resolve_path(section.client_key_file))) if section.client_key_file else cert
+    return out
