@@ -218,7 +218,14 @@ class Source:
                               f"({type(det.value).__name__})", True)
 
 
+_EXTRAS = {"openfeature": "guard", "ldclient": "launchdarkly", "ld_openfeature": "launchdarkly",
+           "UnleashClient": "unleash", "yggdrasil_engine": "unleash"}
+
+
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        extra = _EXTRAS.get(exc.name.split(".")[0])
+        return f"{exc.name} is not installed" + (f" (pip install 'agentfire[{extra}]')" if extra else "")
     code = getattr(exc, "error_code", None)
     msg = getattr(exc, "error_message", None)
     if code is not None:

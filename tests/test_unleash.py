@@ -293,6 +293,7 @@ def _flag_checks(doc: dict[str, Any]) -> dict[str, tuple[bool, str]]:
 
 
 def test_doctor_against_the_real_server(dep: Deployment, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("UnleashClient", reason="pip install 'agentfire[unleash]'")
     r = cli("doctor", "--json")
     flags = _flag_checks(r.json())
     assert flags["us-east (unleash)"][0] and flags["eu-west (unleash)"][0], flags
@@ -332,6 +333,7 @@ def agent_region(dep: Deployment, environment: str, **over: Any) -> dict[str, An
 def test_guard_never_reads_with_the_admin_token(dep: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
     """No client_token_env: the agent is off and says what it needs; an admin token handed to
     the agent as its client token is refused."""
+    pytest.importorskip("UnleashClient", reason="pip install 'agentfire[unleash]'")
     dep.write({"us-east": dep.unleash_region("production", client_token_env=None)})
     off = guard.agent_enabled(region="us-east", config=str(dep.config))
     assert off.enabled is False and "client_token_env" in off.reason and off.fallback
@@ -345,6 +347,7 @@ def test_guard_never_reads_with_the_admin_token(dep: Deployment, monkeypatch: py
 def test_guard_reads_through_the_unleash_sdk_with_a_backend_token(dep: Deployment, cli,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """An agent needs no admin token: UnleashClient with a backend token, what the SDKs read."""
+    pytest.importorskip("UnleashClient", reason="pip install 'agentfire[unleash]'")
     for env, name in BACKEND_ENV.items():
         monkeypatch.setenv(name, dep.server.backend_tokens[env])
     dep.write({"us-east": agent_region(dep, "production"), "eu-west": agent_region(dep, "development")})
@@ -377,6 +380,7 @@ def test_agent_process_unleash_kill_undo_down_hung(dep: Deployment, monkeypatch:
     """A separate agent process with only a backend token, through a proxy the test can take down
     or hang: kill and undo reach it at its next poll; a dead or hung server turns it off after
     max_stale_seconds, and it comes back when the server does."""
+    pytest.importorskip("UnleashClient", reason="pip install 'agentfire[unleash]'")
     from urllib.parse import urlsplit
 
     from tests.fakes.tcpproxy import TcpProxy
@@ -422,6 +426,7 @@ def test_agent_process_unleash_kill_undo_down_hung(dep: Deployment, monkeypatch:
 def test_doctor_checks_the_agents_tokens(dep: Deployment, cli, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bogus client token, or production and development tokens swapped: the admin checks all
     pass, and only the agents' view shows that agents are offline or read another environment."""
+    pytest.importorskip("UnleashClient", reason="pip install 'agentfire[unleash]'")
     for env, name in BACKEND_ENV.items():
         monkeypatch.setenv(name, dep.server.backend_tokens[env])
     regions = dep.default_regions()
