@@ -48,11 +48,12 @@ def conversation_until(traj: Trajectory, step: int) -> list[dict[str, Any]]:
 class OffRails:
     """Where the trajectory went off the rails, and who said so."""
 
-    step: int
+    step: int  # the model turn that decided (or the step itself when no model turn decided it)
     why: str | None = None  # triage's sentence, when triage chose the step
     finding: str | None = None  # triage's finding kind (destructive, steering, loop...)
     source: str = "--step"  # "--step" or "triage"
     golden_tools: list[str] | None = None  # the known-good tool sequence, when one is known
+    call_step: int | None = None  # the tool call the decision made (or the failed call it carried on past)
 
 
 def build_case(
@@ -78,12 +79,19 @@ def build_case(
             f"--step {off.step}: trace {traj.trace_id!r} has steps 1..{len(traj.steps)}"
         ) from None
     source = "responder"
-    if expected is None:
-        expected, source = derived_expectation(at), "derived"
-    elif not expected.strip():
+    if expected is not None and not expected.strip():
         raise UsageError("the expected behaviour is empty: say what the agent should have done")
+    call = None
+    if off.call_step is not None and off.call_step != off.step:
+        try:
+            call = traj.step(off.call_step)
+        except IndexError:
+            raise UsageError(f"call step {off.call_step}: trace {traj.trace_id!r} has steps 1..{len(traj.steps)}") from None
+    if expected is None:
+        expected, source = derived_expectation(call or at), "derived"
     cid = case_id(traj.trace_id, off.step)
-    what = f"{at.name} at step {off.step}"
+    tool = (call or at).name
+    what = f"{tool} at step {off.step}" if call is None else f"{tool} (decided at step {off.step}, called at step {call.index})"
     tags = list(dict.fromkeys(tags))
     return {
         "schema": CASE_SCHEMA,
@@ -93,14 +101,16 @@ def build_case(
         "vars": {"input": traj.root_input, "conversation": conversation_until(traj, off.step)},
         "assert": [{"type": "llm-rubric", "value": expected}],
         "metadata": {"case_id": cid, "incident": incident, "source_trace_id": traj.trace_id,
-                     "off_rails_tool": at.name, "tags": tags},
+                     "off_rails_tool": tool, "tags": tags},
         # --- the regression itself -------------------------------------------------------------
         "expected": expected,
         "expected_source": source,
         "golden_tools": off.golden_tools,
         "off_rails": {
             "step": off.step, "observation_id": at.id, "kind": at.kind, "name": at.name,
-            "input": at.input, "why": off.why, "finding": off.finding, "chosen_by": off.source,
+            "call_step": call.index if call is not None else None,
+            "call_observation_id": call.id if call is not None else None, "tool": tool,
+            "input": (call or at).input, "why": off.why, "finding": off.finding, "chosen_by": off.source,
         },
         "source_trace_id": traj.trace_id,
         "source_user_id": traj.user_id,
@@ -128,16 +138,38 @@ def off_rails_from_triage(traj: Trajectory, runbook: Any, golden: Trajectory | N
     """Ask triage which step went off the rails (when the responder gave no --step)."""
     from agentfire.triage import triage_trajectory
 
-    report = triage_trajectory(traj, runbook.model.triage, golden, golden_label=golden_label)
+    report = triage_trajectory(traj, runbook.model.triage, golden, golden_label=golden_label,
+                               policies=runbook.model.policies)
     verdict = report.verdict
-    if verdict.step_index is None:
+    if verdict.step_index is None or verdict.kind == "none":
         raise UsageError(
             f"triage names no off-rails step in trace {traj.trace_id!r} ({verdict.sentence}); "
             "pass --step N"
         )
-    tools = list(report.diff.expected_tools) if report.diff is not None else None
+    # the known-good tool sequence (every call, not only the state changes the diff compares)
+    tools = golden_tool_names(golden)
     return OffRails(step=verdict.step_index, why=verdict.sentence, finding=verdict.kind,
-                    source="triage", golden_tools=tools or golden_tool_names(golden))
+                    source="triage", golden_tools=tools,
+                    call_step=verdict.call_step_index)
+
+
+def off_rails_at(traj: Trajectory, step: int, golden: Trajectory | None = None) -> OffRails:
+    """A step the responder named (kept as named, so the case id is theirs): a model turn is
+    recorded with the tool call it made beside it."""
+    from agentfire.config import TriageSection
+    from agentfire.triage._index import Index
+
+    try:
+        at = traj.step(step)
+    except IndexError:
+        raise UsageError(f"--step {step}: trace {traj.trace_id!r} has steps 1..{len(traj.steps)}") from None
+    call = None
+    if not at.is_tool:
+        idx = Index(traj, TriageSection())
+        p = idx.pos[step]
+        c = idx.call_of_turn(p) if idx.model[p] else None
+        call = idx.steps[c].index if c is not None else None
+    return OffRails(step=step, call_step=call, golden_tools=golden_tool_names(golden))
 
 
 def golden_tool_names(golden: Trajectory | None) -> list[str] | None:
@@ -214,7 +246,7 @@ def capture(
         targets = push_targets(runbook)
     traj, gold, label = asyncio.run(_read(runbook, trace_id, golden))
     if step is not None:
-        off = OffRails(step=step, golden_tools=golden_tool_names(gold))
+        off = off_rails_at(traj, step, gold)
     else:
         off = off_rails_from_triage(traj, runbook, gold, label)
     case = build_case(traj, off, expected=expected, incident=journal.incident, actor=actor,
@@ -226,7 +258,9 @@ def capture(
     result = CaptureResult(case, stored, traj.status)
     journal.append(
         "capture", actor=actor, trace_id=traj.trace_id, case_id=case["id"],
-        step=off.step, tool=case["off_rails"]["name"], chosen_by=off.source, why=off.why,
+        step=off.step, call_step=case["off_rails"].get("call_step"),
+        tool=case["off_rails"].get("tool") or case["off_rails"]["name"],
+        chosen_by=off.source, why=off.why,
         eval_set=str(stored.path), line=stored.line, outcome=stored.outcome,
         before={"in_eval_set": not stored.added}, after={"in_eval_set": True},
         duration_ms=int((time.monotonic() - started) * 1000),

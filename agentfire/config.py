@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentfire.errors import ConfigError
 
@@ -226,11 +226,28 @@ class TriageSection(Strict):
     read_tools: list[str] = Field(
         default_factory=lambda: ["search*", "read_*", "get_*", "lookup*", "list_*", "select*"]
     )
-    # other state-changing tools (a "mutation" breaks a promise to verify first)
+    # other state-changing tools (a "mutation" breaks a promise to verify first; the golden diff's
+    # default mode compares these by name and arguments)
     mutation_tools: list[str] = Field(
         default_factory=lambda: [
             "update_*", "create_*", "insert_*", "set_*", "write_*", "cancel_*", "close_*",
+            "modify_*", "book_*", "exchange_*", "return_*", "add_*", "remove_*", "edit_*",
+            "submit_*", "place_*", "post_*", "upsert_*", "put_*",
         ]
+    )
+    # tools that hand the conversation to a person or another agent (OpenAI Agents SDK / Swarm
+    # name them transfer_to_<agent>): not a state change, not a read
+    handoff_tools: list[str] = Field(
+        default_factory=lambda: ["transfer_to_*", "handoff*", "*_handoff", "hand_off*"]
+    )
+    # tools that neither read nor change state (calculators, scratchpads)
+    pure_tools: list[str] = Field(
+        default_factory=lambda: ["calculat*", "compute*", "think*", "math*", "scratchpad*"]
+    )
+    grounding: bool = Field(
+        default=True,
+        description="flag numbers, amounts, ids, dates and emails the model states or passes to a "
+        "state-changing call that appear nowhere earlier",
     )
     # tools whose output is written by outsiders (emails, web pages, uploaded documents)
     untrusted_tools: list[str] = Field(
@@ -252,6 +269,54 @@ class TriageSection(Strict):
         except re.error as exc:
             raise ValueError(f"not a valid regular expression: {exc}") from None
         return value
+
+
+class PolicyRule(Strict):
+    """One declarative rule triage checks step by step (exactly one shape per rule):
+
+    - `before: [globs]` with `require: [globs]`: no call matching `before` until a call matching
+      `require` succeeded (e.g. authenticate before any change);
+    - `require_confirmation: [globs]`: the user's turn just before such a call says yes;
+    - `never: [globs]`: no such call at all;
+    - `max_calls: {glob: N}`: at most N calls matching the glob.
+    """
+
+    name: str | None = None
+    before: list[str] | None = None
+    require: list[str] | None = None
+    require_confirmation: list[str] | None = None
+    never: list[str] | None = None
+    max_calls: dict[str, int] | None = None
+    severity: Literal["high", "medium", "low"] = "medium"
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> "PolicyRule":
+        shapes = [k for k in ("before", "require_confirmation", "never", "max_calls") if getattr(self, k) is not None]
+        if len(shapes) != 1:
+            raise ValueError("a policy rule has exactly one of before (with require), require_confirmation, "
+                             f"never, max_calls (got {', '.join(shapes) or 'none'})")
+        if (self.before is None) != (self.require is None):
+            raise ValueError("before: and require: go together (before: [globs] require: [globs])")
+        for key in ("before", "require", "require_confirmation", "never"):
+            v = getattr(self, key)
+            if v is not None and (not v or not all(isinstance(g, str) and g for g in v)):
+                raise ValueError(f"{key}: needs a non-empty list of tool-name globs")
+        if self.max_calls is not None:
+            if not self.max_calls or any(n < 0 for n in self.max_calls.values()):
+                raise ValueError("max_calls: maps tool-name globs to a number of calls >= 0")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.before is not None:
+            return f"before {', '.join(self.before)} require {', '.join(self.require or [])}"
+        if self.require_confirmation is not None:
+            return f"require_confirmation {', '.join(self.require_confirmation)}"
+        if self.never is not None:
+            return f"never {', '.join(self.never)}"
+        return "max_calls " + ", ".join(f"{g}: {n}" for g, n in (self.max_calls or {}).items())
 
 
 class RunbookStep(Strict):
@@ -291,6 +356,7 @@ class RunbookConfig(Strict):
     golden: GoldenSection = Field(default_factory=GoldenSection)
     journal: JournalSection = Field(default_factory=JournalSection)
     triage: TriageSection = Field(default_factory=TriageSection)
+    policies: list[PolicyRule] = Field(default_factory=list)
     steps: list[RunbookStep] = Field(default_factory=list)
 
     @field_validator("steps")

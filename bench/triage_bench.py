@@ -1,12 +1,17 @@
-"""Triage of one 5,000-step trajectory, as a whole process: `python bench/triage_bench.py`.
+"""Triage of big trajectories, as a whole process: `python bench/triage_bench.py`.
 
 Measured side by side in one run (medians of --runs each):
   - `agentfire --help` (process start, the floor every command pays);
   - `agentfire triage BIG` (human output, last 20 steps) and `--json` (all 5,000 steps) from the
     files store, with the big trajectory among a seeded 600-trajectory incident (target < 1 s);
-  - the same from the Langfuse contract fake (tests/fakes/langfuse.py) answering every request
-    after 50 ms, counting the requests the store made (target: one per 1,000 observations), and
-    replaying them to tell the fake's own service time from agentfire's.
+  - the shapes that used to make triage quadratic (issue 15), each at 5,000, 20,000 and 50,000
+    steps (--sizes), human output from a files store holding that trajectory: `benign` (the model
+    searches again and again), `lookup-promise` (every turn says "Let me look that up again."),
+    `page-promise` ("let me check the page again" before each page fetch) and `errors` (every call
+    answers "Error: ..."); targets: 5,000 steps < 1 s, 50,000 steps < 5 s;
+  - the same 5,000-step trajectory from the Langfuse contract fake (tests/fakes/langfuse.py)
+    answering every request after 50 ms, counting the requests the store made (target: one per
+    1,000 observations), and replaying them to tell the fake's own service time from agentfire's.
 
 Exits 1 when a target is missed. On a shared, loaded machine compare the ratios to the floor.
 """
@@ -34,11 +39,15 @@ from agentfire.trajectory import iso  # noqa: E402
 BIG = "b1g0000000000000000000000000beef"
 
 
-def big_trajectory(steps: int, now: datetime) -> list[dict]:
-    """A support session that loops: model call, tool call, ... `steps` observations + a root."""
+SHAPES = ("benign", "lookup-promise", "page-promise", "errors")
+
+
+def big_trajectory(steps: int, now: datetime, shape: str = "benign", trace_id: str = BIG) -> list[dict]:
+    """A support session that loops: model call, tool call, ... `steps` observations + a root.
+    Real-trace shape: each GENERATION's output carries the tool call it decided on."""
     start = now - timedelta(minutes=50)
     rows = [{
-        "id": "root", "traceId": BIG, "type": "AGENT", "name": "support-agent", "startTime": iso(start),
+        "id": "root", "traceId": trace_id, "type": "AGENT", "name": "support-agent", "startTime": iso(start),
         "endTime": None, "parentObservationId": None, "isRootObservation": True, "userId": "user-big",
         "sessionId": "sess-big", "input": json.dumps({"message": "Where is my refund?"}), "output": "null",
         "level": "DEFAULT", "statusMessage": None, "metadata": {}, "environment": "production",
@@ -47,21 +56,32 @@ def big_trajectory(steps: int, now: datetime) -> list[dict]:
     for i in range(steps):
         t += timedelta(milliseconds=500)
         model = i % 2 == 0
+        tool = ("fetch_page" if shape == "page-promise" else "search_kb" if i % 6 else "get_order")
+        if model:  # the tool this turn decides on is the next step's
+            nxt = ("fetch_page" if shape == "page-promise" else "search_kb" if (i + 1) % 6 else "get_order")
         row = {
-            "id": f"obs-{i:05d}", "traceId": BIG, "type": "GENERATION" if model else "TOOL",
-            "name": "chat" if model else ("search_kb" if i % 6 else "get_order"),
+            "id": f"obs-{i:05d}", "traceId": trace_id, "type": "GENERATION" if model else "TOOL",
+            "name": "chat" if model else tool,
             "startTime": iso(t), "endTime": iso(t + timedelta(milliseconds=400)),
             "parentObservationId": "root", "isRootObservation": False, "userId": "user-big",
             "sessionId": "sess-big", "level": "DEFAULT", "statusMessage": None, "metadata": {},
             "environment": "production",
         }
         if model:
+            text = {"lookup-promise": "Let me look that up again.",
+                    "page-promise": "Hmm, let me check the page again."}.get(shape, f"Searching again (round {i // 2}).")
+            args = {"url": "https://help.example.com/refunds"} if nxt == "fetch_page" else \
+                {"query": "refund status", "order_id": f"A-{(i + 1) % 7}"}
             row.update(model="gpt-4o-2024-08-06", usageDetails={"input": 900 + 40 * i, "output": 60},
                        totalCost=0.003, input=json.dumps([{"role": "user", "content": "Where is my refund?"}]),
-                       output=json.dumps({"role": "assistant", "content": f"Searching again (round {i // 2})."}))
+                       output=json.dumps({"role": "assistant", "content": text, "tool_calls": [
+                           {"id": f"call_{i + 1}", "name": nxt, "arguments": json.dumps(args)}]}))
         else:
-            row.update(input=json.dumps({"query": "refund status", "order_id": f"A-{i % 7}"}),
-                       output=json.dumps({"results": [{"snippet": "Refunds take 5-10 business days. " * 4}]}))
+            args = {"url": "https://help.example.com/refunds"} if tool == "fetch_page" else \
+                {"query": "refund status", "order_id": f"A-{i % 7}"}
+            out = "Error: upstream timeout after 10 s" if shape == "errors" else \
+                {"results": [{"snippet": "Refunds take 5-10 business days. " * 4}]}
+            row.update(input=json.dumps(args), output=json.dumps(out))
         rows.append(row)
     return rows
 
@@ -85,6 +105,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=5000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--latency", type=float, default=0.05, help="Langfuse fake latency per request (s)")
+    ap.add_argument("--sizes", default="5000,20000,50000", help="trajectory sizes for the shapes (steps)")
+    ap.add_argument("--shape-runs", type=int, default=3, help="runs per shape and size (median)")
     a = ap.parse_args()
 
     now = datetime.now(timezone.utc)
@@ -113,6 +135,34 @@ def main() -> int:
               f"   target < 1 s: {'met' if as_json < 1 else 'MISSED'}")
         print(f"  verdict: {doc['verdict']['sentence'][:110]}")
         missed = [name for name, t in (("human", human), ("--json", as_json)) if t >= 1.0]
+
+        sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
+        print(f"shapes (human output, median of {a.shape_runs}; targets: 5,000 steps < 1 s, 50,000 < 5 s)")
+        print(f"  {'shape':<16}" + "".join(f"{n:>12,}" for n in sizes) + "   verdict at the largest")
+        for shape in SHAPES:
+            cells, verdict = [], ""
+            for n in sizes:
+                case = tmp / f"shape-{shape}-{n}"
+                (case / ".agentfire/traces").mkdir(parents=True)
+                shutil.copy(tmp / "runbook.yaml", case / "runbook.yaml")
+                shutil.copytree(REPO / "fallbacks", case / "fallbacks")
+                tid = f"big-{shape}-{n}"
+                with open(case / ".agentfire/traces/big.jsonl", "w") as fh:
+                    for r in big_trajectory(n, now, shape, tid):
+                        fh.write(json.dumps(r) + "\n")
+                cenv = dict(env, AGENTFIRE_CONFIG=str(case / "runbook.yaml"))
+                t, _ = timed(["triage", tid], case, cenv, a.shape_runs)
+                limit = 1.0 if n <= 5000 else 5.0 if n <= 50000 else None
+                mark = "" if limit is None or t < limit else " MISSED"
+                if mark:
+                    missed.append(f"{shape} at {n:,}")
+                cells.append(f"{t:9.2f} s{'!' if mark else ' '}")
+                if n == sizes[-1]:
+                    _, js = timed(["triage", tid, "--json", "--last", "1"], case, cenv, 1)
+                    v = json.loads(js)["verdict"]
+                    verdict = f"{v['kind']} ({v['confidence']}) at step {v['step_index']}"
+                shutil.rmtree(case, ignore_errors=True)
+            print(f"  {shape:<16}" + "".join(f"{c:>12}" for c in cells) + f"   {verdict}")
 
         from tests.fakes.langfuse import V2_PATH, FakeLangfuse
 

@@ -70,8 +70,8 @@ def test_files_store_matches_ground_truth(seeded, scenario):
     sig = truth_signature(truth["signature"])
     result = files_scan.scan(path, sig, window_of(truth))
     check_against_truth(result, truth)
-    if len(sig.steps) == 1:  # a single-step signature reports the off-rails step itself
-        steps = {f["trace_id"]: f["off_rails_step"] for f in truth["failing"]}
+    if len(sig.steps) == 1:  # a single-step signature reports the off-rails call itself
+        steps = {f["trace_id"]: f["off_rails_call_step"] for f in truth["failing"]}
         assert {h.trace_id: h.step_index for h in result.hits} == steps
 
 
@@ -188,9 +188,19 @@ def test_like_refuses_a_step_that_is_not_a_tool_call(seeded, sandbox, cli):
     from agentfire.providers.traces.files import FilesTraceStore
 
     traj = FilesTraceStore(path).get_trajectory_sync(truth["failing"][0]["trace_id"])
-    model_step = next(s.index for s in traj.steps if s.kind == "model")
-    r = cli("blast", "--like", f"{traj.trace_id}:{model_step}", "--since", "6h")
-    assert r.exit_code == 2 and "not a tool" in r.stderr, r
+    from agentfire.sandbox import ATTACKER_ADDRESS
+
+    f = truth["failing"][0]
+    # a model turn that only spoke (the final "Done!") made no call: refused
+    spoke = max(s.index for s in traj.steps if s.kind == "model" and not s.output.get("tool_calls"))
+    r = cli("blast", "--like", f"{traj.trace_id}:{spoke}", "--since", "6h")
+    assert r.exit_code == 2 and "made no tool call" in r.stderr, r
+    # the deciding model turn stands for the call it made: the same hits as the call itself
+    by_turn = cli("blast", "--like", f"{traj.trace_id}:{f['off_rails_step']}", "--since", "6h", "--json")
+    by_call = cli("blast", "--like", f"{traj.trace_id}:{f['off_rails_call_step']}", "--since", "6h", "--json")
+    assert by_turn.exit_code == by_call.exit_code and by_turn.exit_code in (0, 1), by_turn
+    assert by_turn.json()["signature"] == by_call.json()["signature"]
+    assert "send_email" in json.dumps(by_turn.json()["signature"]) and ATTACKER_ADDRESS in json.dumps(by_turn.json()["signature"])
     r = cli("blast", "--like", "no-such-trace", "--since", "6h")
     assert r.exit_code == 1 and "not found" in r.stderr, r
 

@@ -247,7 +247,11 @@ def test_without_step_triage_names_the_off_rails_step(sandbox, cli, scenario):
         assert r.exit_code == 0, r
         doc = r.json()
         off = doc["case"]["off_rails"]
-        assert (off["step"], off["name"]) == (f["off_rails_step"], f["off_rails_tool"])
+        # the decision (a model turn: the situation the case replays) and the call it made
+        assert (off["step"], off["kind"], off["call_step"], off["tool"]) == (
+            f["off_rails_step"], "model", f["off_rails_call_step"], f["off_rails_tool"])
+        assert off["call_observation_id"] and doc["case"]["metadata"]["off_rails_tool"] == f["off_rails_tool"]
+        assert all(t["step"] < f["off_rails_step"] for t in doc["case"]["vars"]["conversation"])
         assert off["chosen_by"] == "triage" and off["why"].startswith("Off the rails at step")
         assert doc["case_id"] == case_id(f["trace_id"], f["off_rails_step"])
 

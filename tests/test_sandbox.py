@@ -50,8 +50,16 @@ def test_truth_matches_data(seeded: Path, scenario: str) -> None:
     assert set(truth["examples"]) <= {f["trace_id"] for f in truth["failing"]}
     for f in truth["failing"]:
         t = store.get_trajectory_sync(f["trace_id"])
-        step = t.step(f["off_rails_step"])
-        assert step.kind == "tool" and step.name == f["off_rails_tool"] == truth["signature"]["tool"]
+        # the off-rails step is the model turn that decided; the call step is the tool call it made
+        # (papered_error: the turn that carried on past the failed call, and that call)
+        decided, call = t.step(f["off_rails_step"]), t.step(f["off_rails_call_step"])
+        assert decided.kind == "model" and call.kind == "tool"
+        assert call.name == f["off_rails_tool"] == truth["signature"]["tool"]
+        if scenario == "papered_error":
+            assert call.index < decided.index and "successfully" in decided.output["content"]
+        else:
+            assert decided.index == call.index - 1
+            assert decided.output["tool_calls"][0]["function"]["name"] == call.name
         assert (t.status == "running") == f["still_running"] == (f["trace_id"] in truth["still_running"])
         if not f["still_running"]:
             assert f["off_rails_step"] < len(t.steps), "the off-rails step is upstream of the last step"

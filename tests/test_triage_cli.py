@@ -43,7 +43,9 @@ def test_sandbox_seed_and_triage_every_example(sandbox: Path, cli) -> None:
             t = cli("triage", tid, "--json")
             assert t.exit_code == 0, t
             v = t.json()["verdict"]
-            assert (v["step_index"], v["tool"]) == (failing[tid]["off_rails_step"], failing[tid]["off_rails_tool"])
+            f = failing[tid]
+            assert (v["step_index"], v["call_step_index"], v["tool"]) == (
+                f["off_rails_step"], f["off_rails_call_step"], f["off_rails_tool"])
 
 
 def test_sandbox_seed_refuses_other_stores(sandbox: Path, cli) -> None:
@@ -65,16 +67,28 @@ def test_triage_json_shape_and_journal(sandbox: Path, cli) -> None:
     doc = r.json()
     assert set(doc) == {"trace_id", "header", "steps", "findings", "diff", "verdict", "problems"}
     assert {"user_id", "status", "duration_ms", "cost_usd", "model", "as_of", "step_count"} <= set(doc["header"])
-    step = doc["steps"][doc["verdict"]["step_index"] - 1]
+    v = doc["verdict"]
+    # the decision: the model turn that told the user the failed refund had worked
+    turn = doc["steps"][v["step_index"] - 1]
+    assert turn["kind"] == "model" and "successfully" in turn["text"] and turn["id"] == v["id"]
+    # the call: the refund that failed
+    step = doc["steps"][v["call_step_index"] - 1]
     assert step["name"] == "refund" and step["level"] == "ERROR" and step["status_message"]
-    assert {"index", "kind", "offset_ms", "args", "output", "text", "input_tokens", "cost_usd"} <= set(step)
-    assert doc["findings"][0].keys() == {"step_index", "kind", "severity", "evidence"}
+    assert step["id"] == v["call_id"] and all(s["id"] for s in doc["steps"])
+    assert {"index", "id", "kind", "offset_ms", "args", "output", "text", "input_tokens", "cost_usd"} <= set(step)
+    assert v["confidence"] == "high" and v["kind"] == "unreacted_error" and v["tool"] == "refund"
+    assert 1 <= len(v["candidates"]) <= 3 and v["candidates"][0]["step_index"] == v["step_index"]
+    assert {"step_index", "call_step_index", "id", "call_id", "kind", "severity", "evidence"} == set(v["candidates"][0])
+    assert doc["findings"][0].keys() == {"step_index", "call_step_index", "kind", "severity", "evidence", "rule"}
     entries = [json.loads(line) for line in (sandbox / ".agentfire/incidents/inc-7.jsonl").read_text().splitlines()]
     assert entries[-1]["action"] == "triage" and entries[-1]["trace_id"] == tid
     assert entries[-1]["verdict"]["step_index"] == doc["verdict"]["step_index"]
     human = cli("triage", tid, "--last", "3")
     assert human.exit_code == 0
-    assert "verdict: Off the rails at step 4 (refund)" in " ".join(human.stdout.split())
+    flat = " ".join(human.stdout.split())
+    assert f"verdict: Off the rails at step {v['step_index']} (model turn chat, which called refund at step " \
+        f"{v['call_step_index']})" in flat and "(confidence high)" in flat
+    assert "candidate 1" in flat
     assert "earlier step(s) not shown" in human.stdout
 
 
@@ -157,10 +171,14 @@ def test_golden_save_and_diff(sandbox: Path, cli) -> None:
     div = doc["diff"]["divergence"]
     assert doc["diff"]["mode"] == "superset" and not doc["diff"]["matched"]
     assert div["expected"]["tool"] == "lookup_contact" or div["reason"] == "missing call"
-    human = cli("triage", bad, "--golden", "send_to_contact")
+    human = cli("triage", bad, "--golden", "send_to_contact", "--mode", "strict")
     assert "golden diff (strict, args ignore)" in human.stdout and "expected there" in human.stdout
-    by_id = cli("--json", "triage", bad, "--golden", good).json()["diff"]
+    by_id = cli("--json", "triage", bad, "--golden", good, "--mode", "strict").json()["diff"]
     assert by_id["golden"] == f"trace {good}" and by_id["expected_tools"] == ["lookup_contact", "send_email"]
+    # the default mode compares the state-changing calls: send_email, to another address
+    mut = cli("--json", "triage", bad, "--golden", good).json()["diff"]
+    assert mut["mode"] == "mutations" and mut["args"] == "golden" and mut["expected_tools"] == ["send_email"]
+    assert mut["divergence"]["reason"] == "different state change" and mut["divergence"]["argument"] == "to"
     rows_file = sandbox / "golden-rows.jsonl"
     rows_file.write_text("".join(json.dumps(r) + "\n" for r in rows if r["traceId"] == good))
     by_file = cli("triage", bad, "--golden", str(rows_file), "--mode", "subset", "--json").json()["diff"]

@@ -90,10 +90,18 @@ def test_verdict_equals_ground_truth(incidents: dict[str, Any], scenario: str) -
         v = triage_trajectory(traj, CFG).verdict
         if tid in failing:
             f = failing[tid]
-            assert (v.step_index, v.tool) == (f["off_rails_step"], f["off_rails_tool"]), (tid, v)
-            assert v.rule == 1 and f"step {f['off_rails_step']} ({f['off_rails_tool']})" in v.sentence
+            # the deciding model turn, the tool call, their observation ids
+            assert (v.step_index, v.call_step_index, v.tool) == (
+                f["off_rails_step"], f["off_rails_call_step"], f["off_rails_tool"]), (tid, v)
+            assert traj.step(v.step_index).is_model and traj.step(v.call_step_index).is_tool
+            assert (v.id, v.call_id) == (traj.step(v.step_index).id, traj.step(v.call_step_index).id)
+            assert v.rule == 1 and v.confidence == "high" and f"step {f['off_rails_step']} (" in v.sentence
+            assert v.candidates[0].step_index == v.step_index and len(v.candidates) <= 3
         else:
-            assert v.kind == "none" and v.step_index is None, (tid, v)
+            # nothing fired: said so, and the last model turn is where to start reading
+            assert v.kind == "none" and v.severity is None and v.confidence in ("none", "low"), (tid, v)
+            assert v.step_index == max(s.index for s in traj.steps if s.is_model)
+            assert v.sentence.startswith("No detector fired")
 
 
 # --- small hand-made trajectories: each detector's edges ---------------------------------
@@ -129,7 +137,16 @@ def test_prose_vs_action_kept_promise_is_fine() -> None:
                    ("tool", "update_ticket", {"id": 1}, None))
     assert prose_vs_action(kept, CFG) == []
     [f] = prose_vs_action(broken, CFG)
-    assert f.step_index == 2 and f.severity == "high"
+    # the promise's turn decided the call: the finding names it and the call
+    assert (f.step_index, f.call_step_index, f.severity) == (1, 2, "high")
+    # a user's turn between the promise and the change ends the promise
+    asked = _traj(_say("Let me verify that, could you confirm the order id?"),
+                  ("other", "user_message", "It is 42, go ahead", None),
+                  ("tool", "update_ticket", {"id": 42}, None))
+    assert prose_vs_action(asked, CFG) == []
+    # "let me know" is not a promise to check
+    assert prose_vs_action(_traj(_say("Let me know if you want me to look at it."),
+                                 ("tool", "update_ticket", {"id": 1}, None)), CFG) == []
 
 
 def test_loops_cycle_with_changing_arguments() -> None:
@@ -164,7 +181,8 @@ def test_unreacted_error_variants() -> None:
     warned = _traj(("tool", "get_order", {}, {"error": "stale cache"}, {"level": "WARNING"}),
                    _say("Your order has been processed."))
     running = _traj(("tool", "refund", {}, None, {"level": "ERROR"}), status="running")
-    assert unreacted_errors(ack, CFG) == []
+    # acknowledged: only a low note, since refund changes state
+    assert [f.severity for f in unreacted_errors(ack, CFG)] == ["low"]
     assert [f.severity for f in unreacted_errors(ignored, CFG)] == ["medium"]
     assert [f.severity for f in unreacted_errors(warned, CFG)] == ["medium"]
     assert unreacted_errors(running, CFG) == []

@@ -1,7 +1,9 @@
 """`--like TRACE_ID[:STEP]`: a signature derived from triage's off-rails step of one trace.
 
 Rules (each visible in the printed YAML, meant to be edited):
-- the tool of the step (a step that is not a tool call is refused: name one with :STEP);
+- the tool of the step's call: the verdict's `call_step_index`; a model turn named with :STEP
+  stands for the tool call it made (a turn that only spoke, or a step that is neither, is
+  refused: name a tool call with :STEP);
 - its level when it is WARNING or ERROR (an error the model papered over);
 - each string argument whose value the verdict's own evidence names (the planted address, the
   production database), as `=`; an SQL statement becomes a regular expression on its verb and
@@ -45,21 +47,35 @@ def sql_pattern(sql: str) -> str | None:
 
 def derive(report: Any, step_index: int | None = None) -> tuple[Signature, int]:
     """(signature, step index) from a triage.TriageReport."""
+    from agentfire.config import TriageSection
+    from agentfire.triage._index import Index
+
     traj = report.trajectory
-    index = step_index if step_index is not None else report.verdict.step_index
-    if index is None:
+    v = report.verdict
+    if step_index is None and (v.step_index is None or v.kind == "none"):
         raise NotDoneError(
             f"triage found no off-rails step in {traj.trace_id}; name one: --like {traj.trace_id}:STEP")
+    named = step_index if step_index is not None else v.step_index
+    index = named if step_index is not None or v.call_step_index is None else v.call_step_index
     try:
         step = traj.step(index)
     except IndexError as exc:
         raise UsageError(str(exc)) from None
     if step.kind != "tool":
-        raise UsageError(f"step {index} of {traj.trace_id} is a {step.kind} step ({step.name}), not a tool "
-                         "call; name a tool call with --like TRACE_ID:STEP")
-    chosen = report.verdict.kind if step_index is None or step_index == report.verdict.step_index else None
+        idx = Index(traj, TriageSection())
+        p = idx.pos[index]
+        call = idx.call_of_turn(p) if idx.model[p] else None
+        if call is None:
+            raise UsageError(f"step {index} of {traj.trace_id} is a {step.kind} step ({step.name}) that made no "
+                             "tool call; name a tool call with --like TRACE_ID:STEP")
+        step = idx.steps[call]
+        index = step.index
+    verdict_steps = {v.step_index, v.call_step_index} - {None}
+    own = step_index is None or step_index in verdict_steps
+    chosen = v.kind if own else None
     evidence = " ".join(f.evidence for f in report.findings
-                        if f.step_index == index and (chosen is None or f.kind == chosen))
+                        if (f.step_index == named or f.call_step_index == index or f.step_index == index)
+                        and (chosen is None or f.kind == chosen))
     conds: list[ArgCondition] = []
     if isinstance(step.input, dict):
         for key, value in step.input.items():
@@ -73,6 +89,6 @@ def derive(report: Any, step_index: int | None = None) -> tuple[Signature, int]:
             conds.append(ArgCondition(key, "re", pattern) if pattern else ArgCondition(key, "=", text))
     level = step.level if step.level in ("WARNING", "ERROR") else None
     pattern = StepPattern(tool=step.name, args=tuple(conds), level=level)
-    loop = report.verdict.kind == "loop" and (step_index is None or step_index == report.verdict.step_index)
+    loop = v.kind == "loop" and own
     steps = (pattern,) * (LOOP_REPEATS if loop else 1)
     return Signature(steps), index

@@ -21,7 +21,8 @@ TRIM = 300  # characters of each value shown without --full
     epilog=(
         "Example: agentfire triage 3f9c2a...e1 --last 15 --golden invoice_forward\n\n"
         "The verdict rules: the earliest high-severity finding; else the first golden divergence; "
-        "else the earliest medium finding (README, 'triage')."
+        "else the earliest medium finding; else 'no detector fired' and the last model turn "
+        "(README, 'triage'). The verdict names the deciding model turn and the tool call it made."
     ),
 )
 @handles_errors
@@ -33,8 +34,16 @@ def triage(
         None, "--golden", "-g", metavar="CLASS|TRACE_ID|FILE",
         help="Diff against a known-good run: a class saved with `golden save`, a trace id, or a file.",
     ),
-    mode: str = typer.Option("strict", "--mode", help="Golden diff: strict, unordered, subset, superset."),
-    args_mode: str = typer.Option("ignore", "--args", help="Argument matching: exact, ignore, keys:A,B."),
+    mode: str = typer.Option(
+        "mutations", "--mode",
+        help="Golden diff: mutations (state-changing calls by name and arguments, any order, reads "
+             "ignored), strict, unordered, subset, superset.",
+    ),
+    args_mode: Optional[str] = typer.Option(
+        None, "--args",
+        help="Argument matching: golden (the arguments the golden call sets; default for mutations), "
+             "exact, ignore (default for the other modes), keys:A,B.",
+    ),
     full: bool = typer.Option(False, "--full", help="Show values whole (default: trimmed)."),
     json_out: bool = typer.Option(False, "--json", help="JSON on stdout (shape: README, 'triage')."),
 ) -> None:
@@ -111,11 +120,14 @@ def render(report: Any, *, last: int, full: bool, url: Optional[str] = None) -> 
     print_table(head)
 
     verdict_step = report.verdict.step_index
+    verdict_call = report.verdict.call_step_index
+    # the ranked candidates: 1 is the verdict's own step
+    rank = {c.step_index: n for n, c in enumerate(report.verdict.candidates, 1) if c.step_index is not None}
     flagged = {f.step_index: f for f in sorted(report.findings, key=lambda f: ("high", "medium", "low").index(f.severity), reverse=True)}
     steps = list(reversed(t.steps))
     shown = steps if last == 0 else steps[:last]
     table = Table(title="steps, newest first", title_justify="left", show_lines=True)
-    for col, kw in (("#", {"justify": "right"}), ("+time", {"justify": "right"}), ("step", {}),
+    for col, kw in (("#", {"justify": "right"}), ("+time", {"justify": "right"}), ("step / id", {}),
                     # --full: a long unbroken value (a URL, base64) wraps instead of ending in "…"
                     ("arguments / model text", {"ratio": 3, "overflow": "fold" if full else "ellipsis"}),
                     ("output", {"ratio": 3, "overflow": "fold" if full else "ellipsis"}),
@@ -143,10 +155,14 @@ def render(report: Any, *, last: int, full: bool, url: Optional[str] = None) -> 
             level.append_text(Text("\n")).append_text(safe_text(f"could not read: {p}", 200, style="yellow"))
         tokens = f"{s.input_tokens or 0:,}/{s.output_tokens or 0:,}" if s.input_tokens or s.output_tokens else ""
         name = safe_text(s.name if s.is_tool else f"{s.kind}: {s.name}", 120, style="bold" if s.is_tool else "")
+        name.append_text(Text("\n")).append_text(safe_text(s.id, 60, style="dim"))
+        if s.index in rank:
+            name.append_text(Text(f"\ncandidate {rank[s.index]}", style="bold"))
         f = flagged.get(s.index)
         if f is not None and f.severity != "low":
             name.append_text(Text(f"\n{f.kind}", style=SEVERITY_STYLE[f.severity]))
-        index = Text(str(s.index), style="reverse bold red" if s.index == verdict_step else "")
+        index = Text(str(s.index), style="reverse bold red" if s.index == verdict_step and report.verdict.kind != "none"
+                     else "bold red" if s.index == verdict_call and report.verdict.kind != "none" else "")
         table.add_row(index, Text(_fmt_ms(j["offset_ms"])), name, what, output, level, Text(tokens),
                       Text(f"${s.cost_usd:.4f}" if s.cost_usd else ""))
     print_table(table)
@@ -187,5 +203,11 @@ def render(report: Any, *, last: int, full: bool, url: Optional[str] = None) -> 
         out.print(Text("  actual:   ").append_text(safe_text(" -> ".join(d.actual_tools), 600)))
 
     v = report.verdict
-    out.print(Text("verdict: ", style="bold red" if v.step_index is not None else "bold")
-              .append_text(safe_text(v.sentence, None if full else 600)))
+    if len(v.candidates) > 1:
+        out.print(Text("candidates:", style="bold"))
+        for n, c in enumerate(v.candidates, 1):
+            where = f"step {c.step_index}" + (f" (call {c.call_step_index})" if c.call_step_index not in (None, c.step_index) else "")
+            out.print(Text(f"  {n}. {where} [{c.kind}, {c.severity}] ").append_text(safe_text(c.evidence, 300)))
+    out.print(Text("verdict: ", style="bold red" if v.kind != "none" else "bold")
+              .append_text(safe_text(v.sentence, None if full else 600))
+              .append_text(Text(f" (confidence {v.confidence})", style="dim")))

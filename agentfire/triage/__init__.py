@@ -1,14 +1,20 @@
 """Minute three: walk one trajectory back from the failure and name the off-rails step.
 
-`triage_trajectory(traj, config)` runs the detectors (agentfire.triage.detectors), diffs against a
-golden run when one is given (agentfire.triage.diff) and picks the verdict by these rules, in order:
+`triage_trajectory(traj, config)` runs the detectors (agentfire.triage.detectors), checks the
+runbook's `policies:`, diffs against a golden run when one is given (agentfire.triage.diff) and
+picks the verdict by these rules, in order:
 
 1. the earliest step with a `high` finding (several kinds on one step: KIND_PRIORITY decides);
    the earliest, because that is where the trajectory committed to the wrong path, and later
    steps (the confident answer, the cleanup query, the next loop round) only follow from it;
-2. else the first step where the golden diff diverges;
+2. else the first place where the golden diff diverges;
 3. else the earliest step with a `medium` finding;
-4. else no off-rails step (`kind` "none").
+4. else no detector fired: the verdict says so and points at the last model turn as the place to
+   start reading, with confidence `none` (`low` when only low notes fired), kind "none".
+
+The verdict names the model turn that made the decision (`step_index`) and, where the evidence is
+a tool call, that call (`call_step_index`), with their observation ids; `confidence` says how
+strong the evidence is, and `candidates` ranks up to three places to look.
 
 `run(runbook, trace_id, golden=...)` does the same from the configured trace store.
 """
@@ -21,36 +27,63 @@ from typing import Any
 from agentfire.config import TriageSection
 from agentfire.textsafe import cut, neutralise
 from agentfire.trajectory import Step, Trajectory, iso
-from agentfire.triage._text import model_text, tool_args
+from agentfire.triage._index import Index
+from agentfire.triage._text import model_text, tool_args, tool_calls_of
 from agentfire.triage.detectors import (
     DETECTORS, KIND_PRIORITY, SEVERITIES, Finding, run_detectors,
 )
 from agentfire.triage.diff import DiffResult, diff, first_step_after
 
-__all__ = ["Finding", "Verdict", "TriageReport", "triage_trajectory", "run", "DETECTORS",
+__all__ = ["Candidate", "Finding", "Verdict", "TriageReport", "triage_trajectory", "run", "DETECTORS",
            "SEVERITIES", "inert"]
 
 RULES = {
     1: "earliest step with a high-severity finding",
-    2: "first step where the golden run diverges",
+    2: "first place where the golden run diverges",
     3: "earliest step with a medium-severity finding",
-    4: "no finding of medium or high severity and no golden divergence",
+    4: "no detector fired (no medium or high finding, no golden divergence): the last model turn, "
+       "where to start reading",
 }
+CONFIDENCES = ("high", "medium", "low", "none")
+MAX_CANDIDATES = 3
+
+
+@dataclass(frozen=True)
+class Candidate:
+    step_index: int | None
+    call_step_index: int | None
+    id: str | None
+    call_id: str | None
+    kind: str
+    severity: str | None
+    evidence: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step_index": self.step_index, "call_step_index": self.call_step_index, "id": self.id,
+                "call_id": self.call_id, "kind": self.kind, "severity": self.severity,
+                "evidence": self.evidence}
 
 
 @dataclass(frozen=True)
 class Verdict:
-    step_index: int | None
-    tool: str | None
+    step_index: int | None  # the model turn that made the decision (or the step itself)
+    tool: str | None  # the tool of the call, when there is one
     kind: str  # a finding kind, "golden_divergence" or "none"
     sentence: str
     severity: str | None = None
     rule: int = 4
+    call_step_index: int | None = None  # the executed (or failed) tool call
+    id: str | None = None  # observation id of step_index
+    call_id: str | None = None  # observation id of call_step_index
+    confidence: str = "none"  # one of CONFIDENCES
+    candidates: tuple[Candidate, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"step_index": self.step_index, "tool": self.tool, "kind": self.kind,
-                "severity": self.severity, "sentence": self.sentence, "rule": self.rule,
-                "rule_text": RULES[self.rule]}
+        return {"step_index": self.step_index, "call_step_index": self.call_step_index, "id": self.id,
+                "call_id": self.call_id, "tool": self.tool, "kind": self.kind,
+                "severity": self.severity, "confidence": self.confidence, "sentence": self.sentence,
+                "rule": self.rule, "rule_text": RULES[self.rule],
+                "candidates": [c.to_json() for c in self.candidates]}
 
 
 @dataclass
@@ -77,7 +110,7 @@ class TriageReport:
     def step_json(self, s: Step) -> dict[str, Any]:
         origin = self.trajectory.start
         return {
-            "index": s.index, "kind": s.kind, "name": s.name, "offset_ms": s.offset_ms(origin),
+            "index": s.index, "id": s.id, "kind": s.kind, "name": s.name, "offset_ms": s.offset_ms(origin),
             "start": iso(s.start), "end": iso(s.end),
             "duration_ms": int((s.end - s.start).total_seconds() * 1000) if s.start and s.end else None,
             "args": tool_args(s) if s.is_tool else None,
@@ -107,14 +140,10 @@ class TriageReport:
 
 
 def _tool_calls(output: Any) -> list[dict[str, Any]] | None:
-    if isinstance(output, dict) and isinstance(output.get("tool_calls"), list):
-        calls = []
-        for c in output["tool_calls"]:
-            fn = c.get("function", c) if isinstance(c, dict) else {}
-            if isinstance(fn, dict):
-                calls.append({"name": fn.get("name"), "arguments": fn.get("arguments")})
-        return calls
-    return None
+    calls = tool_calls_of(output)
+    if not calls and not (isinstance(output, dict) and isinstance(output.get("tool_calls"), list)):
+        return None
+    return [{"id": c.get("id"), "name": c.get("name"), "arguments": c.get("arguments")} for c in calls]
 
 
 def inert(value: Any, limit: int | None, depth: int = 0) -> Any:
@@ -135,65 +164,144 @@ def inert(value: Any, limit: int | None, depth: int = 0) -> Any:
     return cut(neutralise(str(value)), limit)
 
 
-def _label(traj: Trajectory, index: int | None) -> tuple[str | None, str]:
+def _label(traj: Trajectory, index: int | None, call: int | None = None) -> tuple[str | None, str]:
     if index is None:
         return None, "the end of the trajectory"
     try:
         s = traj.step(index)
     except IndexError:
         return None, f"step {index}"
+    c = None
+    if call is not None and call != index:
+        try:
+            c = traj.step(call)
+        except IndexError:
+            c = None
     if s.is_tool:
         return s.name, f"step {index} ({s.name})"
-    return None, f"step {index} ({s.kind} call {s.name})"
+    if c is not None:
+        return c.name, f"step {index} ({s.kind} turn {s.name}, which called {c.name} at step {call})"
+    return None, f"step {index} ({s.kind} turn {s.name})"
 
 
-def choose_verdict(traj: Trajectory, findings: list[Finding], d: DiffResult | None) -> Verdict:
+def _ids(traj: Trajectory, index: int | None, call: int | None) -> tuple[str | None, str | None]:
+    def oid(i: int | None) -> str | None:
+        if i is None:
+            return None
+        try:
+            return traj.step(i).id
+        except IndexError:
+            return None
+    return oid(index), oid(call)
+
+
+def choose_verdict(traj: Trajectory, findings: list[Finding], d: DiffResult | None,
+                   idx: Index | None = None) -> Verdict:
     prio = {k: n for n, k in enumerate(KIND_PRIORITY)}
+    rank = {s: n for n, s in enumerate(SEVERITIES)}
 
     def pick(sev: str) -> Finding | None:
         cands = [f for f in findings if f.severity == sev]
         return min(cands, key=lambda f: (f.step_index, prio.get(f.kind, 99))) if cands else None
 
+    # the ranked candidates: high findings, the golden divergences, medium, low; one per step
+    ranked: list[tuple[int | None, int | None, str, str | None, str]] = []
+    for f in sorted((f for f in findings if f.severity == "high"),
+                    key=lambda f: (f.step_index, prio.get(f.kind, 99))):
+        ranked.append((f.step_index, f.call_step_index, f.kind, f.severity, f.evidence))
+    if d is not None:
+        for div in d.differences or ([d.divergence] if d.divergence is not None else []):
+            index, call = _divergence_steps(traj, div)
+            ranked.append((index, call, "golden_divergence", "medium", div.describe()))
+    for sev in ("medium", "low"):
+        for f in sorted((f for f in findings if f.severity == sev),
+                        key=lambda f: (f.step_index, prio.get(f.kind, 99))):
+            ranked.append((f.step_index, f.call_step_index, f.kind, f.severity, f.evidence))
+    seen: set[int | None] = set()
+    cands: list[Candidate] = []
+    for index, call, kind, sev, ev in ranked:
+        if index in seen:
+            continue
+        seen.add(index)
+        cands.append(Candidate(index, call, *_ids(traj, index, call), kind, sev, ev))
+        if len(cands) == MAX_CANDIDATES:
+            break
+
+    def verdict(index: int | None, call: int | None, kind: str, sentence: str, severity: str | None,
+                rule: int, confidence: str) -> Verdict:
+        tool, _ = _label(traj, index, call)
+        oid, cid = _ids(traj, index, call)
+        return Verdict(index, tool, kind, sentence, severity, rule, call, oid, cid, confidence, tuple(cands))
+
     def from_finding(f: Finding, rule: int) -> Verdict:
-        tool, where = _label(traj, f.step_index)
+        _, where = _label(traj, f.step_index, f.call_step_index)
         also = sorted({g.kind.replace("_", " ") for g in findings
                        if g.step_index == f.step_index and g.kind != f.kind and g.severity != "low"})
         extra = f" (also flagged here: {', '.join(also)})" if also else ""
-        return Verdict(f.step_index, tool, f.kind,
+        # two independent kinds of evidence on one step make a medium finding more certain
+        confidence = "high" if f.severity == "high" or also else "medium"
+        return verdict(f.step_index, f.call_step_index, f.kind,
                        f"Off the rails at {where}: {f.kind.replace('_', ' ')}: {f.evidence}{extra}.",
-                       f.severity, rule)
+                       f.severity, rule, confidence)
 
     f = pick("high")
     if f is not None:
         return from_finding(f, 1)
     if d is not None and d.divergence is not None:
         div = d.divergence
-        index = div.step_index
-        if index is None:
-            nxt = first_step_after(traj, div.after_step)
-            index = nxt.index if nxt else None
-        tool, where = _label(traj, index)
-        return Verdict(index, tool, "golden_divergence",
+        index, call = _divergence_steps(traj, div)
+        _, where = _label(traj, index, call)
+        corroborated = any(g.step_index == index and g.severity in ("medium", "high") for g in findings)
+        changed = div.actual is not None  # a wrong state change, not only a missing one
+        return verdict(index, call, "golden_divergence",
                        f"Off the rails at {where}: diverges from the golden run ({d.golden}, "
-                       f"{d.mode}, args {d.args}): {div.describe()}.", "medium", 2)
+                       f"{d.mode}, args {d.args}): {div.describe()}.", "medium", 2,
+                       "high" if changed and corroborated else "medium")
     f = pick("medium")
     if f is not None:
         return from_finding(f, 3)
-    what = f"{len(findings)} low-severity note(s)" if findings else "no findings"
+    lows = [g for g in findings if g.severity == "low"]
+    what = f"{len(lows)} low-severity note(s)" if lows else "no findings"
     hint = "" if d is not None else "; compare with a known-good run: --golden CLASS|TRACE_ID|FILE"
-    return Verdict(None, None, "none", f"No off-rails step found ({what}{hint}).", None, 4)
+    idx = idx if idx is not None else Index(traj, TriageSection())
+    last = idx.last_model_turn()
+    if last is None:
+        return verdict(None, None, "none", f"No detector fired ({what}{hint}).", None, 4,
+                       "low" if lows else "none")
+    index = idx.steps[last].index
+    call = idx.call_of_turn(last)
+    call_index = idx.steps[call].index if call is not None else None
+    _, where = _label(traj, index, call_index)
+    return verdict(index, call_index, "none",
+                   f"No detector fired ({what}{hint}); start reading at the last model turn, {where}.",
+                   None, 4, "low" if lows else "none")
+
+
+def _divergence_steps(traj: Trajectory, div: Any) -> tuple[int | None, int | None]:
+    """(decision step, call step) of a golden divergence."""
+    if div.decision_step is not None or div.reason.endswith("state change"):
+        return div.decision_step, div.step_index
+    index = div.step_index
+    if index is None:
+        nxt = first_step_after(traj, div.after_step)
+        index = nxt.index if nxt else None
+    return index, index
 
 
 def triage_trajectory(traj: Trajectory, config: TriageSection, golden: Trajectory | None = None, *,
-                      mode: str = "strict", args: str = "ignore", golden_label: str = "") -> TriageReport:
-    """Findings from every detector, the golden diff (when a golden run is given), the verdict."""
-    findings = run_detectors(traj, config)
-    d = diff(traj, golden, mode=mode, args=args, golden_label=golden_label) if golden is not None else None
-    return TriageReport(traj, findings, choose_verdict(traj, findings, d), d, list(traj.problems))
+                      mode: str = "mutations", args: str | None = None, golden_label: str = "",
+                      policies: Any = ()) -> TriageReport:
+    """Findings from every detector and policy, the golden diff (when a golden run is given), the
+    verdict."""
+    idx = Index(traj, config)
+    findings = run_detectors(traj, config, policies, idx)
+    d = diff(traj, golden, mode=mode, args=args, golden_label=golden_label, config=config, index=idx) \
+        if golden is not None else None
+    return TriageReport(traj, findings, choose_verdict(traj, findings, d, idx), d, list(traj.problems))
 
 
 def run(runbook: Any, trace_id: str, golden: str | Trajectory | None = None, *,
-        mode: str = "strict", args: str = "ignore") -> TriageReport:
+        mode: str = "mutations", args: str | None = None) -> TriageReport:
     """Triage one trace from the runbook's trace store. `golden`: a Trajectory, or a class name,
     trace id or file path (agentfire.golden.resolve). Raises TraceNotFound (exit 1)."""
     import asyncio
@@ -207,7 +315,8 @@ def run(runbook: Any, trace_id: str, golden: str | Trajectory | None = None, *,
     if golden is not None:  # bad diff options fail before anything is read
         if mode not in MODES:
             raise UsageError(f"invalid diff mode {mode!r}; valid: {', '.join(MODES)}")
-        parse_args_mode(args)
+        if args is not None:
+            parse_args_mode(args)
 
     async def go() -> tuple[Trajectory, Trajectory | None, str]:
         store = build("traces", runbook.traces, runbook)
@@ -222,4 +331,5 @@ def run(runbook: Any, trace_id: str, golden: str | Trajectory | None = None, *,
             await store.aclose()
 
     traj, g, label = asyncio.run(go())
-    return triage_trajectory(traj, runbook.model.triage, g, mode=mode, args=args, golden_label=label)
+    return triage_trajectory(traj, runbook.model.triage, g, mode=mode, args=args, golden_label=label,
+                             policies=runbook.model.policies)

@@ -95,21 +95,39 @@ def matches_any(name: str, globs: list[str] | tuple[str, ...]) -> bool:
     return any(fnmatchcase(n, g.lower()) for g in globs)
 
 
-SQL_KEYS = ("query", "sql", "statement")
+SQL_KEYS = ("sql", "statement")
 READ_SQL = re.compile(r"^\s*(?:\(\s*)?(SELECT|WITH|SHOW|EXPLAIN|DESCRIBE|DESC)\b", re.I)
 WRITE_SQL = re.compile(
     r"\b(INSERT|UPDATE|DELETE|DROP|TRUNCATE|ALTER|CREATE|MERGE|REPLACE|GRANT|REVOKE|UPSERT)\b", re.I
 )
+# what an SQL statement looks like at its start (a search tool's `query="update my address"` is
+# not one): the verb and the keyword that must follow it
+SQL_SHAPE = re.compile(
+    r"\s*\(?\s*(?:SELECT\s+(?:[\w*(\"`\[]|DISTINCT\b)|WITH\s+(?:RECURSIVE\s+)?[\w\"`]+\s+(?:\([^)]{0,200}\)\s*)?AS\s*\("
+    r"|INSERT\s+(?:OR\s+\w+\s+)?INTO\b|UPDATE\s+[\w.\"`\[\]]+\s+SET\b|DELETE\s+FROM\b"
+    r"|DROP\s+(?:TABLE|DATABASE|SCHEMA|INDEX|VIEW|USER|ROLE)\b|TRUNCATE\b|ALTER\s+(?:TABLE|DATABASE|SCHEMA|USER)\b"
+    r"|CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|INDEX|VIEW|DATABASE|SCHEMA|USER|ROLE)\b|MERGE\s+INTO\b"
+    r"|REPLACE\s+INTO\b|GRANT\s+\w|REVOKE\s+\w|SHOW\s+\w|EXPLAIN\s+\w|DESCRIBE\s+\w)",
+    re.I,
+)
+SQL_TOOL = re.compile(r"sql|database|(?<![a-z])db(?![a-z])|postgres|mysql|sqlite|duckdb|bigquery|snowflake"
+                      r"|warehouse|redshift|clickhouse", re.I)
 
 
-def sql_of(step: Step) -> str | None:
-    """The SQL a tool step runs, if it runs any."""
+def sql_of(step: Step, args: dict[str, Any] | None = None) -> str | None:
+    """The SQL a tool step runs, if it runs any: an `sql`/`statement` argument, a `query` argument
+    that is shaped like SQL (or of a database tool), the input of a tool named for SQL. A search
+    tool's `query` is a search, not SQL."""
     if not step.is_tool:
         return None
-    args = tool_args(step)
+    if args is None:
+        args = tool_args(step)
     for key in SQL_KEYS:
         if isinstance(args.get(key), str):
             return args[key]
+    q = args.get("query")
+    if isinstance(q, str) and (SQL_SHAPE.match(q[:400]) or SQL_TOOL.search(step.name)):
+        return q
     if "sql" in step.name.lower() and isinstance(args.get("input"), str):
         return args["input"]
     return None
@@ -130,18 +148,128 @@ def destructive_sql_re(cfg: TriageSection) -> re.Pattern[str]:
     return _rx(cfg.destructive_sql)
 
 
-def call_class(step: Step, cfg: TriageSection) -> str:
-    """'read', 'mutation' or 'other' for a tool step (SQL is judged by its statement)."""
-    sql = sql_of(step)
+def call_class(step: Step, cfg: TriageSection, args: dict[str, Any] | None = None) -> str:
+    """'read', 'mutation', 'handoff', 'pure' or 'other' for a tool step (SQL is judged by its
+    statement). A handoff passes the conversation to a person or another agent; a pure tool
+    (calculator, scratchpad) changes nothing and reads nothing."""
+    sql = sql_of(step, args)
     if sql is not None:
         if READ_SQL.match(sql) and not WRITE_SQL.search(sql):
             return "read"
         return "mutation" if (WRITE_SQL.search(sql) or destructive_sql_re(cfg).search(sql)) else "other"
-    if matches_any(step.name, cfg.destructive_tools) or matches_any(step.name, cfg.mutation_tools):
-        return "mutation"
-    if matches_any(step.name, cfg.read_tools):
-        return "read"
-    return "other"
+    return name_class(step.name, cfg)
+
+
+def name_class(name: str, cfg: TriageSection) -> str:
+    """The class of a tool by its name alone (cached per configuration and name)."""
+    cache = _NAME_CLASS.get(id(cfg))
+    if cache is None or cache[0] is not cfg:
+        cache = (cfg, {})
+        _NAME_CLASS[id(cfg)] = cache
+        if len(_NAME_CLASS) > 64:
+            _NAME_CLASS.pop(next(iter(_NAME_CLASS)))
+    hit = cache[1].get(name)
+    if hit is None:
+        if matches_any(name, cfg.handoff_tools):
+            hit = "handoff"
+        elif matches_any(name, cfg.destructive_tools) or matches_any(name, cfg.mutation_tools):
+            hit = "mutation"
+        elif matches_any(name, cfg.read_tools):
+            hit = "read"
+        elif matches_any(name, cfg.pure_tools):
+            hit = "pure"
+        else:
+            hit = "other"
+        cache[1][name] = hit
+    return hit
+
+
+_NAME_CLASS: dict[int, tuple[TriageSection, dict[str, str]]] = {}
+
+
+# --- the decision a model turn made: its tool calls -----------------------------------------
+
+
+def _json_args(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            return value
+    return value
+
+
+def tool_calls_of(output: Any) -> list[dict[str, Any]]:
+    """The tool calls a model turn emitted, as [{"id", "name", "arguments"}] (arguments parsed
+    when they are a JSON string). Reads the canonical shape {"role": "assistant", "content",
+    "tool_calls": [{"id", "name", "arguments"}]}, OpenAI's {"function": {...}}, Anthropic's
+    content blocks ({"type": "tool_use", "name", "input"}) and a message list (the last assistant)."""
+    if isinstance(output, list):
+        for item in reversed(output):
+            if isinstance(item, dict) and item.get("role") == "assistant":
+                return tool_calls_of(item)
+        return []
+    if not isinstance(output, dict):
+        return []
+    calls: list[dict[str, Any]] = []
+    raw = output.get("tool_calls")
+    if isinstance(raw, list):
+        for c in raw[:200]:
+            if not isinstance(c, dict):
+                continue
+            fn = c.get("function") if isinstance(c.get("function"), dict) else c
+            name = fn.get("name")
+            if isinstance(name, str) and name:
+                args = fn.get("arguments", fn.get("args", fn.get("input")))
+                calls.append({"id": c.get("id") or fn.get("id"), "name": name, "arguments": _json_args(args)})
+    content = output.get("content")
+    if isinstance(content, list):
+        for block in content[:200]:
+            if isinstance(block, dict) and block.get("type") == "tool_use" and isinstance(block.get("name"), str):
+                calls.append({"id": block.get("id"), "name": block["name"], "arguments": _json_args(block.get("input"))})
+    if not calls and isinstance(output.get("choices"), list) and output["choices"]:
+        first = output["choices"][0]
+        if isinstance(first, dict):
+            return tool_calls_of(first.get("message", first))
+    return calls
+
+
+# --- tool outputs that say they failed ----------------------------------------------------
+
+ERROR_TEXT = re.compile(
+    r"\s*(?:\[?error\]?\b|exception\b|traceback \(most recent call last\)|fatal\b|failed\b|failure\b"
+    r"|[\w.]*(?:Error|Exception):)",
+    re.I,
+)
+ERROR_ANYWHERE = re.compile(r"traceback \(most recent call last\)|exit ?code:? ?[1-9]\d*\b|execution failed", re.I)
+ERROR_KEYS = ("error", "errors", "exception", "error_message", "errorMessage")
+
+
+def output_error(output: Any) -> str | None:
+    """The error a tool output reports, when it reports one: an error string ("Error: ...",
+    a traceback, a non-zero exit code), an error object ({"error": ...}, {"status": "error"},
+    {"success": false}). None for a normal output."""
+    if isinstance(output, str):
+        head = output[:2000]
+        if ERROR_TEXT.match(head) or ERROR_ANYWHERE.search(head):
+            return short(output, 100)
+        return None
+    if isinstance(output, dict):
+        for key in ERROR_KEYS:
+            v = output.get(key)
+            if v not in (None, "", [], {}, False):
+                return f"{key}: {short(v, 90)}"
+        status = output.get("status")
+        if isinstance(status, str) and status.lower() in ("error", "failed", "failure", "fail"):
+            return f"status {status}"
+        for key in ("success", "ok"):
+            if output.get(key) is False:
+                return f"{key}: false"
+        for key in ("content", "output", "result", "text"):
+            v = output.get(key)
+            if isinstance(v, str) and len(output) <= 3:
+                return output_error(v)
+    return None
 
 
 def short(value: Any, limit: int = 120) -> str:

@@ -1,9 +1,15 @@
 """The triage detectors: small functions `(trajectory, config) -> list[Finding]`.
 
 Each looks at the tool calls first and the prose second ("trust the tool calls, distrust the
-prose"). Severity: `high` means this step alone explains an incident; `medium` is suspicious and
-worth a look; `low` marks context (an irreversible action that looks legitimate). A normal
-trajectory may carry `low` findings, never `medium` or `high`.
+prose"). A finding names the model turn that made the decision (`step_index`) and, where the
+evidence is a tool call, that call (`call_step_index`): in a real trace a tool call is two
+observations, the GENERATION that decided it and the TOOL that executed it, and the off-rails step
+is the decision. Severity: `high` means this step alone explains an incident; `medium` is
+suspicious and worth a look; `low` marks context (an irreversible action that looks legitimate).
+A normal trajectory may carry `low` findings, never `medium` or `high`.
+
+Every detector reads the shared per-step facts of agentfire.triage._index.Index (built once), so
+the whole triage is linear in the number of steps.
 """
 
 from __future__ import annotations
@@ -11,14 +17,15 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from agentfire.config import TriageSection
 from agentfire.trajectory import Step, Trajectory
+from agentfire.triage._index import Index
 from agentfire.triage._text import (
-    call_class, call_repr, canonical, destructive_sql_re, matches_any, model_text,
-    production_re, short, sql_of, strings, tool_args,
+    call_repr, canonical, destructive_sql_re, matches_any, production_re, short, strings,
 )
+from agentfire.triage.grounding import Facts, facts_in, unsupported
 
 SEVERITIES = ("high", "medium", "low")
 
@@ -29,116 +36,165 @@ class Finding:
     kind: str
     severity: str  # one of SEVERITIES
     evidence: str
+    call_step_index: int | None = None  # the tool call the evidence is about, when there is one
+    rule: str | None = None  # the policy rule, for a policy finding
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-Detector = Callable[[Trajectory, TriageSection], list[Finding]]
+Detector = Callable[..., list[Finding]]
+
+
+def _index(traj: Trajectory, cfg: TriageSection, idx: Index | None) -> Index:
+    return idx if idx is not None and idx.traj is traj else Index(traj, cfg)
+
+
+def _at(idx: Index, p: int, kind: str, severity: str, evidence: str, rule: str | None = None) -> Finding:
+    step, call = idx.at(p)
+    return Finding(step, kind, severity, evidence, call, rule)
+
+
+def _repr(idx: Index, p: int, limit: int = 100) -> str:
+    s = idx.steps[p]
+    inner = ", ".join(f"{k}={short(v, 60)}" for k, v in list((idx.args[p] or {}).items())[:4])
+    return short(f"{s.name}({inner})", limit)
 
 
 # --- destructive or irreversible calls ------------------------------------------------------
 
 
-def destructive_calls(traj: Trajectory, cfg: TriageSection) -> list[Finding]:
+def destructive_calls(traj: Trajectory, cfg: TriageSection, idx: Index | None = None) -> list[Finding]:
     """Destructive SQL (high against production-like targets) and irreversible tools (low)."""
+    idx = _index(traj, cfg, idx)
     out: list[Finding] = []
     prod = production_re(tuple(cfg.production_markers))
-    for s in traj.tool_steps:
-        sql = sql_of(s)
+    destructive = destructive_sql_re(cfg)
+    irreversible: dict[str, bool] = {}
+    for p, s in enumerate(idx.steps):
+        if not idx.tool[p]:
+            continue
+        sql = idx.sql[p]
         if sql is not None:
-            m = destructive_sql_re(cfg).search(sql)
+            m = destructive.search(sql)
             if not m:
                 continue
-            target = canonical(tool_args(s))
+            target = canonical(idx.args[p])
             where = prod.search(target) or prod.search(s.name)
             sev = "high" if where else "medium"
             against = f"against {where.group(0)!r}" if where else "(no production marker in its target)"
-            out.append(Finding(s.index, "destructive", sev,
-                               f"destructive SQL {against}: {short(sql, 160)}"))
-        elif matches_any(s.name, cfg.destructive_tools):
-            out.append(Finding(s.index, "destructive", "low",
-                               f"irreversible action: {call_repr(s)}"))
+            out.append(_at(idx, p, "destructive", sev, f"destructive SQL {against}: {short(sql, 160)}"))
+            continue
+        hit = irreversible.get(s.name)
+        if hit is None:
+            hit = irreversible[s.name] = (idx.cls[p] != "handoff" and matches_any(s.name, cfg.destructive_tools))
+        if hit:
+            out.append(_at(idx, p, "destructive", "low", f"irreversible action: {_repr(idx, p)}"))
     return out
 
 
 # --- prose against action -----------------------------------------------------------------
 
 PROMISE = re.compile(
-    r"\b(?:i(?:'ll| will| am going to|'m going to| shall)|let me|let's|first,?\s+i)\b"
+    r"\b(?:i(?:'ll| will| am going to|'m going to| shall)|let me(?! know)|let's|first,?\s+i)\b"
     r"[^.!?\n]{0,60}?\b(verify|check|confirm|double[- ]check|review|inspect|validate|make sure|look)",
     re.I,
 )
 
 
-def prose_vs_action(traj: Trajectory, cfg: TriageSection) -> list[Finding]:
-    """The model says it will verify first, and the next consequential call mutates with no read."""
+def prose_vs_action(traj: Trajectory, cfg: TriageSection, idx: Index | None = None) -> list[Finding]:
+    """The model says it will verify first, and the next consequential call mutates with no read.
+    (One backward sweep finds each step's next read, mutation or handoff: no walk per promise.)"""
+    idx = _index(traj, cfg, idx)
+    n = len(idx.steps)
+    nxt: list[int | None] = [None] * (n + 1)
+    for p in range(n - 1, -1, -1):
+        # the next read, mutation or handoff; a user's turn in between ends the promise too
+        stop = (idx.tool[p] and idx.cls[p] in ("read", "mutation", "handoff")) or idx.user[p] is not None
+        nxt[p] = p if stop else nxt[p + 1]
     out: list[Finding] = []
-    steps = traj.steps
-    for i, s in enumerate(steps):
-        if not s.is_model:
+    for p in idx.model_positions:
+        text = idx.text[p]
+        if not text:
             continue
-        text = model_text(s)
         m = PROMISE.search(text[:20000])
         if not m:
             continue
-        for later in steps[i + 1:]:
-            if not later.is_tool:
-                continue
-            cls = call_class(later, cfg)
-            if cls == "read":
-                break  # the promise was kept
-            if cls == "mutation":
-                out.append(Finding(
-                    later.index, "prose_vs_action", "high",
-                    f"step {s.index} promised to {m.group(1).lower()} first "
-                    f"(\"{short(text, 90)}\"), then {call_repr(later)} changed state with no read in between",
-                ))
-                break
+        j = nxt[p + 1]
+        if j is not None and idx.tool[j] and idx.cls[j] == "mutation":
+            out.append(_at(idx, j, "prose_vs_action", "high",
+                           f"step {idx.steps[p].index} promised to {m.group(1).lower()} first "
+                           f"(\"{short(text, 90)}\"), then {_repr(idx, j)} changed state with no read in between"))
     return out
 
 
 # --- loops ------------------------------------------------------------------------------
 
 
-def loops(traj: Trajectory, cfg: TriageSection) -> list[Finding]:
-    """The same call (tool + arguments) repeated, or a cycle of tools going round."""
+def loops(traj: Trajectory, cfg: TriageSection, idx: Index | None = None) -> list[Finding]:
+    """The same call (tool + arguments) repeated with nothing changed in between, or a cycle of
+    tools going round with changing arguments that are not simply the items of an earlier list
+    (looking up each of the user's five reservations is not a loop)."""
+    idx = _index(traj, cfg, idx)
     out: list[Finding] = []
-    tools = traj.tool_steps
-    seen: dict[str, list[Step]] = defaultdict(list)
-    for s in tools:
-        seen[f"{s.name}\x00{canonical(tool_args(s))}"].append(s)
+    tools = [p for p in range(len(idx.steps)) if idx.tool[p]]
+    seen: dict[str, list[int]] = defaultdict(list)
+    epoch = 0  # successful state changes so far: a read repeated after one is a fresh read
+    keys: dict[int, str] = {}
+    for p in tools:
+        read = idx.cls[p] in ("read", "pure")
+        key = f"{idx.steps[p].name}\x00{canonical(idx.args[p])}"
+        keys[p] = key
+        seen[f"{epoch}\x00{key}" if read else key].append(p)
+        if idx.cls[p] == "mutation" and idx.error[p] is None:
+            epoch += 1
     flagged: set[int] = set()
     for calls in seen.values():
         if len(calls) >= cfg.loop_min_repeats:
-            idx = [c.index for c in calls]
-            flagged.update(idx)
-            shown = ", ".join(map(str, idx[:8])) + (", …" if len(idx) > 8 else "")
-            out.append(Finding(calls[1].index, "loop", "high",
-                               f"{call_repr(calls[0])} called {len(calls)} times with the same "
-                               f"arguments (steps {shown}); the first repeat is here"))
-    # cycles of 1-3 tools going round with changing arguments
-    names = [s.name for s in tools]
+            flagged.update(calls)
+            shown = ", ".join(str(idx.steps[c].index) for c in calls[:8]) + (", …" if len(calls) > 8 else "")
+            out.append(_at(idx, calls[1], "loop", "high",
+                           f"{_repr(idx, calls[0])} called {len(calls)} times with the same "
+                           f"arguments (steps {shown}); the first repeat is here"))
+    names = [idx.steps[p].name for p in tools]
     min_rounds = max(4, cfg.loop_min_repeats + 1)
+    facts: Facts | None = None
     for period in (1, 2, 3):
         run = 0
         for j in range(period, len(names)):
             run = run + 1 if names[j] == names[j - period] else 0
             if run == period * (min_rounds - 1):
                 first = tools[j - run + 1]
-                if first.index not in flagged:
-                    cycle = " -> ".join(names[j - run + 1 - period: j - run + 1])
-                    out.append(Finding(first.index, "loop", "medium",
-                                       f"the cycle {cycle} goes round {min_rounds}+ times; "
-                                       "the second round starts here"))
-                    flagged.add(first.index)
+                if first in flagged:
+                    continue
+                members = tools[j - run + 1 - period: j + 1]
+                if facts is None:
+                    facts = idx.facts()
+                if _enumeration(idx, members, keys, facts):
+                    continue
+                cycle = " -> ".join(names[j - run + 1 - period: j - run + 1])
+                out.append(_at(idx, first, "loop", "medium",
+                               f"the cycle {cycle} goes round {min_rounds}+ times; the second round starts here"))
+                flagged.add(first)
     return sorted(out, key=lambda f: f.step_index)
+
+
+def _enumeration(idx: Index, members: list[int], keys: dict[int, str], facts: Facts) -> bool:
+    """Every call of the cycle distinct, each with arguments already seen before it (the items of
+    a list the agent is going through), rather than a search going round."""
+    if len({keys[p] for p in members}) != len(members):
+        return False
+    for p in members:
+        values = facts_in(idx.args[p] or {}, only_ids=True)
+        if not values or unsupported(values, facts, p):
+            return False
+    return True
 
 
 # --- context blow-up -----------------------------------------------------------------------
 
 
-def context_blowup(traj: Trajectory, cfg: TriageSection) -> list[Finding]:
+def context_blowup(traj: Trajectory, cfg: TriageSection, idx: Index | None = None) -> list[Finding]:
     """Input tokens per model call growing until input:output passes the configured ratio."""
     rising = 0
     prev: int | None = None
@@ -177,27 +233,42 @@ INSTRUCTION = re.compile(
 DOC_KEYS = ("attachments", "attachment", "documents", "document", "files", "file", "context")
 
 
+_VALUES_CACHE: dict[str, frozenset[str]] = {}
+
+
 def _values(value: Any) -> set[str]:
     found: set[str] = set()
     for text in strings(value):
-        if len(text) > 200_000:
-            text = text[:200_000]
-        for m in VALUE.finditer(text):
-            found.add(m.group(0).rstrip(".,;:").lower())
-        at = text.find("@")
-        while at != -1:
-            local = EMAIL_LOCAL.search(text, max(0, at - 64), at)
-            domain = EMAIL_DOMAIN.match(text, at + 1, at + 256)
-            if local and domain:
-                found.add(f"{local.group(0)}@{domain.group(0)}".lower())
-            at = text.find("@", at + 1)
+        hit = _VALUES_CACHE.get(text)
+        if hit is None:
+            hit = frozenset(_values_of(text[:200_000]))
+            if len(text) <= 20_000:  # a loop repeats its texts: each distinct one is scanned once
+                if len(_VALUES_CACHE) >= 4096:
+                    _VALUES_CACHE.clear()
+                _VALUES_CACHE[text] = hit
+        found |= hit
     return found
 
 
-def untrusted_steering(traj: Trajectory, cfg: TriageSection) -> list[Finding]:
+def _values_of(text: str) -> set[str]:
+    found: set[str] = set()
+    for m in VALUE.finditer(text):
+        found.add(m.group(0).rstrip(".,;:").lower())
+    at = text.find("@")
+    while at != -1:
+        local = EMAIL_LOCAL.search(text, max(0, at - 64), at)
+        domain = EMAIL_DOMAIN.match(text, at + 1, at + 256)
+        if local and domain:
+            found.add(f"{local.group(0)}@{domain.group(0)}".lower())
+        at = text.find("@", at + 1)
+    return found
+
+
+def untrusted_steering(traj: Trajectory, cfg: TriageSection, idx: Index | None = None) -> list[Finding]:
     """A value (address, URL, account number) first seen in untrusted content that later flows
     into a call's arguments without any trusted source vouching for it; and instruction-like text
     inside tool outputs."""
+    idx = _index(traj, cfg, idx)
     out: list[Finding] = []
     trusted: set[str] = set()
     origin: dict[str, Step | None] = {}
@@ -209,21 +280,24 @@ def untrusted_steering(traj: Trajectory, cfg: TriageSection) -> list[Finding]:
             origin.setdefault(v, None)  # None: a user-supplied document
     else:
         trusted |= _values(root)
-    for s in traj.steps:
-        if not s.is_tool:
+    untrusted: dict[str, bool] = {}
+    for p, s in enumerate(idx.steps):
+        if not idx.tool[p]:
             continue
-        steered = sorted(v for v in _values(tool_args(s)) if v in origin and v not in trusted)
-        if steered:
-            src = origin[steered[0]]
-            where = f"the output of {src.name} (step {src.index})" if src else "a user-supplied document"
-            sink = call_class(s, cfg) == "mutation"
-            out.append(Finding(
-                s.index, "untrusted_steering", "high" if sink else "medium",
-                f"{s.name} was called with {', '.join(steered[:3])}, which first appeared in {where}, "
-                "an untrusted source, and in no trusted one",
-            ))
+        if origin:
+            steered = sorted(v for v in _values(idx.args[p]) if v in origin and v not in trusted)
+            if steered:
+                src = origin[steered[0]]
+                where = f"the output of {src.name} (step {src.index})" if src else "a user-supplied document"
+                sink = idx.cls[p] == "mutation"
+                out.append(_at(idx, p, "untrusted_steering", "high" if sink else "medium",
+                               f"{s.name} was called with {', '.join(steered[:3])}, which first appeared in "
+                               f"{where}, an untrusted source, and in no trusted one"))
         vals = _values(s.output)
-        if matches_any(s.name, cfg.untrusted_tools):
+        hit = untrusted.get(s.name)
+        if hit is None:
+            hit = untrusted[s.name] = matches_any(s.name, cfg.untrusted_tools)
+        if hit:
             for v in vals - trusted:
                 origin.setdefault(v, s)
             for text in strings(s.output):
@@ -231,7 +305,8 @@ def untrusted_steering(traj: Trajectory, cfg: TriageSection) -> list[Finding]:
                 if m:
                     out.append(Finding(s.index, "instruction_in_output", "medium",
                                        f"instruction-like text in {s.name}'s output: "
-                                       f"\"{short(text[max(0, m.start() - 40): m.end() + 80], 160)}\""))
+                                       f"\"{short(text[max(0, m.start() - 40): m.end() + 80], 160)}\"",
+                                       s.index))
                     break
         else:
             trusted |= vals
@@ -242,60 +317,210 @@ def untrusted_steering(traj: Trajectory, cfg: TriageSection) -> list[Finding]:
 
 FAILURE_WORDS = re.compile(
     r"\b(sorry|unfortunately|unable|couldn't|could not|can't|cannot|failed|fails?|error|problem|issue"
-    r"|timed out|time[- ]?out|retry|retrying|try again|didn't go through|did not go through"
-    r"|not (?:been )?(?:processed|created|sent|completed))\b",
+    r"|timed out|time[- ]?out|retry|retrying|try again|didn't go through|did not go through|not found"
+    r"|not (?:been )?(?:processed|created|sent|completed|possible|able|available|eligible|valid|allowed))\b",
     re.I,
 )
 SUCCESS_WORDS = re.compile(
-    r"\b(success(?:ful|fully)?|has been (?:processed|sent|issued|refunded|completed|created|cancelled)"
-    r"|processed|completed|all set|done|sent|issued|confirmed|went through)\b",
+    r"\b(success(?:ful|fully)?|has been (?:processed|sent|issued|refunded|completed|created|cancell?ed|updated"
+    r"|booked|modified|changed)|processed|completed|all set|done|sent|issued|confirmed|went through)\b",
     re.I,
 )
 
 
-def _error_of(s: Step) -> str | None:
-    if s.level in ("ERROR", "WARNING"):
-        return s.status_message or f"level {s.level}"
-    if isinstance(s.output, dict) and s.output.get("error"):
-        return f"error in output: {short(s.output['error'], 80)}"
-    return None
-
-
-def unreacted_errors(traj: Trajectory, cfg: TriageSection) -> list[Finding]:
-    """A tool or model error (level ERROR/WARNING, an `error` in the output) that the model then
-    ignored: it did not retry, did not say so, and (worst) told the user it had worked."""
+def unreacted_errors(traj: Trajectory, cfg: TriageSection, idx: Index | None = None) -> list[Finding]:
+    """A tool error (level ERROR/WARNING, an error string such as "Error: ..." or a traceback, an
+    error object such as {"error": ...}) that the model then carried on past: it did not retry and
+    did not say so, and (worst) told the user it had worked. The finding is on the model turn that
+    carried on; `call_step_index` is the failed call. An error on a state-changing call that the
+    model acknowledged is a low note."""
+    idx = _index(traj, cfg, idx)
+    n = len(idx.steps)
+    next_model: list[int | None] = [None] * (n + 1)
+    next_text: list[int | None] = [None] * (n + 1)
+    next_same: list[int | None] = [None] * n
+    last_by_name: dict[str, int] = {}
+    for p in range(n - 1, -1, -1):
+        next_model[p] = p if idx.model[p] else next_model[p + 1]
+        next_text[p] = p if idx.model[p] and idx.text[p].strip() else next_text[p + 1]
+        if idx.tool[p]:
+            name = idx.steps[p].name
+            next_same[p] = last_by_name.get(name)
+            last_by_name[name] = p
+    recovered = _recovered(idx)
     out: list[Finding] = []
-    steps = traj.steps
-    for i, s in enumerate(steps):
-        err = _error_of(s)
-        if err is None:
+    for e in range(n):
+        if not idx.tool[e] or idx.error[e] is None:
             continue
+        s = idx.steps[e]
+        err = short(idx.error[e], 100)
         warning = s.level == "WARNING"
-        verdict: tuple[str, str] | None = None
-        for later in steps[i + 1:]:
-            if later.is_tool and later.name == s.name:
-                break  # retried
-            if later.is_model:
-                text = model_text(later)
-                if not text.strip():
-                    continue  # only a tool call: look further
-                if FAILURE_WORDS.search(text):
-                    break  # acknowledged
-                if SUCCESS_WORDS.search(text):
-                    verdict = ("medium" if warning else "high",
-                               f"{s.name} failed ({short(err, 100)}) and step {later.index} told the user "
-                               f"it worked: \"{short(text, 100)}\"")
-                else:
-                    verdict = ("low" if warning else "medium",
-                               f"{s.name} failed ({short(err, 100)}) and step {later.index} went on "
-                               "without acknowledging it")
-                break
+        mutation = idx.cls[e] == "mutation"
+        retry = next_same[e]
+        t = next_text[e + 1]
+        if recovered[e] and (t is None or not SUCCESS_WORDS.search(idx.text[t]) or FAILURE_WORDS.search(idx.text[t])):
+            continue  # a later call of the same tool succeeded: the error was handled
+        if t is None or (retry is not None and retry < t):
+            if retry is not None:
+                continue  # retried before saying anything
+            c = next_model[e + 1]
+            if traj.status == "finished" or c is not None:
+                where = c if c is not None else idx.decision_of(e)
+                sev = "low" if warning or not mutation else "medium"
+                out.append(Finding(idx.steps[where].index, "unreacted_error", sev,
+                                   f"{s.name} failed ({err}) and the trajectory "
+                                   f"{'went on' if c is not None else 'finished'} without reacting",
+                                   s.index))
+            continue
+        text = idx.text[t]
+        told = idx.steps[t].index
+        if FAILURE_WORDS.search(text):
+            if mutation:
+                out.append(Finding(told, "unreacted_error", "low",
+                                   f"the state-changing call {s.name} failed ({err}); step {told} said so",
+                                   s.index))
+            continue
+        if SUCCESS_WORDS.search(text):
+            out.append(Finding(told, "unreacted_error", "medium" if warning else "high",
+                               f"{s.name} failed ({err}) and step {told} told the user it worked: "
+                               f"\"{short(text, 100)}\"", s.index))
         else:
-            if traj.status == "finished":
-                verdict = ("low" if warning else "medium",
-                           f"{s.name} failed ({short(err, 100)}) and the trajectory finished without reacting")
-        if verdict:
-            out.append(Finding(s.index, "unreacted_error", verdict[0], verdict[1]))
+            sev = "low" if warning or not mutation else "medium"
+            out.append(Finding(told, "unreacted_error", sev,
+                               f"{s.name} failed ({err}) and step {told} went on without acknowledging it",
+                               s.index))
+    return out
+
+
+# --- grounding ------------------------------------------------------------------------------
+
+
+MAX_UNGROUNDED = 20
+
+
+def grounding(traj: Trajectory, cfg: TriageSection, idx: Index | None = None) -> list[Finding]:
+    """Numbers, amounts, ids, dates and emails the model states (to the user or another agent) or
+    passes to a state-changing call that appear in no earlier user message, tool output, system
+    prompt or input: invented or miscounted facts. Formatting is normalised (1,000 = 1000 = $1000.00;
+    2024-05-20 = May 20th); a number that is the sum, difference or small multiple of two earlier
+    ones counts as grounded (a total, a fare difference)."""
+    if not cfg.grounding:
+        return []
+    idx = _index(traj, cfg, idx)
+    facts = idx.facts()
+    recovered = _recovered(idx)
+    out: list[Finding] = []
+    reported: set[str] = set()
+    for p in range(len(idx.steps)):
+        if len(out) >= MAX_UNGROUNDED:
+            break  # the first ones decide the verdict; a runaway loop would list thousands
+        if idx.model[p] and idx.text[p]:
+            missing = [v for v in unsupported(facts_in(idx.text[p]), facts, p) if v not in reported]
+            if missing:
+                reported.update(missing)
+                out.append(Finding(idx.steps[p].index, "ungrounded", "medium",
+                                   f"{idx.steps[p].name} stated {', '.join(_show(missing))}, which appear"
+                                   f"{'s' if len(missing) == 1 else ''} in no earlier message, tool output or input: "
+                                   f"\"{short(idx.text[p], 100)}\""))
+        elif idx.tool[p] and idx.cls[p] == "mutation":
+            missing = [v for v in unsupported(facts_in(idx.args[p] or {}), facts, p) if v not in reported]
+            if missing:
+                reported.update(missing)
+                # a call that failed changed nothing; if the agent then got it right, it is context
+                sev = "high" if idx.error[p] is None else "low" if recovered[p] else "medium"
+                out.append(_at(idx, p, "ungrounded", sev,
+                               f"{_repr(idx, p)} was passed {', '.join(_show(missing))}, which appear"
+                               f"{'s' if len(missing) == 1 else ''} in no earlier message, tool output or input"))
+    return out
+
+
+def _recovered(idx: Index) -> list[bool]:
+    """Per tool position: a later call of the same tool succeeded (one backward sweep)."""
+    n = len(idx.steps)
+    out = [False] * n
+    ok_later: set[str] = set()
+    for p in range(n - 1, -1, -1):
+        if idx.tool[p]:
+            name = idx.steps[p].name
+            out[p] = name in ok_later
+            if idx.error[p] is None:
+                ok_later.add(name)
+    return out
+
+
+def _show(values: Iterable[str]) -> list[str]:
+    return [v.split(":", 1)[1] for v in list(values)[:4]]
+
+
+# --- policies ------------------------------------------------------------------------------
+
+YES = re.compile(
+    r"\b(yes|yeah|yep|yup|sure|ok(?:ay)?|confirm(?:ed)?|correct|go ahead|proceed|please do|do it|that's right"
+    r"|sounds good|absolutely|definitely|affirmative|approved?)\b",
+    re.I,
+)
+NO = re.compile(r"\b(no|nope|don't|do not|wait|stop|cancel that|not yet|hold on)\b", re.I)
+
+
+def policy_violations(traj: Trajectory, cfg: TriageSection, rules: Iterable[Any] = (),
+                      idx: Index | None = None) -> list[Finding]:
+    """Each violation of the runbook's `policies:` rules, checked step by step, as a finding
+    naming the rule (config.PolicyRule: before/require, require_confirmation, never, max_calls)."""
+    rules = list(rules)
+    if not rules:
+        return []
+    idx = _index(traj, cfg, idx)
+    out: list[Finding] = []
+    satisfied = [False] * len(rules)
+    counts: list[dict[str, int]] = [defaultdict(int) for _ in rules]
+    reported: set[tuple[int, str]] = set()
+    last_user: str | None = None
+    for p, s in enumerate(idx.steps):
+        if idx.user[p] is not None:
+            last_user = idx.user[p]
+            continue
+        if idx.model[p]:
+            inp = s.input
+            if isinstance(inp, list) and inp:
+                for msg in reversed(inp[-6:]):
+                    if isinstance(msg, dict) and msg.get("role") == "user":
+                        from agentfire.triage._text import _text_of
+
+                        last_user = _text_of(msg) or last_user
+                        break
+            continue
+        if not idx.tool[p]:
+            continue
+        name = s.name
+        for r, rule in enumerate(rules):
+            label = rule.label
+            if rule.before is not None:
+                if matches_any(name, rule.require) and idx.error[p] is None:
+                    satisfied[r] = True
+                elif matches_any(name, rule.before) and not satisfied[r] and (r, "before") not in reported:
+                    reported.add((r, "before"))
+                    out.append(_at(idx, p, "policy", rule.severity,
+                                   f"policy \"{label}\": {_repr(idx, p)} with no successful "
+                                   f"{' / '.join(rule.require)} before it", label))
+            elif rule.require_confirmation is not None:
+                if matches_any(name, rule.require_confirmation):
+                    said = last_user or ""
+                    if not (YES.search(said) and not NO.match(said.strip())):
+                        out.append(_at(idx, p, "policy", rule.severity,
+                                       f"policy \"{label}\": {_repr(idx, p)} without the user confirming just "
+                                       f"before (their last turn: \"{short(said, 80) if said else 'none'}\")", label))
+            elif rule.never is not None:
+                if matches_any(name, rule.never):
+                    out.append(_at(idx, p, "policy", rule.severity,
+                                   f"policy \"{label}\": {_repr(idx, p)} must never be called", label))
+            elif rule.max_calls is not None:
+                for glob, limit in rule.max_calls.items():
+                    if matches_any(name, [glob]):
+                        counts[r][glob] += 1
+                        if counts[r][glob] == limit + 1:
+                            out.append(_at(idx, p, "policy", rule.severity,
+                                           f"policy \"{label}\": call {limit + 1} of {glob} "
+                                           f"({_repr(idx, p)}), more than the {limit} allowed", label))
     return out
 
 
@@ -307,15 +532,19 @@ DETECTORS: dict[str, Detector] = {
     "context_blowup": context_blowup,
     "untrusted_steering": untrusted_steering,
     "unreacted_error": unreacted_errors,
+    "grounding": grounding,
 }
-KIND_PRIORITY = ("untrusted_steering", "prose_vs_action", "destructive", "unreacted_error", "loop",
-                 "context_blowup", "instruction_in_output", "golden_divergence")
+KIND_PRIORITY = ("untrusted_steering", "prose_vs_action", "destructive", "policy", "unreacted_error",
+                 "ungrounded", "loop", "context_blowup", "instruction_in_output", "golden_divergence")
 
 
-def run_detectors(traj: Trajectory, cfg: TriageSection) -> list[Finding]:
+def run_detectors(traj: Trajectory, cfg: TriageSection, policies: Iterable[Any] = (),
+                  idx: Index | None = None) -> list[Finding]:
+    idx = _index(traj, cfg, idx)
     findings: list[Finding] = []
     for fn in DETECTORS.values():
-        findings.extend(fn(traj, cfg))
+        findings.extend(fn(traj, cfg, idx))
+    findings.extend(policy_violations(traj, cfg, policies, idx))
     rank = {s: n for n, s in enumerate(SEVERITIES)}
     findings.sort(key=lambda f: (f.step_index, rank.get(f.severity, 9), f.kind))
     return findings
