@@ -1,5 +1,9 @@
 """Observation rows -> OTLP spans with OpenInference attributes (for Phoenix, Langfuse and collectors).
 
+As the OpenInference conventions define them: a tool call's arguments in `input.value` (JSON),
+its result in `output.value`, `tool.name`; `tool.parameters` only for the tool's JSON schema (a
+row's `metadata.tool_schema`, when it has one), never the arguments.
+
 The rows are the `files` store format (camelCase Langfuse v2-observation rows: id, traceId, type,
 name, startTime, endTime, parentObservationId, input/output as JSON strings, userId, sessionId,
 model, usageDetails, totalCost, level, statusMessage, metadata). `to_export_request` builds an
@@ -101,9 +105,12 @@ def span_attributes(row: dict[str, Any]) -> dict[str, Any]:
         attrs[f"{attr}.value"] = text
         attrs[f"{attr}.mime_type"] = _mime(text)
     if kind == "TOOL":
+        # OpenInference: the call's arguments are input.value (above); `tool.parameters` is the
+        # tool's JSON schema, which an observation row does not carry, so it is left out
         attrs["tool.name"] = str(row.get("name") or "")
-        if "input.value" in attrs:
-            attrs["tool.parameters"] = attrs["input.value"]
+        schema = (row.get("metadata") or {}).get("tool_schema") if isinstance(row.get("metadata"), dict) else None
+        if isinstance(schema, dict):
+            attrs["tool.parameters"] = json.dumps(schema, ensure_ascii=False)
     for key, attr in (("userId", "user.id"), ("sessionId", "session.id"), ("model", "llm.model_name")):
         if row.get(key):
             attrs[attr] = str(row[key])

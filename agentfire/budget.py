@@ -95,6 +95,7 @@ class Distribution:
     costs: list[float]  # sorted
     running: list[tuple[str, float]]  # (trace id, cost) of trajectories still running
     source: str
+    cost_unknown: int = 0  # trajectories with model steps no one priced (their cost is a lower bound)
 
     @property
     def n(self) -> int:
@@ -113,6 +114,7 @@ class Distribution:
             "source": self.source, "n": self.n, "running": len(self.running),
             "p50": self.pct("p50"), "p75": self.pct("p75"), "p90": self.pct("p90"),
             "max": round(self.costs[-1], 6) if self.costs else None,
+            "cost_unknown": self.cost_unknown,
         }
 
 
@@ -135,7 +137,8 @@ def cost_distribution(runbook: Any, window_s: float, now: datetime | None = None
     rows = asyncio.run(read())
     costs = sorted(float(r.cost_usd or 0.0) for r in rows)
     running = [(r.trace_id, float(r.cost_usd or 0.0)) for r in rows if r.status == "running"]
-    return Distribution(window_s, start, end, costs, running, f"{store.kind}:{store.target}")
+    unknown = sum(1 for r in rows if not getattr(r, "cost_known", True))
+    return Distribution(window_s, start, end, costs, running, f"{store.kind}:{store.target}", unknown)
 
 
 # --- freeze and lift ------------------------------------------------------------------------
@@ -278,6 +281,15 @@ def freeze(
                     f"no trajectories started in the last {_human(window_s)} in {dist.source}: "
                     f"no {kind} to freeze to; widen --window or pass --to USD"
                 )
+            if dist.cost_unknown == dist.n:
+                raise NotDoneError(
+                    f"the cost of the {dist.n} trajectories in {dist.source} is unknown: the store computed "
+                    "none and runbook.yaml has no `prices:` for their models (USD per million input/output "
+                    "tokens); add them, or pass --to USD"
+                )
+            if dist.cost_unknown:
+                warnings.append(f"cost unknown for {dist.cost_unknown} of {dist.n} trajectories (no price for "
+                                "their model: runbook.yaml `prices:`); counted at what is known")
             usd = dist.pct(kind)
             level = f"{kind} of the last {_human(window_s)}"
         else:

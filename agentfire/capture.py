@@ -245,6 +245,13 @@ def capture(
 
         targets = push_targets(runbook)
     traj, gold, label = asyncio.run(_read(runbook, trace_id, golden))
+    if traj.root_input is None and traj.status != "running":
+        from agentfire.errors import NotDoneError
+
+        raise NotDoneError(
+            f"trace {trace_id!r} does not hold the user's request (the tracer did not record it: e.g. the "
+            "OpenAI Agents SDK with trace_include_sensitive_data=False): a regression case without an input "
+            "cannot be replayed; nothing was written")
     if step is not None:
         off = off_rails_at(traj, step, gold)
     else:

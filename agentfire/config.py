@@ -345,6 +345,13 @@ class RunbookStep(Strict):
         return value
 
 
+class ModelPrice(Strict):
+    """USD per million tokens of one model, for trace stores that compute no cost themselves."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+
+
 class RunbookConfig(Strict):
     version: Literal[1] = 1
     agent: AgentSection
@@ -358,6 +365,8 @@ class RunbookConfig(Strict):
     triage: TriageSection = Field(default_factory=TriageSection)
     policies: list[PolicyRule] = Field(default_factory=list)
     steps: list[RunbookStep] = Field(default_factory=list)
+    # model name (or glob) -> price: cost of model steps the trace store left unpriced (tokens only)
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
     @field_validator("steps")
     @classmethod

@@ -73,6 +73,12 @@ class Step:
     model: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    # the model's id for the call this tool step executed (links a decision to its execution)
+    tool_call_id: str | None = None
+    # framework plumbing (graph nodes, chains, prompts, turns): folded away in tables
+    plumbing: bool = False
+    # what the tracer left out (redacted): "arguments", "output"; the value is then None
+    not_recorded: list[str] = field(default_factory=list)
 
     @property
     def is_tool(self) -> bool:
@@ -113,6 +119,9 @@ class Trajectory:
     as_of: datetime | None = None  # when the store was read (freshness)
     source: str = ""  # which store, for messages
     problems: list[str] = field(default_factory=list)
+    # False when some model step has no cost (the store computed none, runbook.yaml `prices:` has
+    # no price for its model): cost_usd is then a lower bound
+    cost_known: bool = True
 
     @property
     def tool_steps(self) -> list[Step]:
@@ -147,6 +156,7 @@ class Trajectory:
             "root_output": self.root_output, "metadata": self.metadata, "tags": self.tags,
             "last_activity": iso(self.last_activity), "as_of": iso(self.as_of),
             "source": self.source, "problems": self.problems, "step_count": len(self.steps),
+            "cost_known": self.cost_known,
         }
         if steps:
             d["steps"] = [s.to_json() for s in self.steps]
@@ -244,9 +254,13 @@ def _is_root(row: dict[str, Any]) -> bool:
 
 
 def from_observations(
-    trace_id: str, rows: Iterable[dict[str, Any]], *, as_of: datetime | None = None, source: str = ""
+    trace_id: str, rows: Iterable[dict[str, Any]], *, as_of: datetime | None = None, source: str = "",
+    prices: dict[str, Any] | None = None,
 ) -> Trajectory:
-    """Build one Trajectory from its observation rows (any order, duplicates by id collapsed)."""
+    """Build one Trajectory from its observation rows (any order, duplicates by id collapsed).
+
+    `prices` (runbook.yaml `prices:`, model name or glob -> USD per million input/output tokens)
+    prices the model steps the store left without a cost."""
     as_of = as_of or datetime.now(timezone.utc)
     traj = Trajectory(trace_id=trace_id, as_of=as_of, source=source)
     by_id: dict[str, dict[str, Any]] = {}
@@ -275,12 +289,15 @@ def from_observations(
         if r.get("traceName") and not traj.name:
             traj.name = r["traceName"]
 
+    from agentfire.providers.traces import _conventions
+
     steps: list[Step] = []
     for oid, r in by_id.items():
         if r is root:
             continue
         steps.append(_step(oid, r))
-    steps.sort(key=lambda s: (s.start or s.end or as_of, s.id))
+    # same-millisecond ties go to the span tree (parents first), not to the random ids
+    steps = _conventions.order_by_tree(steps, as_of)
     for i, s in enumerate(steps, 1):
         s.index = i
     traj.steps = steps
@@ -293,6 +310,7 @@ def from_observations(
     root_end = parse_time(root.get("endTime")) if root else None
     activity = ends + ([root_end] if root_end else [])
     traj.last_activity = max(activity) if activity else traj.start
+    traj.cost_known = _price(steps, prices)
     traj.cost_usd = sum(s.cost_usd or 0.0 for s in steps) + ((_cost(root) or 0.0) if root else 0.0)
     models = Counter(s.model for s in steps if s.model)
     traj.model = models.most_common(1)[0][0] if models else None
@@ -317,6 +335,8 @@ def from_observations(
             traj.status = "error"
         else:
             traj.status = "finished"
+    # framework envelopes, the canonical model turn, the user's request, agent errors, plumbing
+    _conventions.normalise(traj, root)
     for s in steps:
         for p in s.problems:
             traj.problems.append(f"step {s.index} ({s.name}): {p}")
@@ -350,4 +370,30 @@ def _step(oid: str, r: dict[str, Any]) -> Step:
         level=level, status_message=r.get("statusMessage"), input_tokens=tin, output_tokens=tout,
         cost_usd=_cost(r), model=r.get("model"),
         metadata=metadata, problems=problems,
+        not_recorded=[str(x) for x in r.get("notRecorded") or []],
     )
+
+
+def _price(steps: list[Step], prices: dict[str, Any] | None) -> bool:
+    """Price unpriced model steps from `prices`; False when some model step stays without cost."""
+    from fnmatch import fnmatchcase
+
+    known = True
+    for s in steps:
+        if s.kind != "model" or s.cost_usd is not None:
+            continue
+        if s.input_tokens is None and s.output_tokens is None:
+            continue  # nothing to price: no usage recorded
+        price = None
+        for pattern, p in (prices or {}).items():
+            if s.model and (s.model == pattern or fnmatchcase(s.model, pattern)):
+                price = p
+                break
+        if price is None:
+            known = False
+            continue
+        get = (lambda k: getattr(price, k, None) if not isinstance(price, dict) else price.get(k))
+        s.cost_usd = ((s.input_tokens or 0) * float(get("input_per_million") or 0)
+                      + (s.output_tokens or 0) * float(get("output_per_million") or 0)) / 1e6
+        s.metadata = dict(s.metadata, cost_source="runbook prices")
+    return known

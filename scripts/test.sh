@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 bash scripts/install-servers.sh
+bash scripts/install-frameworks.sh
 exec python3 -m pytest "$@"

@@ -113,33 +113,44 @@ def test_openinference_attributes_for_a_tool_and_a_generation() -> None:
     rows = wrong_recipient()
     tool = span_attributes(rows[4])
     assert tool["openinference.span.kind"] == "TOOL" and tool["tool.name"] == "send_email"
-    assert json.loads(tool["tool.parameters"])["to"] == "landlord@rent.example"
+    # OpenInference: arguments in input.value; tool.parameters is only ever the tool's schema
+    assert json.loads(tool["input.value"])["to"] == "landlord@rent.example" and "tool.parameters" not in tool
+    schema = {"type": "object", "properties": {"to": {"type": "string"}}}
+    with_schema = span_attributes(dict(rows[4], metadata={"tool_schema": schema}))
+    assert json.loads(with_schema["tool.parameters"]) == schema and with_schema["input.value"] == tool["input.value"]
     assert tool["input.mime_type"] == "application/json" and tool["user.id"] == "u-17"
     gen = span_attributes(rows[1])
     assert gen["openinference.span.kind"] == "LLM" and gen["llm.model_name"] == "gpt-4o-mini"
     assert (gen["llm.token_count.prompt"], gen["llm.token_count.completion"]) == (812, 31)
 
 
-def test_span_to_row_reads_tool_parameters_flattened_or_as_a_json_string() -> None:
+def test_span_to_row_reads_arguments_from_input_value_never_the_tool_parameters_schema() -> None:
+    # OpenInference: `tool.parameters` is the tool's JSON schema (Phoenix flattens it into
+    # tool.parameters.*); the arguments of the call are in input.value
     span = {"name": "send_email", "context": {"trace_id": "ab" * 16, "span_id": "cd" * 8},
             "span_kind": "TOOL", "parent_id": "ef" * 8, "start_time": "2026-11-23T09:00:00+00:00",
             "end_time": "2026-11-23T09:00:01.250000+00:00", "status_code": "ERROR", "status_message": "bounced",
-            "attributes": {"tool.name": "send_email", "tool.parameters.to": "a@b.example",
-                           "tool.parameters.cc.0": "c@d.example", "tool.parameters.opts.urgent": True,
+            "attributes": {"tool.name": "send_email", "input.value": '{"to": "a@b.example"}',
+                           "tool.parameters.type": "object", "tool.parameters.properties.to.type": "string",
                            "user.id": "u-1", "session.id": "s-1", "metadata.tier": "gold"}}
     row = span_to_row(span)
-    assert json.loads(row["input"]) == {"to": "a@b.example", "cc": ["c@d.example"], "opts": {"urgent": True}}
+    assert json.loads(row["input"]) == {"to": "a@b.example"} and "notRecorded" not in row
     assert (row["type"], row["level"], row["statusMessage"], row["userId"], row["sessionId"]) == (
         "TOOL", "ERROR", "bounced", "u-1", "s-1")
     assert row["metadata"] == {"tier": "gold"} and row["isRootObservation"] is False
     assert row["id"] == "cd" * 8 and row["traceId"] == "ab" * 16
-    span["attributes"] = {"tool.parameters": '{"to": "x@y.example"}', "input.value": "ignored for tools"}
-    assert json.loads(span_to_row(span)["input"]) == {"to": "x@y.example"}
-    # nested attributes (as some Phoenix versions send them) read the same
-    span["attributes"] = {"tool": {"parameters": {"to": "n@e.example"}}, "llm": {"token_count": {"prompt": 5}}}
+    # a tracer that redacted the arguments: only the schema is left, and the row says so
+    span["attributes"] = {"tool.name": "send_email", "tool.parameters": '{"type": "object", "properties": {"to": {}}}'}
     row = span_to_row(span)
-    assert json.loads(row["input"]) == {"to": "n@e.example"} and row["usageDetails"] == {"input": 5}
-    for kind, typ in (("LLM", "GENERATION"), ("AGENT", "AGENT"), ("CHAIN", "CHAIN"), ("RERANKER", "SPAN")):
+    assert row["input"] is None and row["notRecorded"] == ["arguments"]
+    # nested attributes (as some Phoenix versions send them) read the same
+    span["attributes"] = {"input": {"value": '{"to": "n@e.example"}'}, "llm": {"token_count": {"prompt": 5}}}
+    row = span_to_row(span)
+    assert json.loads(row["input"]) == {"to": "n@e.example"}
+    span["span_kind"] = "LLM"
+    assert span_to_row(span)["usageDetails"] == {"input": 5}
+    for kind, typ in (("LLM", "GENERATION"), ("AGENT", "AGENT"), ("CHAIN", "CHAIN"), ("RERANKER", "RETRIEVER"),
+                      ("PROMPT", "SPAN")):
         span["span_kind"] = kind
         assert span_to_row(span)["type"] == typ
 

@@ -83,8 +83,9 @@ class LangfusePushdown:
 
 
 class PhoenixPushdown:
-    """Phoenix spans: span_kind TOOL, name, status_code ERROR for --level ERROR; then each
-    candidate trajectory by trace id.
+    """Phoenix spans: span_kind TOOL, `attribute=tool.name:NAME` (the tool's real name: span names
+    are the framework's, e.g. `execute_tool send_email` or smolagents' `SimpleTool`), status_code
+    ERROR for --level ERROR; then each candidate trajectory by trace id.
 
     Argument conditions are not sent as `attribute=tool.parameters.KEY:VALUE`, on purpose: Phoenix
     splits `tool.parameters` into such keys only for spans that arrived over OTLP; spans posted
@@ -98,7 +99,7 @@ class PhoenixPushdown:
         if step.tool is not None:
             filters["span_kind"] = "TOOL"
             if not is_glob(step.tool):
-                filters["name"] = step.tool
+                filters["attribute"] = f"tool.name:{step.tool}"
         if step.level is not None and step.level.upper() == "ERROR":
             filters["status_code"] = "ERROR"
         return filters

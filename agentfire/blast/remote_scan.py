@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Callable
 
@@ -69,9 +70,34 @@ async def paced(pages: AsyncIterator[list[dict[str, Any]]], pacer: Pacer) -> Asy
 
 
 def _row_step(row: dict[str, Any]) -> Step:
+    from agentfire.providers.traces._conventions import normalise_step
     from agentfire.trajectory import _step  # the one row parser, for a row seen alone
 
-    return _step(str(row.get("id")), row)
+    step = _step(str(row.get("id")), row)
+    normalise_step(step)  # framework envelopes (smolagents {"args","kwargs"}, ToolMessage...)
+    return step
+
+
+def _candidate(pattern: Any, step: Step) -> bool:
+    """Phase 1: a row that can be the matching step. Arguments a row alone cannot show (not
+    recorded, or a bare value whose name is in the calling model turn) are checked in phase 2,
+    on the whole trajectory."""
+    if pattern.args and (not isinstance(step.input, dict) or "arguments" in step.not_recorded):
+        return replace(pattern, args=()).holds(step)
+    return pattern.holds(step)
+
+
+def args_not_recorded(sig: Signature, traj: Trajectory) -> Step | None:
+    """A step that would match an argument condition of `sig` but whose arguments the tracer did
+    not record (the count that misses it is a lower bound)."""
+    for pattern in sig.steps:
+        if not pattern.args:
+            continue
+        bare = replace(pattern, args=())
+        for s in traj.steps:
+            if "arguments" in s.not_recorded and bare.holds(s):
+                return s
+    return None
 
 
 class RemoteScan:
@@ -97,7 +123,7 @@ class RemoteScan:
                     if t is None or not win.start <= t < win.end:
                         continue
                     oldest = min(oldest, t)
-                    if row.get("traceId") and sig.last.holds(_row_step(row)):
+                    if row.get("traceId") and _candidate(sig.last, _row_step(row)):
                         tid = str(row["traceId"])
                         found[tid] = min(found.get(tid, t), t)
                 on_page(win, oldest)
@@ -129,6 +155,12 @@ class RemoteScan:
             self.stats.requests = getattr(self.store, "requests_made", 0)
             await self.store.aclose()
         result.gaps = sorted(gaps + result.gaps, key=lambda g: g.start)
+        if result.args_not_recorded:
+            n = len(result.args_not_recorded)
+            result.warnings.append(
+                f"the count is a lower bound: {n} more trajector{'y' if n == 1 else 'ies'} called "
+                f"{sig.last.tool or 'the tool'} with arguments the tracer did not record (redacted), "
+                "so the argument conditions could not be checked there")
         result.hits.sort(key=lambda h: (h.hit_at or window.start, h.trace_id))
         self.stats.seconds = time.monotonic() - started
         if self.pacer.waited:
@@ -165,6 +197,8 @@ class RemoteScan:
         if step is not None:
             result.hits.append(Hit(traj.trace_id, traj.user_id, traj.start, traj.status, step.index,
                                    step.name, step.input, step.start))
+        elif args_not_recorded(sig, traj) is not None:
+            result.args_not_recorded.append(traj.trace_id)
 
 
 def timedelta_s(seconds: float) -> Any:

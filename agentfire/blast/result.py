@@ -78,6 +78,13 @@ class BlastResult:
     stats: ScanStats = field(default_factory=ScanStats)
     as_of: datetime | None = None
     warnings: list[str] = field(default_factory=list)
+    # trajectories with a step that would match but whose arguments were not recorded (redacted
+    # by the tracer): the count is then a lower bound
+    args_not_recorded: list[str] = field(default_factory=list)
+
+    @property
+    def lower_bound(self) -> bool:
+        return bool(self.args_not_recorded)
 
     @property
     def complete(self) -> bool:
@@ -110,7 +117,7 @@ class BlastResult:
             "trajectories": len(self.hits), "distinct_users": len(self.user_ids),
             "still_open": bool(self.still_open_ids), "still_open_count": len(self.still_open_ids),
             "first_hit": iso(self.first_hit), "last_hit": iso(self.last_hit),
-            "complete": self.complete,
+            "complete": self.complete, "lower_bound": self.lower_bound,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -125,6 +132,7 @@ class BlastResult:
             "unscanned": [g.to_json() for g in self.gaps],
             "scan": self.stats.to_json(),
             "warnings": self.warnings,
+            "args_not_recorded_trace_ids": self.args_not_recorded,
             "hits": [h.to_json() for h in self.hits],
         }
 

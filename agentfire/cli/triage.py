@@ -124,7 +124,9 @@ def render(report: Any, *, last: int, full: bool, url: Optional[str] = None) -> 
     # the ranked candidates: 1 is the verdict's own step
     rank = {c.step_index: n for n, c in enumerate(report.verdict.candidates, 1) if c.step_index is not None}
     flagged = {f.step_index: f for f in sorted(report.findings, key=lambda f: ("high", "medium", "low").index(f.severity), reverse=True)}
-    steps = list(reversed(t.steps))
+    # framework plumbing (graph nodes, chains, prompts, turns) is folded away unless --full
+    folded = [s for s in t.steps if s.plumbing and s.index != verdict_step and not full]
+    steps = [s for s in reversed(t.steps) if full or not s.plumbing or s.index == verdict_step]
     shown = steps if last == 0 else steps[:last]
     table = Table(title="steps, newest first", title_justify="left", show_lines=True)
     for col, kw in (("#", {"justify": "right"}), ("+time", {"justify": "right"}), ("step / id", {}),
@@ -136,7 +138,10 @@ def render(report: Any, *, last: int, full: bool, url: Optional[str] = None) -> 
         table.add_column(col, **kw)
     for s in shown:
         j = report.step_json(s)
-        if s.is_tool:
+        if s.is_tool and "arguments" in s.not_recorded:
+            what = Text("(arguments not recorded by the tracer)", style="yellow")
+            output = safe_text(j["output"], limit)
+        elif s.is_tool:
             what = safe_text(j["args"], limit)
             output = safe_text(j["output"], limit)
         elif s.is_model:
@@ -168,6 +173,9 @@ def render(report: Any, *, last: int, full: bool, url: Optional[str] = None) -> 
     print_table(table)
     if len(shown) < len(steps):
         out.print(Text(f"{len(steps) - len(shown)} earlier step(s) not shown (--last 0 shows all)", style="dim"))
+    if folded:
+        out.print(Text(f"{len(folded)} plumbing step(s) folded away (graph nodes, chains, prompts, turns; "
+                       "--full or --json shows them)", style="dim"))
 
     if report.problems:
         out.print(Text("missing or could not read:", style="bold yellow"))

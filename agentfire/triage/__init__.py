@@ -121,6 +121,7 @@ class TriageReport:
             "level": s.level, "status_message": s.status_message, "input_tokens": s.input_tokens,
             "output_tokens": s.output_tokens, "cost_usd": s.cost_usd, "model": s.model,
             "problems": s.problems,
+            "tool_call_id": s.tool_call_id, "plumbing": s.plumbing, "not_recorded": s.not_recorded,
         }
 
     def to_json(self, *, full: bool = False, limit: int = 2000) -> dict[str, Any]:

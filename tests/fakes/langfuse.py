@@ -893,6 +893,25 @@ def _nanos_iso(nanos: int) -> str | None:
     return _iso(EPOCH + timedelta(microseconds=nanos // 1000)) if nanos else None
 
 
+# Langfuse prices a generation at ingestion when the SDK sent no cost: the model name is matched
+# against its model definitions (USD per token; these two are Langfuse's defaults) and the usage
+# multiplied out into costDetails (input, output, total), which the API returns as costDetails /
+# totalCost (legacy: calculatedTotalCost). Unknown models stay without cost.
+MODEL_PRICES = {"gpt-4o-mini": (0.15e-6, 0.6e-6), "gpt-4o": (2.5e-6, 10e-6)}
+
+
+def inferred_cost(model: Any, usage: Any) -> dict[str, float]:
+    price = MODEL_PRICES.get(str(model or "").split("/")[-1])
+    if price is None or not isinstance(usage, dict):
+        return {}
+    inp, out = usage.get("input"), usage.get("output")
+    if not isinstance(inp, (int, float)) and not isinstance(out, (int, float)):
+        return {}
+    cost = {"input": float(inp or 0) * price[0], "output": float(out or 0) * price[1]}
+    cost["total"] = cost["input"] + cost["output"]
+    return cost
+
+
 def otlp_rows(request: Any) -> list[dict[str, Any]]:
     """ExportTraceServiceRequest -> observation rows, as Langfuse's OTLP ingestion maps them:
     ids from the span/trace/parent ids (hex); the langfuse.* attributes first, then
@@ -924,6 +943,8 @@ def otlp_rows(request: Any) -> list[dict[str, Any]]:
                         if isinstance(a.get(f"llm.token_count.{t}"), int)}
                 cost = _loads(a.get("langfuse.observation.cost_details"))
                 cost = {k: float(v) for k, v in cost.items()} if isinstance(cost, dict) else {}
+                if not cost and typ == "GENERATION":
+                    cost = inferred_cost(model, usage)
                 prefix = "langfuse.observation.metadata."
                 metadata = {k[len(prefix):]: _loads(v) for k, v in a.items() if k.startswith(prefix)}
                 parent = sp.parent_span_id.hex() or None

@@ -31,6 +31,7 @@ class TrajectorySummary:
     start: datetime | None
     status: str
     cost_usd: float
+    cost_known: bool = True  # False: model steps with tokens but no price (store or runbook prices:)
 
 
 @runtime_checkable

@@ -23,9 +23,10 @@ from agentfire.trajectory import Trajectory, from_observations
 class FilesTraceStore:
     kind = "files"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, prices: dict[str, Any] | None = None):
         self.path = path
         self.target = str(path)
+        self.prices = dict(prices or {})  # runbook.yaml prices: for model steps without a cost
 
     def files(self) -> list[Path]:
         if self.path.is_file():
@@ -64,7 +65,8 @@ class FilesTraceStore:
         rows, problems = self.rows_for(trace_id)
         if not rows:
             raise TraceNotFound(f"trace {trace_id!r} not found in the files store {self.path}")
-        traj = from_observations(trace_id, rows, as_of=self.as_of(), source=f"files:{self.path}")
+        traj = from_observations(trace_id, rows, as_of=self.as_of(), source=f"files:{self.path}",
+                                 prices=self.prices)
         traj.problems[:0] = problems
         return traj
 
@@ -84,9 +86,9 @@ class FilesTraceStore:
         out = []
         as_of = self.as_of()
         for tid, rows in by_trace.items():
-            t = from_observations(tid, rows, as_of=as_of)
+            t = from_observations(tid, rows, as_of=as_of, prices=self.prices)
             if t.start is not None and start <= t.start < end:
-                out.append(TrajectorySummary(tid, t.user_id, t.start, t.status, t.cost_usd))
+                out.append(TrajectorySummary(tid, t.user_id, t.start, t.status, t.cost_usd, t.cost_known))
         out.sort(key=lambda s: (s.start, s.trace_id))
         return out
 
@@ -131,7 +133,7 @@ def from_config(section: FilesTraces, runbook: Any) -> FilesTraceStore:
         from agentfire.sandbox import seed_store
 
         seed_store(path, scenario=section.seed_scenario)
-    return FilesTraceStore(path)
+    return FilesTraceStore(path, getattr(getattr(runbook, "model", None), "prices", None))
 
 
 def _has_data(path: Path) -> bool:

@@ -72,6 +72,7 @@ class LangfuseTraceStore:
         self.policy = policy or _http.RetryPolicy(max_retries=6, cap_seconds=30.0)
         self.min_interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
         self.requests_made = 0
+        self.prices: dict[str, Any] = {}  # runbook.yaml prices: for generations Langfuse left unpriced
         self.api_version: str | None = None  # "v4" or "v3" once known
         self._auth = (public_key, secret_key)
         self._client: httpx.AsyncClient | None = None
@@ -255,7 +256,7 @@ class LangfuseTraceStore:
         if not rows:
             raise TraceNotFound(f"trace {trace_id!r} not found in Langfuse at {self.target}")
         return from_observations(trace_id, rows, as_of=datetime.now(timezone.utc),
-                                 source=f"langfuse:{self.target}")
+                                 source=f"langfuse:{self.target}", prices=self.prices)
 
     async def _legacy_trajectory(self, trace_id: str) -> Trajectory:
         from urllib.parse import quote
@@ -267,7 +268,7 @@ class LangfuseTraceStore:
             raise TraceStoreError(f"Langfuse at {self.target}: trace {trace_id!r} answered with a non-object")
         rows = [_legacy_row(o, trace=body) for o in body.get("observations") or [] if isinstance(o, dict)]
         traj = from_observations(trace_id, rows, as_of=datetime.now(timezone.utc),
-                                 source=f"langfuse:{self.target} (v3 API)")
+                                 source=f"langfuse:{self.target} (v3 API)", prices=self.prices)
         traj.user_id = traj.user_id or body.get("userId")
         traj.session_id = traj.session_id or body.get("sessionId")
         if not rows:
@@ -308,9 +309,10 @@ class LangfuseTraceStore:
         as_of = datetime.now(timezone.utc)
         out = []
         for tid, rows in by_trace.items():
-            t = from_observations(tid, rows.values(), as_of=as_of)
+            t = from_observations(tid, rows.values(), as_of=as_of, prices=self.prices)
             if t.start is not None and start <= t.start < end:
-                out.append(TrajectorySummary(tid, t.user_id or users.get(tid), t.start, t.status, t.cost_usd))
+                out.append(TrajectorySummary(tid, t.user_id or users.get(tid), t.start, t.status, t.cost_usd,
+                                              t.cost_known))
         out.sort(key=lambda s: (s.start, s.trace_id))
         return out
 
@@ -469,10 +471,12 @@ def from_config(section: LangfuseTraces, runbook: Any) -> LangfuseTraceStore:
             f"Langfuse base URL: set traces.base_url in runbook.yaml, or ${section.base_url_env} "
             "(or $LANGFUSE_HOST)"
         )
-    return LangfuseTraceStore(
+    store = LangfuseTraceStore(
         base,
         secret(section.public_key_env, what="Langfuse public key"),
         secret(section.secret_key_env, what="Langfuse secret key"),
         environment=section.environment, timeout_s=section.timeout_seconds,
         requests_per_minute=section.requests_per_minute,
     )
+    store.prices = dict(getattr(getattr(runbook, "model", None), "prices", None) or {})
+    return store

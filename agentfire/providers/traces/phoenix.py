@@ -5,13 +5,12 @@ one parser (agentfire.trajectory.from_observations) builds the Trajectory and de
 same way everywhere: Phoenix only stores ended spans, so a running trajectory shows finished
 children and no root span yet.
 
-Mapping (OpenInference): openinference.span.kind TOOL/LLM/AGENT/CHAIN -> tool/model/agent/other;
-`tool.name`; tool arguments from `tool.parameters` (a JSON string), else `input.value`, else the
-flattened `tool.parameters.*` keys Phoenix makes out of it; `input.value` / `output.value`;
-`user.id`, `session.id`; `llm.token_count.prompt|completion|total`; `llm.model_name`;
-`llm.cost.total`; status ERROR -> level ERROR with the status message; `metadata` (JSON string or
-flattened `metadata.*`). Spans exported by agentfire._otlp also carry the original trace and
-observation ids (`agentfire.trace_id`, `agentfire.observation_id`), used when present.
+Mapping: agentfire.providers.traces._conventions.span_to_row reads OpenInference and the OTel
+GenAI conventions (tool names from `tool.name` / `gen_ai.tool.name`, arguments from `input.value`
+or `gen_ai.tool.call.arguments`, never the `tool.parameters` schema; model turns from
+`llm.output_messages.*` / `gen_ai.output.messages`; users, tokens, cost, errors). Spans exported by
+agentfire._otlp also carry the original trace and observation ids (`agentfire.trace_id`,
+`agentfire.observation_id`), used when present.
 
 Trace ids: Phoenix keys traces by 32-hex OpenTelemetry ids; any other id is looked up by the same
 hash agentfire._otlp exports it under.
@@ -28,7 +27,7 @@ from urllib.parse import quote
 from agentfire import _http
 from agentfire._otlp import otel_trace_id
 from agentfire.config import PhoenixTraces
-from agentfire.providers.traces import TraceNotFound, TraceStoreError, TrajectorySummary, bounded_get
+from agentfire.providers.traces import TraceNotFound, TraceStoreError, TrajectorySummary, _conventions, bounded_get
 from agentfire.trajectory import Trajectory, from_observations, iso, parse_time
 
 if TYPE_CHECKING:
@@ -36,11 +35,6 @@ if TYPE_CHECKING:
 
 PAGE_LIMIT = 1000  # the API's maximum
 ID_CHUNK = 50  # trace ids per request (repeatable trace_id)
-SPAN_KIND_TO_TYPE = {
-    "TOOL": "TOOL", "LLM": "GENERATION", "AGENT": "AGENT", "CHAIN": "CHAIN",
-    "RETRIEVER": "RETRIEVER", "EMBEDDING": "EMBEDDING", "EVALUATOR": "EVALUATOR",
-    "GUARDRAIL": "GUARDRAIL",
-}
 SPAN_FILTERS = ("trace_id", "span_id", "name", "span_kind", "status_code", "attribute", "parent_id")
 
 
@@ -55,6 +49,7 @@ class PhoenixTraceStore:
         self.timeout_s = timeout_s
         self.policy = policy or _http.RetryPolicy(max_retries=6, cap_seconds=30.0)
         self.requests_made = 0
+        self.prices: dict[str, Any] = {}  # runbook.yaml prices: (Phoenix computes no cost by itself)
         self._api_key = api_key
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
@@ -144,7 +139,7 @@ class PhoenixTraceStore:
             raise TraceNotFound(f"trace {trace_id!r} not found in Phoenix at {self.target}")
         rows = _link_parents(spans)
         return from_observations(trace_id, rows, as_of=datetime.now(timezone.utc),
-                                 source=f"phoenix:{self.target}")
+                                 source=f"phoenix:{self.target}", prices=self.prices)
 
     async def list_trajectories(self, start: datetime, end: datetime) -> list[TrajectorySummary]:
         """Trajectories that started in [start, end): one scan of the window's spans, then every
@@ -166,9 +161,9 @@ class PhoenixTraceStore:
         for spans in spans_by_trace.values():
             rows = _link_parents(spans)
             tid = next((str(r["traceId"]) for r in rows if r.get("traceId")), _otel_id(spans[0]))
-            t = from_observations(tid, rows, as_of=as_of)
+            t = from_observations(tid, rows, as_of=as_of, prices=self.prices)
             if t.start is not None and start <= t.start < end:
-                out.append(TrajectorySummary(tid, t.user_id, t.start, t.status, t.cost_usd))
+                out.append(TrajectorySummary(tid, t.user_id, t.start, t.status, t.cost_usd, t.cost_known))
         out.sort(key=lambda s: (s.start, s.trace_id))
         return out
 
@@ -185,104 +180,9 @@ class PhoenixTraceStore:
         self._client = None
 
 
-# --- span -> observation row ---------------------------------------------------------------
+# --- span -> observation row: agentfire.providers.traces._conventions (one place for every store)
 
-
-def _flatten(attrs: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested attribute dicts (some Phoenix versions) -> dotted keys, as the REST API sends them."""
-    out: dict[str, Any] = {}
-    for k, v in attrs.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _unflatten(flat: dict[str, Any], prefix: str) -> Any:
-    """The dotted keys under `prefix.` rebuilt into a nested value (digit keys become lists)."""
-    root: dict[str, Any] = {}
-    for k, v in flat.items():
-        if not k.startswith(prefix + "."):
-            continue
-        parts = k[len(prefix) + 1:].split(".")
-        node = root
-        for p in parts[:-1]:
-            nxt = node.get(p)
-            if not isinstance(nxt, dict):
-                nxt = node[p] = {}
-            node = nxt
-        node[parts[-1]] = v
-    return _lists(root) if root else None
-
-
-def _lists(v: Any) -> Any:
-    if isinstance(v, dict):
-        v = {k: _lists(x) for k, x in v.items()}
-        if v and all(k.isdigit() for k in v):
-            return [v[k] for k in sorted(v, key=int)]
-    return v
-
-
-def _as_json_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
-def _int(v: Any) -> int | None:
-    try:
-        return int(v) if v is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def span_to_row(span: dict[str, Any]) -> dict[str, Any]:
-    """One Phoenix REST span as an observation row of the `files` store format."""
-    attrs = _flatten(span.get("attributes") or {})
-    ctx = span.get("context") or {}
-    kind = str(span.get("span_kind") or attrs.get("openinference.span.kind") or "").upper()
-    typ = attrs.get("agentfire.observation_type") or SPAN_KIND_TO_TYPE.get(kind, "SPAN")
-    inp = attrs.get("input.value")
-    if typ == "TOOL":
-        params = attrs.get("tool.parameters")
-        if params is not None:
-            inp = _as_json_text(params)
-        elif inp is None:
-            inp = _as_json_text(_unflatten(attrs, "tool.parameters"))
-    usage = {k: n for k, n in (("input", _int(attrs.get("llm.token_count.prompt"))),
-                                ("output", _int(attrs.get("llm.token_count.completion"))),
-                                ("total", _int(attrs.get("llm.token_count.total")))) if n is not None}
-    metadata = attrs.get("metadata")
-    if isinstance(metadata, str):
-        try:
-            metadata = json.loads(metadata)
-        except ValueError:
-            metadata = {"metadata": metadata}
-    if metadata is None:
-        metadata = _unflatten(attrs, "metadata")
-    status = str(span.get("status_code") or "").upper()
-    level = "ERROR" if status == "ERROR" else str(attrs.get("agentfire.level") or "DEFAULT")
-    message = span.get("status_message") or attrs.get("agentfire.status_message") or None
-    cost = attrs.get("llm.cost.total")
-    tags = attrs.get("tag.tags")
-    return {
-        "id": str(attrs.get("agentfire.observation_id") or ctx.get("span_id") or span.get("id")),
-        "traceId": str(attrs.get("agentfire.trace_id") or ctx.get("trace_id") or ""),
-        "spanId": ctx.get("span_id"),
-        "parentObservationId": span.get("parent_id"),
-        "isRootObservation": span.get("parent_id") is None,
-        "type": typ, "name": span.get("name") or attrs.get("tool.name"),
-        "startTime": span.get("start_time"), "endTime": span.get("end_time"),
-        "input": _as_json_text(inp), "output": _as_json_text(attrs.get("output.value")),
-        "userId": attrs.get("user.id"), "sessionId": attrs.get("session.id"),
-        "model": attrs.get("llm.model_name"), "usageDetails": usage or None,
-        "totalCost": float(cost) if isinstance(cost, (int, float)) else None,
-        "level": level, "statusMessage": message,
-        "metadata": metadata if isinstance(metadata, dict) else {},
-        "tags": list(tags) if isinstance(tags, list) else None,
-    }
+span_to_row = _conventions.span_to_row
 
 
 def _otel_id(span: dict[str, Any]) -> str:
@@ -311,5 +211,7 @@ def from_config(section: PhoenixTraces, runbook: Any) -> PhoenixTraceStore:
     from agentfire.secrets import secret
 
     api_key = secret(section.api_key_env, what="Phoenix API key") if section.api_key_env else None
-    return PhoenixTraceStore(section.url, section.project, api_key=api_key,
-                             timeout_s=section.timeout_seconds)
+    store = PhoenixTraceStore(section.url, section.project, api_key=api_key,
+                              timeout_s=section.timeout_seconds)
+    store.prices = dict(getattr(getattr(runbook, "model", None), "prices", None) or {})
+    return store
