@@ -102,6 +102,8 @@ def trajectory_from_json(d: dict[str, Any], *, source: str = "") -> Trajectory:
             end=parse_time(s.get("end")), level=str(s.get("level") or "DEFAULT"),
             status_message=s.get("status_message"), input_tokens=s.get("input_tokens"),
             output_tokens=s.get("output_tokens"), cost_usd=s.get("cost_usd"), model=s.get("model"),
+            tool_call_id=s.get("tool_call_id"), plumbing=bool(s.get("plumbing")),
+            not_recorded=[str(x) for x in s.get("not_recorded") or [] if isinstance(x, str)],
         ))
     return Trajectory(
         trace_id=str(d.get("trace_id") or ""), user_id=d.get("user_id"), session_id=d.get("session_id"),

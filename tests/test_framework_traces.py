@@ -199,3 +199,25 @@ def test_cost_is_unknown_without_a_price_and_computed_from_runbook_prices() -> N
     assert all(s.metadata.get("cost_source") == "runbook prices" for s in priced.steps if s.is_model)
     # a store's own cost wins over the table (pydantic-ai's operation.cost)
     assert trajs("pydantic_ai")["healthy_search"].cost_known
+
+
+def test_langfuse_computed_cost_is_read() -> None:
+    # Langfuse prices generations at ingestion; the Langfuse SDK sent tokens and the model only
+    for run in RUNS:
+        t = trajs("langgraph_langfuse")[run.key]
+        assert t.cost_known and t.cost_usd == pytest.approx(len(run.turns) * (120 * 0.15 + 30 * 0.6) / 1e6)
+
+
+def test_golden_diff_across_frameworks() -> None:
+    # a known-good run recorded by one framework, diffed against runs of the others: the same
+    # tool calls match; the incident diverges at the call whose arguments differ
+    from agentfire.golden import trajectory_from_json
+    from agentfire.triage.diff import diff
+
+    golden = trajectory_from_json(trajs("pydantic_ai")["healthy_search"].to_json())
+    assert [s.plumbing for s in golden.steps] == [s.plumbing for s in trajs("pydantic_ai")["healthy_search"].steps]
+    for fw in ("langgraph", "openai_agents", "langgraph_langfuse"):
+        same = diff(trajs(fw)["healthy_search"], golden, args="exact")
+        assert same.matched, (fw, same.to_json())
+        looped = diff(trajs(fw)["repeated_search"], golden, args="exact")
+        assert not looped.matched and looped.divergence.actual.tool == "search_docs", (fw, looped.to_json())
