@@ -127,9 +127,16 @@ def test_triage_names_the_off_rails_step_of_every_incident(fw: str) -> None:
             continue
         v = result.verdict
         assert v.step_index is not None, (fw, run.key, v.sentence)
-        step = t.step(v.step_index)
+        # the verdict names the executed call and the model turn that decided it
         nth = [s.index for s in t.tool_steps if s.name == run.verdict_tool]
-        assert (v.kind, step.index) == (run.verdict_kind, nth[run.verdict_call - 1]), (fw, run.key, v.sentence)
+        call = nth[run.verdict_call - 1]
+        assert (v.kind, v.call_step_index) == (run.verdict_kind, call), (fw, run.key, v.sentence)
+        decided = t.step(v.step_index)
+        assert decided.is_model, (fw, run.key, v.sentence)
+        if run.verdict_kind == "unreacted_error":  # the turn that told the user it worked
+            assert decided.index > call and decided.output["content"] == run.turns[-1].text
+        else:  # the turn that made the call
+            assert t.step(call).tool_call_id in [c["id"] for c in decided.output["tool_calls"]], (fw, run.key)
 
 
 def test_redacted_arguments_are_marked_not_recorded_never_the_schema() -> None:
@@ -217,7 +224,7 @@ def test_golden_diff_across_frameworks() -> None:
     golden = trajectory_from_json(trajs("pydantic_ai")["healthy_search"].to_json())
     assert [s.plumbing for s in golden.steps] == [s.plumbing for s in trajs("pydantic_ai")["healthy_search"].steps]
     for fw in ("langgraph", "openai_agents", "langgraph_langfuse"):
-        same = diff(trajs(fw)["healthy_search"], golden, args="exact")
+        same = diff(trajs(fw)["healthy_search"], golden, mode="strict", args="exact")
         assert same.matched, (fw, same.to_json())
-        looped = diff(trajs(fw)["repeated_search"], golden, args="exact")
+        looped = diff(trajs(fw)["repeated_search"], golden, mode="strict", args="exact")
         assert not looped.matched and looped.divergence.actual.tool == "search_docs", (fw, looped.to_json())

@@ -63,7 +63,15 @@ def test_triage_reads_every_run_and_names_the_off_rails_step(fw, conformance, sa
             continue
         v = doc["verdict"]
         nth = [s["index"] for s in steps if s["kind"] == "tool" and s["name"] == run.verdict_tool]
-        assert (v["kind"], v["step_index"]) == (run.verdict_kind, nth[run.verdict_call - 1]), (fw, run.key, v)
+        call = nth[run.verdict_call - 1]
+        # the executed call, and the model turn that decided it
+        assert (v["kind"], v["call_step_index"]) == (run.verdict_kind, call), (fw, run.key, v)
+        decided = next(s for s in steps if s["index"] == v["step_index"])
+        assert decided["kind"] == "model", (fw, run.key, v)
+        if run.verdict_kind == "unreacted_error":  # the turn that told the user it worked
+            assert decided["index"] > call and decided["text"] == run.turns[-1].text, (fw, decided)
+        else:  # the turn that made the call
+            assert steps[call - 1]["tool_call_id"] in [c.get("id") for c in decided["tool_calls"]], (fw, decided)
 
 
 @pytest.mark.parametrize("fw", FULL + ["openai_agents_redacted"])
