@@ -114,7 +114,8 @@ def test_capture_stores_the_users_request(fw, conformance, sandbox, cli) -> None
     assert r.exit_code == 0, r
     case = r.json()["case"]
     assert case["vars"]["input"] == run.request
-    assert case["off_rails"]["name"] == "send_email"
+    # the off-rails model turn and the call it made (#10's verdict)
+    assert case["off_rails"]["kind"] == "model" and case["off_rails"]["tool"] == "send_email", case["off_rails"]
     assert case["off_rails"]["input"]["to"] == "billing@evil-pay.example"
 
 
