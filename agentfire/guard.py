@@ -24,6 +24,7 @@ already paid for):
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -202,8 +203,9 @@ def _region(entry: Any, name: str, timeout_s: float | None) -> _Region:
 MAX_CACHE_AGE_S = 1.0  # the guard never acts on caps older than this
 HARD_CAP, FREEZE, FROZEN, UNREADABLE = "hard_cap", "freeze", "frozen", "unreadable"
 
-# (config, scope) -> (monotonic time fetched, Caps); failures are cached too, so a down store is
-# asked at most once per interval per process (and refuses meanwhile).
+# (config, scope) -> (monotonic time fetched, Caps); failures are cached too (from when the read
+# gave up), so a down or hung store is asked at most once per interval per process, and refuses
+# meanwhile: no call pays more than the store's timeout, and at most one per interval does.
 _CAPS_CACHE: dict[tuple[str | None, str | None], tuple[float, "Caps"]] = {}
 # config -> (runbook, budget store), built on the first miss; a child process builds its own
 _STORES: dict[str | None, tuple[Any, Any]] = {}
@@ -230,6 +232,8 @@ def check_budget(spent_usd: float, caps: "Caps", *, starting: bool = False,
     """
     if caps.error is not None:
         return UNREADABLE
+    if not _finite(spent_usd):
+        return HARD_CAP  # NaN compares False with every cap: it would allow every call
     if caps.expires_at is None:
         hard, frz, admission = caps.hard_usd, caps.freeze_usd, caps.admission
     else:
@@ -244,6 +248,13 @@ def check_budget(spent_usd: float, caps: "Caps", *, starting: bool = False,
     return None
 
 
+def _finite(x: Any) -> bool:
+    try:
+        return math.isfinite(x) and not isinstance(x, bool)
+    except TypeError:
+        return False
+
+
 def load_caps(scope: str | None = None, *, config: str | None = None, runbook: Any = None,
               max_age_s: float = MAX_CACHE_AGE_S) -> "Caps":
     """The scope's caps (default: the agent's name) through a per-process cache at most
@@ -255,7 +266,10 @@ def load_caps(scope: str | None = None, *, config: str | None = None, runbook: A
     if hit is not None and now - hit[0] <= min(max_age_s, MAX_CACHE_AGE_S):
         return hit[1]
     caps = _fetch_caps(scope, config, runbook)
-    _CAPS_CACHE[key] = (now, caps)  # stamped with the time *before* the read: never older
+    # good caps are stamped with the time *before* the read (never served older than max age);
+    # a failure with the time *after* it: a store that answers nothing within its timeout would
+    # otherwise be asked again on every call, each call paying the whole timeout
+    _CAPS_CACHE[key] = (now if caps.error is None else time.monotonic(), caps)
     return caps
 
 
@@ -302,7 +316,9 @@ def budget_allows(spent_usd: float, *, starting: bool = False, scope: str | None
         reason = caps.error or "caps unreadable"
     else:
         eff = caps.effective(now)
-        if verdict == HARD_CAP:
+        if verdict == HARD_CAP and not _finite(spent_usd):
+            reason = f"spent {spent_usd!r} is not a finite number: failing closed"
+        elif verdict == HARD_CAP:
             reason = f"spent ${spent_usd:.4f} reached the hard cap ${eff.hard_usd:.4f}"
         elif verdict == FREEZE:
             reason = f"spent ${spent_usd:.4f} reached the freeze cap ${eff.freeze_usd:.4f}"

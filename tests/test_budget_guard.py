@@ -118,3 +118,30 @@ def test_guard_import_pulls_in_no_store_client() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_hung_store_is_asked_once_per_interval_not_on_every_call(sandbox: Path) -> None:
+    """A Redis that accepts connections and never answers (a blackholed address, a hung server):
+    the failure is cached from when the read gave up, so the calls after it refuse at once
+    instead of each waiting out the timeout again."""
+    from tests.fakes.tcpproxy import TcpProxy
+
+    proxy = TcpProxy("127.0.0.1", free_port())
+    proxy.set_mode("hang")
+    try:
+        # the default timeout (1 s) equals the cache interval: the case that cost 1 s per call
+        set_budget(sandbox, {"kind": "redis", "url": f"redis://127.0.0.1:{proxy.port}/0", "timeout_seconds": 1.0})
+        verdicts = [guard.budget_allows(0.0).verdict for _ in range(5)]
+        assert verdicts == ["unreadable"] * 5
+        assert proxy.accepted == 1, f"the hung store was asked {proxy.accepted} times in 5 calls"
+    finally:
+        proxy.close()
+
+
+def test_non_finite_spend_fails_closed() -> None:
+    c = caps(hard_usd=2.0, freeze_usd=0.5)
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        assert guard.check_budget(bad, c) == "hard_cap", bad
+        assert guard.check_budget(bad, caps()) == "hard_cap", bad  # even with no caps at all
+    assert guard.check_budget("0.1", c) == "hard_cap"  # not a number
+    assert guard.check_budget(0.1, c) is None

@@ -346,7 +346,7 @@ class LaunchDarklyFake:
                     "on": flag.envs[e].on, "archived": False, "salt": f"salt-{e}", "sel": f"sel-{e}",
                     "lastModified": flag.envs[e].last_modified, "version": flag.envs[e].version,
                     "targets": [], "contextTargets": [], "rules": [],
-                    "fallthrough": {"variation": 0}, "offVariation": 1, "prerequisites": [],
+                    "fallthrough": {"variation": 0}, "offVariation": flag.envs[e].off_variation, "prerequisites": [],
                     "_site": {"href": f"/{self.project}/{e}/features/{flag.key}", "type": "text/html"},
                     "_environmentName": self.envs[e].name,
                     "trackEvents": False, "trackEventsFallthrough": False,
@@ -529,9 +529,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
             self._rec.answer = "200"
             return
+        # a stream is chunked (HTTP/1.1), as LaunchDarkly sends it: the SDK's SSE reader reads
+        # chunk by chunk, and would wait for 10 kB of an unchunked HTTP/1.0 body
+        self.protocol_version = "HTTP/1.1"
+        self.close_connection = True
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         self._rec.answer = "stream"
         with fake._lock:
@@ -553,13 +558,15 @@ class _Handler(BaseHTTPRequestHandler):
                     self._event("patch", {"path": f"/flags/{flag['key']}", "data": flag})
                     sent[flag["key"]] = flag["version"]
                 if not changed:
-                    self.wfile.write(b":\n\n")  # a comment: finds a client that went away
-                    self.wfile.flush()
+                    self._chunk(b":\n\n")  # a comment: finds a client that went away
         except (BrokenPipeError, ConnectionResetError, OSError):
             return
 
     def _event(self, name: str, body: dict[str, Any]) -> None:
-        self.wfile.write(f"event: {name}\ndata: {json.dumps(body)}\n\n".encode())
+        self._chunk(f"event: {name}\ndata: {json.dumps(body)}\n\n".encode())
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
     def _read(self, key: str, envs: list[str] | None) -> None:

@@ -15,6 +15,7 @@ class TcpProxy:
     def __init__(self, upstream_host: str, upstream_port: int):
         self.upstream = (upstream_host, upstream_port)
         self.mode = "ok"
+        self.accepted = 0  # connections accepted so far
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -43,6 +44,7 @@ class TcpProxy:
                 client, _ = self._sock.accept()
             except OSError:
                 return
+            self.accepted += 1
             if self.mode == "down":
                 _close(client)
                 continue
