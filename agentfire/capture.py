@@ -65,6 +65,7 @@ def build_case(
     actor: str,
     tags: Sequence[str] = (),
     captured_at: str | None = None,
+    expected_source: str | None = None,
 ) -> dict[str, Any]:
     """The regression case for `traj` at off-rails step `off.step` (a plain, JSON-able dict).
 
@@ -78,7 +79,7 @@ def build_case(
         raise UsageError(
             f"--step {off.step}: trace {traj.trace_id!r} has steps 1..{len(traj.steps)}"
         ) from None
-    source = "responder"
+    source = expected_source or "responder"
     if expected is not None and not expected.strip():
         raise UsageError("the expected behaviour is empty: say what the agent should have done")
     call = None
@@ -234,6 +235,7 @@ def capture(
     tags: Sequence[str] = (),
     push: bool = False,
     golden: str | None = None,
+    expected_source: str | None = None,
 ) -> CaptureResult:
     """Read the trace, build the case, add it to the eval set, optionally push it; journaled.
 
@@ -257,7 +259,7 @@ def capture(
     else:
         off = off_rails_from_triage(traj, runbook, gold, label)
     case = build_case(traj, off, expected=expected, incident=journal.incident, actor=actor,
-                      tags=tags)
+                      tags=tags, expected_source=expected_source)
     evalset = evalset_for(runbook)
     stored = evalset.append(case)
     if stored.stored is not None:  # already there: the eval set's case is the one that counts

@@ -205,6 +205,13 @@ def extract(command_name: str, doc: Any) -> dict[str, Any]:
     return {}
 
 
+def expected_is_derived(template: str, base: dict[str, Any]) -> bool:
+    """A capture step whose --expected is triage's derived sentence, not a person's answer."""
+    words = template.split()
+    return (words[:2] == ["agentfire", "capture"] and "{expected}" in template
+            and "--expected-source" not in template and not base.get("expected"))
+
+
 def command_argv(command: str, *, config: str, actor: str) -> tuple[list[str], str]:
     """argv for a step's command: `agentfire ...` runs this very installation with --json."""
     argv = shlex.split(command)
@@ -264,7 +271,10 @@ class Walk:
         return records(self.journal, self.steps)
 
     def values(self) -> dict[str, Any]:
-        return carried_variables(self.state(), self.base_values)
+        values = carried_variables(self.state(), self.base_values)
+        if self.base_values.get("expected"):  # a person's answer beats triage's derived one
+            values["expected"] = self.base_values["expected"]
+        return values
 
     def next_step(self) -> RunbookStep | None:
         recs = self.state()
@@ -277,7 +287,11 @@ class Walk:
         return (utcnow() - self.started_at()).total_seconds()
 
     def propose(self, step: RunbookStep) -> str:
-        return render_command(step.command, self.values())
+        command = render_command(step.command, self.values())
+        if expected_is_derived(step.command, self.base_values):
+            # nobody said what the agent should have done: the case must not claim a person did
+            command += " --expected-source derived"
+        return command
 
     def start(self, step: RunbookStep, command: str) -> None:
         try:

@@ -97,6 +97,10 @@ def capture(
         False, "--push",
         help="Also upsert it as a Langfuse dataset item (and a Phoenix example when the trace "
              "store is Phoenix)."),
+    expected_source: Optional[str] = typer.Option(
+        None, "--expected-source", metavar="responder|derived",
+        help="Who wrote --expected: a person (responder, the default) or a tool that derived it from "
+             "the off-rails step (derived; the runbook walk says so when nobody answered)."),
     json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
     """Minute five: add the failing input to the frozen eval set as a regression case, linked to
@@ -106,6 +110,8 @@ def capture(
 
     st = state(ctx)
     rb = st.runbook()
+    if expected_source not in (None, "responder", "derived"):
+        raise fail(f"--expected-source {expected_source!r}: use responder or derived", 2)
     text = _expected(expected, expected_file)
     journal = st.journal(create=True)
     as_json = want_json(ctx, json_out)
@@ -113,10 +119,12 @@ def capture(
     if console.is_terminal and not as_json:
         with console.status(f"reading {trace_id} and capturing..."):
             result = core.capture(rb, journal, trace_id, expected=text, actor=st.actor,
-                                  step=step, tags=tag or [], push=push, golden=golden)
+                                  step=step, tags=tag or [], push=push, golden=golden,
+                                  expected_source=expected_source)
     else:
         result = core.capture(rb, journal, trace_id, expected=text, actor=st.actor,
-                              step=step, tags=tag or [], push=push, golden=golden)
+                              step=step, tags=tag or [], push=push, golden=golden,
+                                  expected_source=expected_source)
     if as_json:
         emit_json(result.to_json())
     else:

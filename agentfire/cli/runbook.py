@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -31,19 +32,51 @@ def _show_step(walk: Any, step: Any, index: int, total: int, command: str | None
                   style="bold red" if late > 0 else "green")
     body = Text.assemble((f"{step.title}\n", "bold"), timing, "\n")
     if step.check:
-        body.append(Text(f"check before moving on: {step.check}\n", style="dim"))
-    body.append(Text("proposed: ") + (safe_text(command, 500, style="bold cyan") if command
-                                        else Text("(needs a value first)", style="yellow")))
-    err_console().print(Panel(body, title=f"step {index}/{total}: {step.id}", title_align="left"))
+        body.append(Text(f"check before moving on: {step.check}", style="dim"))
+    # the err console keeps warnings on one line (soft_wrap); a panel must wrap inside its box
+    err_console().print(Panel(body.rstrip() or body, title=f"step {index}/{total}: {step.id}",
+                              title_align="left"), soft_wrap=False)
+    # the proposed command whole, outside the box, as one line the terminal wraps: never cut,
+    # and a copy of it is the command [r]un runs
+    err_console().print(Text("proposed: ") + (safe_text(command, None, style="bold cyan") if command
+                                              else Text("(needs a value first)", style="yellow")),
+                        soft_wrap=True)
 
 
-def _show_result(rec: Any, result: Any) -> None:
+def _show_result(rec: Any, result: Any, name: str = "") -> None:
+    from agentfire.cli._walkview import summary
+
     style = "bold green" if rec.status == "ok" else "bold red"
     line = Text(f"{rec.id}: {rec.status.upper()} (exit {result.exit_code}, {result.duration_ms} ms)", style=style)
-    if rec.carried:
-        line.append("  carries " + ", ".join(f"{k}={v}" for k, v in rec.carried.items() if v is not None),
-                    style="")
     err_console().print(line)
+    for s in summary(name, result.document):
+        # one logical line each (the terminal wraps it): ids and paths stay whole for copying
+        err_console().print(Text("  ").append_text(safe_text(s, 600)), soft_wrap=True)
+
+
+def _resume_hint(ctx: Any, journal: Any, walk: Any) -> None:
+    """One copy-pasteable command that resumes this walk, with the trace it was walking."""
+    from agentfire.cli._output import quote
+
+    trace = walk.values().get("trace_id") if walk is not None else None
+    parts = ["--incident", quote(journal.incident), "runbook"]
+    if trace:
+        parts += ["--trace", quote(trace)]
+    head = "agentfire"
+    st = state(ctx)
+    if st.config and os.environ.get("AGENTFIRE_CONFIG") != st.config:
+        head += f" --config {quote(st.config)}"
+    err_console().print(Text.assemble("stopped; resume with: ", (f"{head} {' '.join(parts)}", "bold")),
+                        soft_wrap=True)
+
+
+def _remembered_trace(journal: Any) -> Any:
+    """The trace a walk of this incident was started (or told) with, from its journal."""
+    trace = None
+    for e in journal.iter_entries():
+        if e.get("action") in ("runbook.start", "runbook.trace") and e.get("trace_id"):
+            trace = e["trace_id"]
+    return trace
 
 
 def _ask(question: str, choices: str, default: str) -> str:
@@ -93,11 +126,62 @@ def runbook(
                                  style="yellow"))
     resumed = bool(st.incident)
     journal = st.journal(create=True)
+    if "trace_id" not in base and journal.exists():
+        remembered = _remembered_trace(journal)  # a resumed walk remembers its trace
+        if remembered:
+            base["trace_id"] = remembered
     walk = Walk(rb, journal, st.actor, base)
     if resumed and any(r.status != "pending" for r in walk.state().values()):
-        err_console().print(Text(f"resuming incident {journal.incident}", style="bold"))
+        err_console().print(Text(f"resuming incident {journal.incident}"
+                                 + (f" (trace {base['trace_id']})" if base.get("trace_id") else ""), style="bold"))
     if not journal.exists():
         journal.append("runbook.start", actor=st.actor, trace_id=base.get("trace_id"), auto=auto)
+    elif trace and trace != _remembered_trace(journal):
+        journal.append("runbook.trace", actor=st.actor, trace_id=trace)
+    try:
+        _walk_steps(ctx, walk, journal, auto=auto, overrides=overrides, step_timeout=step_timeout,
+                    json_out=json_out)
+    except (KeyboardInterrupt, EOFError, click_abort()):
+        # Ctrl-C during a step or at a prompt, Ctrl-D at a prompt: the step is proposed again
+        err_console().print()
+        _resume_hint(ctx, journal, walk)
+        raise typer.Exit(130) from None
+    doc = report_mod.build(journal, walk.steps)
+    if want_json(ctx, json_out):
+        emit_json(doc)
+    else:
+        _render_steps(doc)
+    if any(r["status"] not in ("ok", "skipped") for r in doc["steps"]):
+        raise typer.Exit(1)
+
+
+def click_abort() -> Any:
+    """The Abort that typer.prompt raises on Ctrl-C/Ctrl-D (typer >= 0.20 vendors click)."""
+    abort = getattr(typer, "Abort", None)
+    if abort is None:
+        import click
+
+        abort = click.exceptions.Abort
+    return abort
+
+
+def _ask_expected(walk: Any, step: Any) -> None:
+    """On a terminal, the capture step asks the person what the agent should have done."""
+    from agentfire.walk import expected_is_derived
+
+    if not expected_is_derived(step.command, walk.base_values):
+        return
+    derived = walk.values().get("expected")
+    hint = f" (Enter keeps the derived one: {derived})" if derived else ""
+    answer = typer.prompt(f"What should the agent have done instead?{hint}", default="",
+                          show_default=False, err=True).strip()
+    if answer:
+        walk.base_values["expected"] = answer
+
+
+def _walk_steps(ctx: Any, walk: Any, journal: Any, *, auto: bool, overrides: dict[str, Any],
+                step_timeout: float, json_out: bool) -> None:
+    st = state(ctx)
     total = len(walk.steps)
     failed = False
     echo = (lambda s: err_console().print(safe_text(s.rstrip(), 4000, style="dim"))) if not json_out else None
@@ -118,16 +202,21 @@ def runbook(
             command = None
             err_console().print(Text(str(exc), style="yellow"))
         if not auto:
+            if command is not None and not override:
+                _ask_expected(walk, step)
+                command = walk.propose(step)
             _show_step(walk, step, index, total, command)
             if command is None:
                 if "trace_id" not in walk.values():
-                    walk.base_values["trace_id"] = typer.prompt("trace id from the alert", err=True).strip()
+                    trace = typer.prompt("trace id from the alert", err=True).strip()
+                    walk.base_values["trace_id"] = trace
+                    journal.append("runbook.trace", actor=st.actor, trace_id=trace)  # for a resume
                     continue
                 choice = _ask("[e]dit / [s]kip / [q]uit", "esq", "e")
             else:
                 choice = _ask("[r]un / [e]dit / [s]kip / [q]uit", "resq", "r")
             if choice == "q":
-                err_console().print(Text(f"stopped; resume with: agentfire --incident {journal.incident} runbook"))
+                _resume_hint(ctx, journal, walk)
                 raise typer.Exit(1)
             if choice == "s":
                 reason = typer.prompt("why skip", default="skipped by responder", err=True)
@@ -138,23 +227,19 @@ def runbook(
         assert command is not None
         rec, result = walk.run(step, command, timeout_s=step_timeout, echo_stderr=echo)
         if not json_out:
-            _show_result(rec, result)
+            from agentfire.walk import command_argv
+
+            _show_result(rec, result, command_argv(command, config="", actor="")[1])
         if rec.status != "ok":
             if auto:
                 failed = True
                 break
             choice = _ask("step failed: [r]etry / [s]kip / [q]uit", "rsq", "r")
             if choice == "q":
+                _resume_hint(ctx, journal, walk)
                 raise typer.Exit(1)
             if choice == "s":
                 walk.skip(step, typer.prompt("why skip", default="failed; skipped by responder", err=True))
-    doc = report_mod.build(journal, walk.steps)
-    if want_json(ctx, json_out):
-        emit_json(doc)
-    else:
-        _render_steps(doc)
-    if failed or any(r["status"] not in ("ok", "skipped") for r in doc["steps"]):
-        raise typer.Exit(1)
 
 
 def _render_steps(doc: dict[str, Any]) -> None:
