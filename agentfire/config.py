@@ -352,6 +352,77 @@ class ModelPrice(Strict):
     output_per_million: float = Field(ge=0)
 
 
+# --- watch: findings -> pages (issue 16) ----------------------------------------------------------
+
+
+class WatchRule(Strict):
+    """Which findings page, at what count in what window, with what severity."""
+
+    name: str | None = None
+    kinds: list[str] = Field(default_factory=lambda: ["*"],
+                             description="finding kinds (globs) this rule counts; '*' every kind")
+    min_severity: Literal["high", "medium"] = Field(
+        default="high", description="the verdict's severity at least this (medium counts high too)")
+    threshold: int = Field(default=1, ge=1, le=100000,
+                           description="trajectories with one signature within window_seconds that page")
+    window_seconds: float = Field(default=600, gt=0, le=7 * 86400)
+    severity: Literal["critical", "error", "warning", "info"] = Field(
+        default="critical", description="the page's severity (PagerDuty's names)")
+
+
+class WatchRoute(Strict):
+    """Where alerts go. Secrets (webhook URLs, routing keys) by environment variable name only."""
+
+    kind: Literal["alertmanager", "slack", "pagerduty", "webhook"]
+    name: str | None = None
+    url: str | None = Field(default=None, description="alertmanager/webhook/pagerduty endpoint (no secret in it)")
+    url_env: str | None = Field(default=None, description="env variable holding the URL (Slack webhooks are secrets)")
+    routing_key_env: str | None = Field(default=None, description="pagerduty: env variable holding the routing key")
+    token_env: str | None = Field(default=None, description="webhook/alertmanager: env variable of a bearer token")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    max_retries: int = Field(default=4, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _where(self) -> "WatchRoute":
+        if self.kind == "slack" and not self.url_env:
+            raise ValueError("a slack route needs url_env: the incoming webhook URL is a secret")
+        if self.kind in ("alertmanager", "webhook") and not (self.url or self.url_env):
+            raise ValueError(f"a {self.kind} route needs url: or url_env:")
+        if self.kind == "pagerduty" and not self.routing_key_env:
+            raise ValueError("a pagerduty route needs routing_key_env: (the integration's routing key)")
+        if self.url and "@" in self.url.split("//", 1)[-1].split("/", 1)[0]:
+            raise ValueError("url: holds credentials; put the URL in an env variable (url_env:)")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+class WatchSection(Strict):
+    """`agentfire watch`: each round reads the trajectories that ended (or went stale) since the
+    last, runs triage's detectors and policies, groups findings by signature and pages."""
+
+    every_seconds: float = Field(default=60, ge=1, le=86400)
+    lookback_seconds: float = Field(
+        default=3600, gt=0, le=7 * 86400,
+        description="how long a trajectory may run: each round reads what started this far back")
+    lag_seconds: float = Field(
+        default=60, ge=0, le=3600, description="ingestion lag: a trajectory that shows up this late is still read")
+    max_per_round: int = Field(default=20000, ge=1, le=1000000,
+                               description="trajectories triaged per round at most (the rest: next round)")
+    read_timeout_seconds: float = Field(default=120, gt=0, le=3600,
+                                        description="a store read longer than this is a round error")
+    resolve_after_seconds: float = Field(default=900, gt=0, le=7 * 86400,
+                                         description="an alert with no new trajectory this long resolves")
+    state: str = Field(default=".agentfire/watch-state.json", description="watch's position and open alerts")
+    rules: list[WatchRule] = Field(default_factory=lambda: [
+        WatchRule(name="high", min_severity="high", threshold=1, severity="critical"),
+        WatchRule(name="medium", min_severity="medium", threshold=3, severity="warning"),
+    ])
+    routes: list[WatchRoute] = Field(default_factory=list)
+
+
 class RunbookConfig(Strict):
     version: Literal[1] = 1
     agent: AgentSection
@@ -367,6 +438,7 @@ class RunbookConfig(Strict):
     steps: list[RunbookStep] = Field(default_factory=list)
     # model name (or glob) -> price: cost of model steps the trace store left unpriced (tokens only)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    watch: WatchSection = Field(default_factory=WatchSection)
 
     @field_validator("steps")
     @classmethod

@@ -25,6 +25,7 @@ from agentfire.cli import incident as _incident  # noqa: E402,F401
 from agentfire.cli import doctor as _doctor  # noqa: E402,F401
 from agentfire.cli import golden as _golden, sandbox as _sandbox  # noqa: E402,F401
 from agentfire.cli import traces as _traces  # noqa: E402,F401
+from agentfire.cli import watch as _watch  # noqa: E402,F401
 
 
 def _version(value: bool) -> None:
