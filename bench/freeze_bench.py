@@ -122,7 +122,8 @@ def bench(size: str, old_max: int, keep: bool) -> list[dict]:
         shutil.rmtree(work)
     store.mkdir(parents=True)
     t = time.monotonic()
-    generate(store / "obs.jsonl", n, datetime.now(timezone.utc))
+    # in a child: Linux carries a parent's peak RSS into the ru_maxrss of children it forks later
+    subprocess.run([sys.executable, __file__, "--generate", str(store / "obs.jsonl"), str(n)], check=True)
     gb = (store / "obs.jsonl").stat().st_size / 1e9
     print(f"{size}: {n:,} observations ({gb:.1f} GB of JSON lines) generated in {time.monotonic() - t:.0f} s", flush=True)
     (work / "runbook.yaml").write_text(RUNBOOK.format(store=store))
@@ -165,7 +166,11 @@ def main() -> None:
     ap.add_argument("--sizes", default="1m,10m")
     ap.add_argument("--old-max", type=int, default=1_000_000, help="largest store the full parse is run on")
     ap.add_argument("--keep", action="store_true", help="keep the generated stores")
+    ap.add_argument("--generate", nargs=2, metavar=("FILE", "N"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.generate:
+        generate(Path(a.generate[0]), int(a.generate[1]), datetime.now(timezone.utc))
+        return
     print(f"cache {CACHE}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
     rows = []
     for size in a.sizes.split(","):

@@ -235,3 +235,126 @@ def test_the_unleash_fake_answers_in_its_configured_latency() -> None:
         proc.terminate()
         proc.wait(timeout=10)
     assert_latency(got, 0.100)
+
+
+# --- blast: memory follows the hits -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def blast_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+    from tests.test_blast import synthetic_rows, write_store
+
+    rows = synthetic_rows()
+    return write_store(tmp_path_factory.mktemp("store") / "obs.jsonl", rows), rows
+
+
+def _blast_window() -> Any:
+    from agentfire.blast import resolve
+    from tests.test_blast import NOW, _ts
+
+    return resolve(from_=_ts(NOW - timedelta(hours=6)), to=_ts(NOW))
+
+
+def _found(result: Any) -> dict[str, tuple[Any, ...]]:
+    return {h.trace_id: (h.user_id, h.status, h.step_index, h.tool, h.args) for h in result.hits}
+
+
+@pytest.mark.parametrize("flags", [dict(tool="send_email", args=["to~landlord"]),
+                                   dict(tool="read_inbox", then=["send_email"], args=["to~landlord"]),
+                                   dict(level="ERROR")], ids=lambda f: json.dumps(f))
+def test_many_hits_take_the_joined_second_pass_with_the_same_answer(
+        blast_store: tuple[Path, list[dict[str, Any]]], flags: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to IN_LIST_MAX hits, the second pass names them in a list; past it, it joins a table of
+    them: both give the Python reference's hits."""
+    from agentfire.blast import files_scan, from_flags
+    from tests.test_blast import reference
+
+    path, rows = blast_store
+    sig, window = from_flags(**flags), _blast_window()
+    want = reference(rows, sig, window)
+    listed = files_scan.scan(path, sig, window)
+    monkeypatch.setattr(files_scan, "IN_LIST_MAX", 0)
+    joined = files_scan.scan(path, sig, window)
+    assert want and _found(listed) == _found(joined) == want
+    assert joined.complete and not joined.warnings
+
+
+def test_out_of_memory_rescans_on_one_thread_and_completes(
+        blast_store: tuple[Path, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    import duckdb
+
+    from agentfire.blast import files_scan, from_flags
+
+    path, _rows = blast_store
+    sig, window = from_flags(tool="send_email", args=["to~landlord"]), _blast_window()
+    want = _found(files_scan.scan(path, sig, window))
+    real = files_scan._Scan.run
+    threads: list[int] = []
+
+    def run(self: Any) -> Any:
+        (n,) = self.con.execute("SELECT current_setting('threads')").fetchone()
+        threads.append(int(n))
+        if int(n) > 1:
+            raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block of size 256.0 KiB")
+        return real(self)
+
+    monkeypatch.setattr(files_scan._Scan, "run", run)
+    monkeypatch.setattr(files_scan.os, "cpu_count", lambda: 2)
+    got = files_scan.scan(path, sig, window)
+    if threads[0] == 1:
+        pytest.skip("DuckDB runs one thread on this machine: no fallback to take")
+    assert threads[-1] == 1 and got.complete and _found(got) == want
+    assert any("ran out of memory" in w and "one thread" in w for w in got.warnings)
+
+
+def test_out_of_memory_on_one_thread_too_is_a_named_gap(
+        blast_store: tuple[Path, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    import duckdb
+
+    from agentfire.blast import files_scan, from_flags
+
+    def run(self: Any) -> Any:
+        raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+
+    monkeypatch.setattr(files_scan._Scan, "run", run)
+    monkeypatch.setenv("AGENTFIRE_DUCKDB_MEMORY", "300MB")
+    got = files_scan.scan(blast_store[0], from_flags(tool="send_email"), _blast_window())
+    assert not got.complete and "300MB" in got.gaps[0].reason and "AGENTFIRE_DUCKDB_MEMORY" in got.gaps[0].reason
+
+
+def test_a_line_longer_than_the_json_reader_buffer_is_still_read(tmp_path: Path) -> None:
+    from agentfire.blast import files_scan, from_flags
+    from agentfire.blast.sql import MAX_OBJECT
+
+    big = {"to": "landlord@example.com", "body": "x" * (2 * MAX_OBJECT + 1024)}  # past the buffer
+    rows = [root("big", 10, 60), row("big", "big-1", 11, 12, type="TOOL", name="send_email", input=json.dumps(big)),
+            root("small", 20, 60), row("small", "small-1", 21, 22, type="TOOL", name="send_email",
+                                       input=json.dumps({"to": "landlord@example.com"}))]
+    path = write(tmp_path / "obs.jsonl", rows)
+    from agentfire.blast import resolve
+
+    window = resolve(from_=ts(0), to=ts(3600))
+    got = files_scan.scan(path, from_flags(tool="send_email", args=["to~landlord"]), window)
+    assert got.complete and not got.warnings
+    assert sorted(h.trace_id for h in got.hits) == ["big", "small"]
+    assert next(h for h in got.hits if h.trace_id == "big").args["body"] == big["body"]
+
+
+def test_the_memory_limit_comes_from_the_machine_unless_the_env_sets_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentfire.blast import files_scan
+
+    monkeypatch.delenv("AGENTFIRE_DUCKDB_MEMORY", raising=False)
+    monkeypatch.setattr(files_scan, "machine_memory", lambda: 24 << 30)
+    assert files_scan.memory_limit() == f"{int((24 << 30) * 0.10) >> 20}MB"
+    monkeypatch.setattr(files_scan, "machine_memory", lambda: 1 << 30)
+    assert files_scan.memory_limit() == "256MB"  # the floor
+    monkeypatch.setenv("AGENTFIRE_DUCKDB_MEMORY", "700MB")
+    assert files_scan.memory_limit() == "700MB"
+    con = files_scan.connect()
+    try:
+        (limit,) = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    finally:
+        con.close()
+    assert limit.replace(" ", "").upper().startswith(("700MB", "667.5MIB", "667MIB", "700.0MB"))
+    real = files_scan.machine_memory()
+    assert real is None or real > 0

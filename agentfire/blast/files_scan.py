@@ -1,6 +1,8 @@
-"""Blast over the local files store with DuckDB: one pass over the JSON lines (and any Parquet
-files of the same rows beside them), the signature pushed into SQL, Python only for the hit
-trajectories' marks.
+"""Blast over the local files store with DuckDB, over the JSON lines (and any Parquet files of
+the same rows beside them), the signature pushed into SQL, in two passes whose memory follows the
+hits, not the store: the rows matching a step are filtered before they are grouped (the hits, and
+the marks of a sequence, which Python resolves), then only the hit trajectories' rows are read
+for their status and step index. Results stream in batches.
 
 Measured (bench/blast_bench.py): 10 million observations (3.3 GB of JSON lines) in about 7 s and
 about 350 MB on two cores. DuckDB's own memory is capped (memory_limit()) and spills to a temp dir.
@@ -19,7 +21,10 @@ from typing import Any, Callable
 
 from agentfire.blast.result import BlastResult, Gap, Hit, ScanStats
 from agentfire.blast.signature import Signature
-from agentfire.blast.sql import FILES_COLUMNS, files_source, lit, parquet_source, scan_query, union_source
+from agentfire.blast.sql import (
+    BIG_OBJECT, FILES_COLUMNS, MAX_OBJECT, STATUS_TYPES, files_source, hits_query, lit, parquet_source,
+    status_query, union_source,
+)
 from agentfire.blast.window import Window
 from agentfire.errors import NotDoneError
 
@@ -100,35 +105,115 @@ def _ms(value: Any) -> datetime | None:
     return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
 
 
-def resolve_hit(sig: Signature, row: dict[str, Any]) -> Hit | None:
-    """From one trajectory's aggregate row: the first embedding of the sequence, the step index
-    of its last step, the status (the same rules as agentfire.trajectory.from_observations)."""
+def first_embedding(sig: Signature, marks: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The mark of the last step of the sequence's first embedding (marks in time order)."""
     n = len(sig.steps)
-    want, hit = 0, None
-    for mark in row["marks"] or []:
+    want = 0
+    for mark in marks or []:
         if mark["mask"] & (1 << want):
             want += 1
             if want == n:
-                hit = mark
-                break
-    if hit is None:
-        return None
-    if row["roots"] == 0 or row["root_open"]:
-        status = "running"
-    elif (row["root_level"] or "").upper() == "ERROR":
-        status = "error"
-    else:
-        status = "finished"
-    times = [t for t in (row["step_times"] or []) if t is not None]
-    index = sum(1 for t in times if t < hit["t"]) + 1 if hit["t"] is not None else None
-    args: Any = hit["input"]
-    if isinstance(args, str):
+                return mark
+    return None
+
+
+def _args(value: Any) -> Any:
+    if isinstance(value, str):
         try:
-            args = json.loads(args)
+            return json.loads(value)
         except (json.JSONDecodeError, RecursionError):
             pass
-    return Hit(trace_id=row["trace_id"], user_id=row["user_id"], start=_ms(row["start_ms"]),
-               status=status, step_index=index, tool=hit["name"], args=args, hit_at=_ms(hit["t"]))
+    return value
+
+
+_UNPARSED = object()
+
+
+class _ScannedHit(Hit):
+    """A Hit whose arguments stay JSON text until they are read (a non-selective blast holds
+    hundreds of thousands of hits; the table shows twenty)."""
+
+    __slots__ = ("_text", "_parsed")
+
+    def __init__(self, trace_id: str, user_id: str | None, start: datetime | None, status: str,
+                 step_index: int | None, tool: str | None, text: Any, hit_at: datetime | None) -> None:
+        # the fields set directly: the dataclass __init__ with keywords costs twice as much
+        self.trace_id, self.user_id, self.start, self.status = trace_id, user_id, start, status
+        self.step_index, self.tool, self.hit_at = step_index, tool, hit_at
+        self._text, self._parsed = text, _UNPARSED
+
+    @property  # type: ignore[override]
+    def args(self) -> Any:
+        if self._parsed is _UNPARSED:
+            self._parsed = _args(self._text)
+        return self._parsed
+
+    @args.setter
+    def args(self, value: Any) -> None:
+        self._parsed = value
+
+
+FETCH = 20_000  # result rows per fetch: results stream, never one list of every row
+
+
+def _stream(cur: Any) -> Any:
+    while True:
+        batch = cur.fetchmany(FETCH)
+        if not batch:
+            return
+        yield from batch
+
+
+IN_LIST_MAX = 5_000  # up to this many hits, pass two names them in a literal list (a scan filter)
+
+
+class _Scan:
+    """The two passes on one connection (hits, then the hit trajectories' status)."""
+
+    def __init__(self, con: Any, files: list[Path], sig: Signature, window: Window,
+                 hook: ProgressHook | None, ignore_errors: bool, big_lines: bool):
+        self.con, self.files, self.sig, self.window, self.hook = con, files, sig, window, hook
+        self.ignore_errors, self.big_lines = ignore_errors, big_lines
+
+    def _src(self, **kw: Any) -> str:
+        src = source(self.con, self.files, **kw)
+        if self.ignore_errors:
+            src = src.replace("ignore_errors=false", "ignore_errors=true")
+        if self.big_lines:
+            src = src.replace(f"maximum_object_size={MAX_OBJECT}", f"maximum_object_size={BIG_OBJECT}")
+        return src
+
+    def run(self) -> tuple[list[Hit], int]:
+        sig, w, con = self.sig, self.window, self.con
+        query = hits_query(sig, self._src(sig=sig), FILES_COLUMNS, w.start, w.end)
+        if len(sig.steps) == 1:  # the hits stay in DuckDB
+            _execute(con, f"CREATE OR REPLACE TEMP TABLE agentfire_hits AS {query}", self.hook, 0.0, 0.5)
+        else:  # a sequence: Python finds each trajectory's first embedding in its marks
+            ids: list[str] = []
+            cols: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+            for trace_id, marks in _stream(_execute(con, query, self.hook, 0.0, 0.5)):
+                mark = first_embedding(sig, marks)
+                if mark is not None:
+                    ids.append(trace_id)
+                    for col, key in zip(cols, ("t", "name", "input")):
+                        col.append(mark[key])
+            con.execute("CREATE OR REPLACE TEMP TABLE agentfire_hits AS SELECT unnest($1::VARCHAR[]) AS trace_id, "
+                        "unnest($2::BIGINT[]) AS hit_t, unnest($3::VARCHAR[]) AS tool, unnest($4::VARCHAR[]) AS input",
+                        [ids, *cols])
+            del ids, cols
+        (n,) = con.execute("SELECT count(*) FROM agentfire_hits").fetchone()
+        if not n:
+            return [], 0
+        if n <= IN_LIST_MAX:
+            listed = ", ".join(lit(t) for (t,) in con.execute("SELECT trace_id FROM agentfire_hits").fetchall())
+            only = f"{FILES_COLUMNS.trace_id} IN ({listed})"
+        else:
+            only = f"{FILES_COLUMNS.trace_id} IN (SELECT trace_id FROM agentfire_hits)"
+        cur = _execute(con, status_query(self._src(types=STATUS_TYPES), FILES_COLUMNS, "agentfire_hits", only),
+                       self.hook, 0.5, 0.5)
+        hits = [_ScannedHit(trace_id, user_id, _ms(start_ms), status, step_index, tool, inp, _ms(hit_t))
+                for trace_id, user_id, start_ms, status, step_index, hit_t, tool, inp in _stream(cur)]
+        return hits, n
 
 
 def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | None = None) -> BlastResult:
@@ -146,31 +231,46 @@ def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | Non
     if not files:
         result.warnings.append(f"the files store {path} holds no *.jsonl or *.parquet files: nothing to scan")
         return result
-    con = connect()
-    try:
-        query = scan_query(sig, source(con, files, sig), FILES_COLUMNS, window.start, window.end)
+    limit, threads, ignore_errors, big_lines = memory_limit(), None, False, False
+    while True:
+        con = connect(limit, threads)
         try:
-            rows = _run(con, query, hook)
+            hits, stats.candidates = _Scan(con, files, sig, window, hook, ignore_errors, big_lines).run()
+            break
         except duckdb.InvalidInputException as exc:
-            if "JSON" not in str(exc) and "json" not in str(exc):
-                raise
+            text = str(exc).lower()
+            if ("maximum_object_size" in text or "maximum object size" in text) and not big_lines:
+                big_lines = True  # a line longer than the reader's buffer: read again with room for it
+                continue
+            if "json" not in text or ignore_errors:
+                result.gaps.append(Gap(window.start, window.end, f"DuckDB could not scan {path}: {exc}"))
+                break
             # a torn or corrupt line: scan the rest, say so loudly (never silently partial)
+            ignore_errors = True
             result.warnings.append(
                 "some lines in the store are not valid JSON and were skipped "
                 f"(first error: {str(exc).splitlines()[0][:200]})")
-            rows = _run(con, query.replace("ignore_errors=false", "ignore_errors=true"), hook)
-    except duckdb.Error as exc:
-        result.gaps.append(Gap(window.start, window.end, f"DuckDB could not scan {path}: {exc}"))
+        except duckdb.OutOfMemoryException as exc:
+            if threads == 1:
+                result.gaps.append(Gap(window.start, window.end,
+                                       f"DuckDB ran out of memory scanning {path} under {limit} even on one "
+                                       f"thread (raise {MEMORY_ENV}): {str(exc).splitlines()[0][:200]}"))
+                break
+            # the fallback that completes: one thread (half the reader's buffers, an aggregate that
+            # spills to the temp dir in order) rather than a failed scan
+            threads = 1
+            result.warnings.append(f"DuckDB ran out of memory under {limit} on {os.cpu_count()} threads; "
+                                   "scanned again on one thread (slower)")
+        except duckdb.Error as exc:
+            result.gaps.append(Gap(window.start, window.end, f"DuckDB could not scan {path}: {exc}"))
+            break
+        finally:
+            con.close()
+    if result.gaps:
         stats.seconds = time.monotonic() - started
         return result
-    finally:
-        con.close()
-    stats.candidates = len(rows)
-    for row in rows:
-        hit = resolve_hit(sig, row)
-        if hit is not None:
-            result.hits.append(hit)
-    result.hits.sort(key=lambda h: (h.hit_at or window.start, h.trace_id))
+    hits.sort(key=lambda h: (h.hit_at or window.start, h.trace_id))
+    result.hits = hits
     stats.pages = len(files)
     stats.seconds = time.monotonic() - started
     if hook:
@@ -178,7 +278,10 @@ def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | Non
     return result
 
 
-def _run(con: Any, query: str, hook: ProgressHook | None) -> list[dict[str, Any]]:
+def _execute(con: Any, query: str, hook: ProgressHook | None, base: float, span: float) -> Any:
+    """Run a query (its result is then fetched in batches), DuckDB's own progress to the hook."""
+    if hook is None:
+        return con.execute(query)
     done = threading.Event()
 
     def poll() -> None:  # DuckDB reports its own progress; show it
@@ -187,17 +290,13 @@ def _run(con: Any, query: str, hook: ProgressHook | None) -> list[dict[str, Any]
                 pct = con.query_progress()
             except Exception:
                 return
-            if hook and pct is not None and pct >= 0:
-                hook({"fraction": min(pct / 100.0, 0.99)})
+            if pct is not None and pct >= 0:
+                hook({"fraction": min(base + span * pct / 100.0, 0.99)})
 
-    watcher = threading.Thread(target=poll, daemon=True) if hook else None
-    if watcher:
-        watcher.start()
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
     try:
-        cur = con.execute(query)
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r)) for r in cur.fetchall()]
+        return con.execute(query)
     finally:
         done.set()
-        if watcher:
-            watcher.join(timeout=1)
+        watcher.join(timeout=1)

@@ -19,7 +19,7 @@ from agentfire.trajectory import iso
 CUSTOMER_COMMS_USERS = 25
 
 
-@dataclass
+@dataclass(slots=True)  # a non-selective blast holds hundreds of thousands
 class Hit:
     trace_id: str
     user_id: str | None

@@ -2,9 +2,9 @@
 ClickHouse (a self-hosted Langfuse's own database).
 
 Two query shapes share one predicate builder:
-- `scan_query` (DuckDB only): the local one-pass scan. One GROUP BY over the store: per trajectory
-  its status inputs and the marks of rows that match a step pattern; Python resolves sequences
-  and the step index from the (small) marks of the hit trajectories.
+- `hits_query` + `status_query` (DuckDB only): the local scan. Pass one groups only the rows
+  that match a step pattern (the hits and their marks: Python resolves sequences); pass two reads
+  the status inputs of the hit trajectories only. Memory follows the hits, not the store.
 - `emit_query` (DuckDB or ClickHouse): a self-contained query a team runs on its own engine; one
   row per matching trajectory (trace id, user, still open, hit time), sequences resolved in SQL
   by a chain of "first match after the previous step's" aggregates.
@@ -225,12 +225,17 @@ def needed_columns(sig: Signature | None) -> dict[str, str]:
     return {k: v for k, v in JSONL_TYPES.items() if k not in skip}
 
 
+MAX_OBJECT = 16 << 20  # the JSON reader's line limit (its buffers are twice it, per thread); a store
+# with longer lines is read again with BIG_OBJECT (files_scan)
+BIG_OBJECT = 256 << 20
+
+
 def files_source(paths: list[str], sig: Signature | None = None, types: dict[str, str] | None = None) -> str:
     """JSON lines, only the columns a signature needs (or `types`: column -> DuckDB type)."""
     files = "[" + ", ".join(lit(p) for p in paths) + "]"
     cols = "{" + ", ".join(f"{k}: '{v}'" for k, v in (types or needed_columns(sig)).items()) + "}"
     return (f"read_json({files}, format='newline_delimited', columns={cols}, "
-            "ignore_errors=false, maximum_object_size=67108864)")
+            f"ignore_errors=false, maximum_object_size={MAX_OBJECT})")
 
 
 def parquet_source(paths: list[str], present: dict[str, str], sig: Signature | None = None,
@@ -244,6 +249,8 @@ def parquet_source(paths: list[str], present: dict[str, str], sig: Signature | N
             sel.append(f'CAST(NULL AS {v}) AS "{k}"')
         elif k in ("startTime", "endTime") and present[k].upper().startswith("TIMESTAMP"):
             sel.append(f'CAST("{k}" AS TIMESTAMPTZ) AS "{k}"')
+        elif present[k].upper() == v:  # as it is (a cast would hide the column from filter pushdown)
+            sel.append(f'"{k}"')
         elif v == "JSON":  # a number, a struct or JSON text: as the JSON reader reads it
             sel.append(f'TRY_CAST("{k}" AS JSON) AS "{k}"')
         else:
@@ -257,42 +264,88 @@ def union_source(parts: list[str]) -> str:
     return "(" + " UNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts) + ")"
 
 
-# --- the local one-pass scan ------------------------------------------------------------------
+# --- the local scan: hits first, then the hit trajectories' status --------------------------
+
+# What the second pass reads: the status inputs of a trajectory, never its inputs or outputs.
+STATUS_TYPES = {k: JSONL_TYPES[k] for k in ("id", "traceId", "startTime", "endTime", "parentObservationId",
+                                            "isRootObservation", "userId", "level")}
 
 
-def scan_query(sig: Signature, source: str, c: Columns, start: datetime, end: datetime) -> str:
+def hits_query(sig: Signature, source: str, c: Columns, start: datetime, end: datetime) -> str:
+    """Pass one: only rows that match a step (or a trajectory condition) are projected and
+    grouped, so the GROUP BY holds the matching rows, not the store. One row per trajectory whose
+    last step matched in the window: one step, its first match (hit_t, tool, input); a sequence,
+    every mark in time order (`marks`: Python finds the first embedding)."""
     d = Dialect()
     n = len(sig.steps)
     marks = [step_cond(d, c, s) for s in sig.steps]
     marks[-1] = f"({marks[-1]} AND {in_window(d, c, start, end)})"
     tconds = trace_conds(d, c, sig)
-    select = [
-        f"{c.trace_id} AS trace_id", f"{c.id} AS id", f"{c.user_id} AS user_id",
-        f"epoch_ms({c.start}) AS t", f"{c.end} IS NULL AS open_end", f"{c.is_root} AS is_root",
-        f"{c.level} AS level", f"{c.name} AS name", f"{c.input} AS input",
-    ]
+    select = [f"{c.trace_id} AS trace_id", f"{c.id} AS id", f"epoch_ms({c.start}) AS t",
+              f"{c.name} AS name", f"{c.input} AS input"]
     select += [f"coalesce({m}, false) AS m{i}" for i, m in enumerate(marks)]
     select += [f"coalesce({t}, false) AS c{i}" for i, t in enumerate(tconds)]
-    mask = " + ".join(f"(m{i}::INT << {i})" for i in range(n))
+    # the filter sits under the projection: the costly columns (times, JSON) are computed for
+    # the matching rows only
+    wanted = " OR ".join(f"coalesce({x}, false)" for x in marks + tconds)
+    tools = {s.tool for s in sig.steps}
+    if not tconds and None not in tools and not any(is_glob(t) for t in tools):  # type: ignore[arg-type]
+        # a plain column test DuckDB pushes into the scan (Parquet skips the other columns of
+        # every row it rejects)
+        wanted = f"{c.name} IN ({', '.join(d.lit(t) for t in sorted(tools))}) AND ({wanted})"  # type: ignore[arg-type]
     any_mark = " OR ".join(f"m{i}" for i in range(n))
     having = [f"bool_or(m{n - 1})"] + [f"bool_or(c{i})" for i in range(len(tconds))]
-    return f"""
-WITH obs AS (
+    obs = f"""obs AS (
   SELECT {", ".join(select)}
-  FROM {source}
-  WHERE {c.trace_id} IS NOT NULL
+  FROM (SELECT * FROM {source} WHERE {c.trace_id} IS NOT NULL AND ({wanted}))
+)"""
+    if n == 1:
+        return f"""
+WITH {obs},
+per AS (
+  SELECT trace_id, arg_min({{'t': t, 'name': name, 'input': input}}, {{'t': t, 'id': id}}) FILTER (WHERE m0) AS hit
+  FROM obs GROUP BY trace_id HAVING {" AND ".join(having)}
 )
+SELECT trace_id, hit.t AS hit_t, hit.name AS tool, hit.input AS input FROM per
+"""
+    mask = " + ".join(f"(m{i}::INT << {i})" for i in range(n))
+    return f"""
+WITH {obs}
 SELECT trace_id,
-  min(user_id) AS user_id, min(t) AS start_ms,
-  count(*) FILTER (WHERE is_root) AS roots,
-  arg_min(open_end, t) FILTER (WHERE is_root) AS root_open,
-  arg_min(level, t) FILTER (WHERE is_root) AS root_level,
-  list(t) FILTER (WHERE NOT is_root) AS step_times,
-  list({{'t': t, 'id': id, 'mask': {mask}, 'name': name, 'input': CASE WHEN m{n - 1} THEN input END}}
+  list({{'t': t, 'mask': {mask}, 'name': name, 'input': CASE WHEN m{n - 1} THEN input END}}
        ORDER BY t, id) FILTER (WHERE {any_mark}) AS marks
 FROM obs
 GROUP BY trace_id
 HAVING {" AND ".join(having)}
+"""
+
+
+def status_query(source: str, c: Columns, hits_table: str, only: str) -> str:
+    """Pass two, over the rows of the hit trajectories only (`hits_table`: trace_id, hit_t, tool,
+    input; `only`: the row filter naming them): user, start, status inputs, how many steps
+    started before the hit (its index - 1), and the hit."""
+    return f"""
+WITH obs AS (
+  SELECT {c.trace_id} AS trace_id, {c.user_id} AS user_id, epoch_ms({c.start}) AS t,
+    {c.end} IS NULL AS open_end, {c.is_root} AS is_root, {c.level} AS level
+  FROM {source}
+  WHERE {only}
+),
+per AS (
+  SELECT obs.trace_id AS trace_id, min(user_id) AS user_id, min(t) AS start_ms,
+    count(*) FILTER (WHERE is_root) AS roots,
+    arg_min(open_end, t) FILTER (WHERE is_root) AS root_open,
+    arg_min(level, t) FILTER (WHERE is_root) AS root_level,
+    count(*) FILTER (WHERE NOT is_root AND t < h.hit_t) AS before
+  FROM obs JOIN {hits_table} AS h ON h.trace_id = obs.trace_id
+  GROUP BY obs.trace_id
+)
+SELECT per.trace_id, user_id, start_ms,
+  -- the status rules of agentfire.trajectory.from_observations
+  CASE WHEN roots = 0 OR root_open THEN 'running'
+       WHEN upper(coalesce(root_level, '')) = 'ERROR' THEN 'error' ELSE 'finished' END AS status,
+  CASE WHEN h.hit_t IS NOT NULL THEN before + 1 END AS step_index, h.hit_t, h.tool, h.input
+FROM per JOIN {hits_table} AS h ON h.trace_id = per.trace_id
 """
 
 
