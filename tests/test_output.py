@@ -100,3 +100,30 @@ def test_records_layout_when_even_the_narrow_table_cannot_fit(seeded: Path) -> N
     blocks = [line for line in out.splitlines() if line.startswith("trace ")]
     assert len(blocks) == 20
     assert all(re.fullmatch(r"trace\s+[0-9a-f]{32}\s*", b) for b in blocks), blocks[:3]
+
+
+def test_triage_last_n_always_shows_the_verdict_step_and_candidates(seeded: Path, cli, monkeypatch) -> None:
+    import json
+
+    truth = json.loads((seeded / ".agentfire/traces/wrong_recipient.truth.json").read_text())
+    tid = truth["examples"][0]
+    doc = cli("triage", tid, "--json").json()
+    v = doc["verdict"]
+    wanted = {v["step_index"], v.get("call_step_index")} | {c["step_index"] for c in v.get("candidates") or []}
+    wanted.discard(None)
+    newest = max(s["index"] for s in doc["steps"])
+    assert min(wanted) < newest  # the verdict is not simply the last step
+    monkeypatch.delenv("AGENTFIRE_FORCE_TTY")
+    r = cli("triage", tid, "--last", "1")
+    assert r.exit_code == 0, r
+    indexes = {int(line.split("\t")[0]) for line in r.stdout.splitlines()
+               if line.split("\t")[0].isdigit() and line.count("\t") >= 6}
+    assert indexes == wanted | {newest}
+
+
+def test_report_is_rendered_on_a_terminal_and_markdown_in_a_pipe(seeded: Path, cli) -> None:
+    piped = cli("report", INCIDENT)
+    assert piped.exit_code == 0 and "## Timeline" in piped.stdout and "|---|" in piped.stdout
+    code, shown = run_pty(seeded, "report", INCIDENT)
+    assert code == 0 and "Timeline" in shown
+    assert "## Timeline" not in shown and "|---|" not in shown  # rendered, not raw markup

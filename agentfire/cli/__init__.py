@@ -42,7 +42,7 @@ def _global(
         help="runbook.yaml to use (default: ./runbook.yaml or the nearest parent's).",
     ),
     incident: Optional[str] = typer.Option(
-        None, "--incident", envvar="AGENTFIRE_INCIDENT", metavar="ID",
+        None, "--incident", envvar="AGENTFIRE_INCIDENT", metavar="INCIDENT",
         help="Incident to journal into. Without it, a command that changes something opens a new one.",
     ),
     actor: Optional[str] = typer.Option(None, "--actor", help="Who is acting (default: login name)."),
@@ -71,3 +71,9 @@ def main() -> None:
     for unused in ("trio", "httpx._main"):
         sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
     app(prog_name="agentfire")
+
+
+# after every command and the global callback are registered: one metavar style in --help
+from agentfire.cli._app import tidy_metavars  # noqa: E402
+
+tidy_metavars(app)

@@ -193,3 +193,79 @@ def safe_text(value: object, limit: int | None = 2000, style: str = "") -> Text:
 __all__ = ["app", "AppState", "state", "handles_errors", "emit_json", "warn", "fail",
            "out_console", "err_console", "interactive", "confirm", "want_json", "safe_text",
            "EXIT_USAGE", "EXIT_NOT_DONE"]
+
+
+# --- help: one metavar style ------------------------------------------------------------------
+
+_METAVAR_BY_NAME = {
+    "trace": "TRACE_ID", "trace_id": "TRACE_ID", "incident": "INCIDENT", "scenario": "SCENARIO",
+    "actor": "NAME", "region": "all|NAME[,NAME...]", "reason": "TEXT", "answers": "FILE.yaml",
+    "out": "FILE", "target": "sandbox|staging", "class_name": "CLASS", "level": "LEVEL",
+    "mode": "MODE", "args_mode": "MODE", "seed": "N", "traces": "N", "step_timeout": "SECONDS",
+}
+
+
+def tidy_metavars(typer_app: Any) -> None:
+    """Every parameter gets an upper-case metavar (TRACE_ID, INCIDENT, N, SECONDS, FILE) instead
+    of Click's internals (`<int range>`, `<str>`, `{trace_id}`); explicit metavars are kept. And
+    values complete in the shell by parameter name (regions, scenarios, incidents, golden
+    classes, trace ids: agentfire.cli._complete)."""
+    import inspect
+
+    from agentfire.cli._complete import BY_NAME as COMPLETERS
+
+    def fix(callback: Any) -> None:
+        if callback is None:
+            return
+        for name, p in inspect.signature(callback).parameters.items():
+            info = p.default
+            if type(info).__name__ not in ("OptionInfo", "ArgumentInfo"):
+                continue
+            if name in COMPLETERS and not info.autocompletion and not info.shell_complete:
+                info.autocompletion = COMPLETERS[name]
+            if getattr(info, "metavar", None):
+                continue
+            ann = str(p.annotation)
+            if "bool" in ann:
+                continue
+            meta = _METAVAR_BY_NAME.get(name)
+            if meta is None:
+                if "int" in ann:
+                    meta = "N"
+                elif "float" in ann:
+                    meta = "SECONDS" if "timeout" in name or "deadline" in name else "NUMBER"
+                elif "Path" in ann:
+                    meta = "FILE"
+                else:
+                    meta = name.upper()
+            info.metavar = meta
+
+    def walk(t: Any) -> None:
+        for c in t.registered_commands:
+            fix(c.callback)
+        if t.registered_callback is not None:
+            fix(t.registered_callback.callback)
+        for g in t.registered_groups:
+            if g.typer_instance is not None:
+                walk(g.typer_instance)
+
+    walk(typer_app)
+
+
+def _argument_help_without_type() -> None:
+    """An argument with a metavar (TRACE_ID, INCIDENT) is shown as that, not `TRACE_ID <str>`."""
+    import typer.core as tc
+
+    cls = getattr(tc, "TyperArgument", None)
+    original = getattr(cls, "display_type_rich", None)
+    if cls is None or original is None or getattr(original, "_agentfire", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> Any:
+        return None if self.metavar else original(self, ctx)
+
+    display_type_rich._agentfire = True  # type: ignore[attr-defined]
+    cls.display_type_rich = display_type_rich
+
+
+_argument_help_without_type()

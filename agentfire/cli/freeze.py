@@ -74,8 +74,9 @@ def _spinner(what: str, as_json: bool):  # type: ignore[no-untyped-def]
 @handles_errors
 def freeze(
     ctx: typer.Context,
-    to: str = typer.Option("p50", "--to", metavar="p50|p75|p90|USD",
-                           help="Freeze cap: a percentile of per-trajectory cost in the window, or USD."),
+    to: str = typer.Option("p50", "--to", metavar="p50|p75|p90|p95|p99|USD",
+                           help="Freeze cap: a percentile of per-trajectory cost in the window "
+                                "(p50, p75, p90, p95 or p99), or a USD amount (0.40 or $0.40)."),
     window: str = typer.Option("1h", "--window", metavar="DURATION", help="Cost window (90s, 30m, 1h, 2d)."),
     scope: Optional[str] = typer.Option(None, "--scope", metavar="NAME",
                                         help="Caps scope (default: the agent's name in runbook.yaml)."),

@@ -16,6 +16,10 @@ from agentfire.cli._app import (
 )
 from agentfire.cli._output import print_table
 
+# the scenarios `agentfire.sandbox.scenarios()` knows (tests/test_help_and_completion.py keeps
+# them equal); written out so that --help does not import the sandbox
+SCENARIO_NAMES = "wrong_recipient, destructive_sql, runaway_loop or papered_error"
+
 gameday_app = typer.Typer(
     name="gameday", no_args_is_help=True, rich_markup_mode=None,
     help="Rehearse the runbook: inject a failure, time the responder, score the answers.",
@@ -34,7 +38,7 @@ def _page(start: Any) -> None:
 @handles_errors
 def start_cmd(
     ctx: typer.Context,
-    scenario: str = typer.Argument(..., help="wrong_recipient, destructive_sql, runaway_loop or papered_error."),
+    scenario: str = typer.Argument(..., help="The scenario: " + SCENARIO_NAMES + "."),
     target: str = typer.Option("sandbox", "--target", help="sandbox (local files store) or staging (the configured trace store's ingestion)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the synthetic trajectories (default: from the clock)."),
     traces: Optional[int] = typer.Option(None, "--traces", help="How many trajectories to inject (default 600 sandbox, 60 staging)."),
@@ -127,7 +131,7 @@ def score_cmd(
 @handles_errors
 def run_cmd(
     ctx: typer.Context,
-    scenario: str = typer.Argument(..., help="The scenario to drill."),
+    scenario: str = typer.Argument(..., help="The scenario to drill: " + SCENARIO_NAMES + "."),
     auto: bool = typer.Option(False, "--auto", help="Required: run the commands a good responder would run."),
     target: str = typer.Option("sandbox", "--target", help="sandbox or staging."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the synthetic trajectories."),

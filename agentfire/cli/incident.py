@@ -31,7 +31,7 @@ app.add_typer(incident_app, name="incident")
 def close_cmd(
     ctx: typer.Context,
     incident: Optional[str] = typer.Argument(
-        None, metavar="[ID]", help="Incident id (default: --incident, else the latest open one)."),
+        None, metavar="INCIDENT", help="Incident id (default: --incident, else the latest open one)."),
     verify: Optional[str] = typer.Option(
         None, "--verify", metavar="CMD",
         help="Run this test command first (no shell) and stay open unless it exits 0 "

@@ -284,4 +284,9 @@ def report(
     if want_json(ctx, json_out):
         emit_json(doc)
     elif not out:
-        sys.stdout.write(md)
+        if sys.stdout.isatty():  # a person: rendered (headings, tables), not raw markdown
+            from rich.markdown import Markdown
+
+            out_console().print(Markdown(md))
+        else:  # a pipe or a file: the markdown itself
+            sys.stdout.write(md)

@@ -127,7 +127,9 @@ def render(report: Any, *, last: int, full: bool, url: Optional[str] = None) -> 
     # framework plumbing (graph nodes, chains, prompts, turns) is folded away unless --full
     folded = [s for s in t.steps if s.plumbing and s.index != verdict_step and not full]
     steps = [s for s in reversed(t.steps) if full or not s.plumbing or s.index == verdict_step]
-    shown = steps if last == 0 else steps[:last]
+    # --last N: the newest N, and always the verdict's step, its call and the candidates
+    keep = {verdict_step, verdict_call, *rank}
+    shown = steps if last == 0 else [s for n, s in enumerate(steps) if n < last or s.index in keep]
     table = Table(title="steps, newest first", title_justify="left", show_lines=True)
     for col, kw in (("#", {"justify": "right"}), ("+time", {"justify": "right"}), ("step / id", {}),
                     # --full: a long unbroken value (a URL, base64) wraps instead of ending in "…"
