@@ -208,6 +208,33 @@ def start(runbook: Runbook, journal: Journal, *, actor: str, scenario: str, targ
                       truth_file, page, injected)
 
 
+def send_page(runbook: Runbook, journal: Journal, started: DrillStart, *, actor: str) -> dict[str, Any]:
+    """`gameday start --page`: the drill's page through watch's routes (runbook.yaml watch.routes),
+    marked as a drill; journaled as gameday.page with when a route took it (the score's clock then
+    starts there). Raises NotDoneError when no route took it."""
+    from agentfire import watch
+
+    if not runbook.model.watch.routes:
+        raise UsageError("gameday start --page sends through watch.routes in runbook.yaml, and it lists none")
+    step, sentence = None, f"{ALERTS.get(started.scenario, started.scenario)} (drill)"
+    try:
+        truth = json.loads(Path(started.truth_file).read_text(encoding="utf-8"))
+        step = next(f["off_rails_step"] for f in truth["failing"] if f["trace_id"] == started.alert_trace_id)
+    except (OSError, ValueError, StopIteration, KeyError):
+        pass
+    deliveries = watch.send_drill_page(runbook, incident=started.incident, scenario=started.scenario,
+                                       trace_id=started.alert_trace_id, user_id=started.alert_user,
+                                       step=step, sentence=sentence)
+    took = [d for d in deliveries if d["ok"]]
+    entry = journal.append("gameday.page", actor=actor, trace_id=started.alert_trace_id, deliveries=deliveries,
+                           delivered_at=min((d["at"] for d in took), default=None),
+                           outcome="delivered" if took else "not delivered")
+    if not took:
+        raise NotDoneError("the drill's page reached no route: " + "; ".join(
+            f"{d['route']}: {d['detail']}" for d in deliveries))
+    return entry
+
+
 def _alert_trajectory(truth: dict[str, Any]) -> dict[str, Any]:
     """The page names a finished failing trajectory (a support ticket arrives after the harm)."""
     failing = {f["trace_id"]: f for f in truth["failing"]}
@@ -243,6 +270,11 @@ def score(runbook: Runbook, journal: Journal, *, live_status: bool = True) -> di
     except (OSError, ValueError) as exc:
         raise NotDoneError(f"cannot read the drill's ground truth {start_entry['truth_file']}: {exc}") from None
     t0 = _ts(start_entry["ts"])
+    # with `gameday start --page` the clock starts when the page was delivered, as in an incident
+    paged = next((e for e in journal.iter_entries() if e.get("action") == "gameday.page" and e.get("delivered_at")),
+                 None)
+    if paged is not None:
+        t0 = _ts(paged["delivered_at"])
     alert = start_entry["alert_trace_id"]
     alert_truth = next(f for f in truth["failing"] if f["trace_id"] == alert)
     entries = [e for e in journal.iter_entries() if _ts(e["ts"]) >= t0]
@@ -293,6 +325,7 @@ def score(runbook: Runbook, journal: Journal, *, live_status: bool = True) -> di
     passed = all(c["ok"] for c in checks.values()) and all(t["seconds"] is not None for t in timing)
     return {"incident": journal.incident, "scenario": start_entry["scenario"],
             "target": start_entry["target"], "alert_trace_id": alert, "started": start_entry["ts"],
+            "clock_from": "page" if paged is not None else "start",
             "timing": timing, "checks": checks, "runbook_lines": lines, "passed": passed}
 
 

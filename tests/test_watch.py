@@ -371,3 +371,34 @@ def test_watch_once_json_and_no_journal(sandbox: Path, cli) -> None:
     assert (sandbox / ".agentfire" / "watch-state.json").is_file()
     again = cli("watch", "--once", "--json")
     assert again.exit_code == 0 and again.json()["ended"] == 0  # nothing read twice
+
+
+# --- gameday start --page -------------------------------------------------------------------------
+
+
+def test_gameday_page_goes_through_the_routes_marked_as_a_drill_and_starts_the_clock(sandbox: Path, cli) -> None:
+    from agentfire.journal import Journal
+
+    with Receiver() as hook:
+        _config(sandbox, routes=[{"kind": "webhook", "url": hook.url + "/hook"}])
+        res = cli("--incident", "drill-7", "gameday", "start", "wrong_recipient", "--seed", "5", "--traces", "60",
+                  "--page", "--json")
+        assert res.exit_code == 0, res
+        doc = res.json()
+        [body] = hook.bodies(200)
+    alert = body["alert"]
+    assert alert["drill"] is True and alert["summary"].startswith("[DRILL drill-7]")
+    assert alert["first"]["trace_id"] == doc["alert_trace_id"]
+    assert alert["commands"]["runbook"] == f"agentfire runbook --trace {doc['alert_trace_id']}"
+    rb = load_runbook(sandbox / "runbook.yaml")
+    entries = list(Journal(rb.journal_dir, "drill-7").iter_entries())
+    [page] = [e for e in entries if e["action"] == "gameday.page"]
+    assert page["outcome"] == "delivered" and page["delivered_at"] == doc["paged"]["delivered_at"]
+    score = cli("gameday", "score", "drill-7", "--json")
+    assert score.json()["clock_from"] == "page"
+
+
+def test_gameday_page_without_routes_is_a_usage_error_before_anything_starts(sandbox: Path, cli) -> None:
+    res = cli("--incident", "drill-8", "gameday", "start", "wrong_recipient", "--page")
+    assert res.exit_code == 2 and "watch.routes" in res.stderr
+    assert not (sandbox / ".agentfire" / "incidents" / "drill-8.jsonl").exists()

@@ -42,21 +42,31 @@ def start_cmd(
     target: str = typer.Option("sandbox", "--target", help="sandbox (local files store) or staging (the configured trace store's ingestion)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the synthetic trajectories (default: from the clock)."),
     traces: Optional[int] = typer.Option(None, "--traces", help="How many trajectories to inject (default 600 sandbox, 60 staging)."),
+    page: bool = typer.Option(False, "--page", help="Also send the page through watch.routes (Alertmanager, Slack, PagerDuty, webhook), marked as a drill; the score's clock starts at its delivery."),
     json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
     """Inject the scenario's failure, arm the kill switch (agent on everywhere), start the clock
-    and print the page an on-call would get."""
+    and print the page an on-call would get (--page: send it for real, marked as a drill)."""
     from agentfire import drill
 
     st = state(ctx)
     rb = st.runbook()
+    if page and not rb.model.watch.routes:
+        raise fail("--page sends through watch.routes in runbook.yaml, and it lists none", 2)
     journal = st.journal(create=True)
     started = drill.start(rb, journal, actor=st.actor, scenario=scenario, target=target, seed=seed,
                           traces=traces)
+    paged = drill.send_page(rb, journal, started, actor=st.actor) if page else None
     if want_json(ctx, json_out):
-        emit_json(started.to_json())
+        doc = started.to_json()
+        if paged is not None:
+            doc["paged"] = {"delivered_at": paged["delivered_at"], "deliveries": paged["deliveries"]}
+        emit_json(doc)
     else:
         _page(started)
+        if paged is not None:
+            err_console().print(Text(f"page delivered at {paged['delivered_at']} through "
+                                     + ", ".join(sorted({d['route'] for d in paged['deliveries'] if d['ok']}))))
         out_console().print(Text(f"drill {started.incident}: score it with "
                                  f"agentfire gameday score {started.incident}"))
 
