@@ -15,7 +15,7 @@ from typing import Any
 from agentfire.config import TriageSection
 from agentfire.trajectory import Step, Trajectory
 from agentfire.triage._text import (
-    _text_of, call_class, model_text, output_error, sql_of, tool_args, tool_calls_of,
+    _text_of, call_class, flat, model_text, output_error, sql_of, tool_args, tool_calls_of,
 )
 
 USER_NAMES = ("user", "human", "customer")
@@ -99,8 +99,8 @@ class Index:
             elif s.is_tool:
                 args = tool_args(s)
                 self.args[p] = args
-                self.sql[p] = sql_of(s, args)
-                self.cls[p] = call_class(s, cfg, args)
+                sql = self.sql[p] = sql_of(s, args)
+                self.cls[p] = call_class(s, cfg, args, sql)
                 self.error[p] = self._error(s)
                 d: int | None = None
                 cid = getattr(s, "tool_call_id", None) or (s.metadata or {}).get("tool_call_id")
@@ -121,6 +121,22 @@ class Index:
                 self.user[p] = user_text(s)
         self.model_positions = [p for p in range(n) if self.model[p]]
         self._facts: Any = None
+        self._flat_out: dict[int, str] = {}
+        self._flat_args: dict[int, str] = {}
+
+    def out_text(self, p: int) -> str:
+        """A step's output as one string (agentfire.triage._text.flat), made once."""
+        hit = self._flat_out.get(p)
+        if hit is None:
+            hit = self._flat_out[p] = flat(self.steps[p].output)
+        return hit
+
+    def args_text(self, p: int) -> str:
+        """A tool step's arguments as one string, made once."""
+        hit = self._flat_args.get(p)
+        if hit is None:
+            hit = self._flat_args[p] = flat(self.args[p] or {})
+        return hit
 
     def facts(self) -> Any:
         """agentfire.triage.grounding.Facts for this trajectory, built once on first use."""

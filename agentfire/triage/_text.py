@@ -83,6 +83,24 @@ def strings(value: Any, limit: int = MAX_WALK) -> Iterator[str]:
             yield str(v)
 
 
+FLAT_LIMIT = 200_000
+
+
+def flat(value: Any) -> str:
+    """A value as one string to scan with regular expressions: a string itself, anything else as
+    compact JSON (keys and values; json.dumps runs in C, a Python walk over every string did not),
+    cut at FLAT_LIMIT characters."""
+    if isinstance(value, str):
+        return value[:FLAT_LIMIT]
+    if value is None or isinstance(value, bool):
+        return ""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    except (ValueError, RecursionError):
+        text = repr(value)
+    return text[:FLAT_LIMIT]
+
+
 def canonical(value: Any) -> str:
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
@@ -148,11 +166,15 @@ def destructive_sql_re(cfg: TriageSection) -> re.Pattern[str]:
     return _rx(cfg.destructive_sql)
 
 
-def call_class(step: Step, cfg: TriageSection, args: dict[str, Any] | None = None) -> str:
+_NO_SQL = object()
+
+
+def call_class(step: Step, cfg: TriageSection, args: dict[str, Any] | None = None, sql: Any = _NO_SQL) -> str:
     """'read', 'mutation', 'handoff', 'pure' or 'other' for a tool step (SQL is judged by its
     statement). A handoff passes the conversation to a person or another agent; a pure tool
     (calculator, scratchpad) changes nothing and reads nothing."""
-    sql = sql_of(step, args)
+    if sql is _NO_SQL:
+        sql = sql_of(step, args)
     if sql is not None:
         if READ_SQL.match(sql) and not WRITE_SQL.search(sql):
             return "read"
@@ -190,12 +212,25 @@ _NAME_CLASS: dict[int, tuple[TriageSection, dict[str, str]]] = {}
 # --- the decision a model turn made: its tool calls -----------------------------------------
 
 
+_ARGS_CACHE: dict[str, Any] = {}
+
+
 def _json_args(value: Any) -> Any:
+    """Arguments given as a JSON string, parsed (a loop repeats the same string: parsed once; the
+    cached value is shared, so callers must not mutate it)."""
     if isinstance(value, str):
+        hit = _ARGS_CACHE.get(value)
+        if hit is not None:
+            return hit
         try:
-            return json.loads(value)
+            parsed = json.loads(value)
         except (ValueError, RecursionError):
             return value
+        if len(value) <= 4096:
+            if len(_ARGS_CACHE) >= 4096:
+                _ARGS_CACHE.clear()
+            _ARGS_CACHE[value] = parsed
+        return parsed
     return value
 
 
@@ -245,15 +280,24 @@ ERROR_ANYWHERE = re.compile(r"traceback \(most recent call last\)|exit ?code:? ?
 ERROR_KEYS = ("error", "errors", "exception", "error_message", "errorMessage")
 
 
+_ERROR_CACHE: dict[str, str | None] = {}
+
+
 def output_error(output: Any) -> str | None:
     """The error a tool output reports, when it reports one: an error string ("Error: ...",
     a traceback, a non-zero exit code), an error object ({"error": ...}, {"status": "error"},
     {"success": false}). None for a normal output."""
     if isinstance(output, str):
         head = output[:2000]
-        if ERROR_TEXT.match(head) or ERROR_ANYWHERE.search(head):
-            return short(output, 100)
-        return None
+        if not (ERROR_TEXT.match(head) or ERROR_ANYWHERE.search(head)):
+            return None
+        hit = _ERROR_CACHE.get(head)
+        if hit is None:
+            hit = short(output, 100)
+            if len(_ERROR_CACHE) >= 1024:
+                _ERROR_CACHE.clear()
+            _ERROR_CACHE[head] = hit
+        return hit
     if isinstance(output, dict):
         for key in ERROR_KEYS:
             v = output.get(key)

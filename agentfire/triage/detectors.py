@@ -23,7 +23,7 @@ from agentfire.config import TriageSection
 from agentfire.trajectory import Step, Trajectory
 from agentfire.triage._index import Index
 from agentfire.triage._text import (
-    call_repr, canonical, destructive_sql_re, matches_any, production_re, short, strings,
+    canonical, destructive_sql_re, flat, matches_any, production_re, short,
 )
 from agentfire.triage.grounding import Facts, facts_in, unsupported
 
@@ -185,7 +185,7 @@ def _enumeration(idx: Index, members: list[int], keys: dict[int, str], facts: Fa
     if len({keys[p] for p in members}) != len(members):
         return False
     for p in members:
-        values = facts_in(idx.args[p] or {}, only_ids=True)
+        values = facts_in(idx.args_text(p), only_ids=True)
         if not values or unsupported(values, facts, p):
             return False
     return True
@@ -236,18 +236,33 @@ DOC_KEYS = ("attachments", "attachment", "documents", "document", "files", "file
 _VALUES_CACHE: dict[str, frozenset[str]] = {}
 
 
-def _values(value: Any) -> set[str]:
-    found: set[str] = set()
-    for text in strings(value):
-        hit = _VALUES_CACHE.get(text)
-        if hit is None:
-            hit = frozenset(_values_of(text[:200_000]))
-            if len(text) <= 20_000:  # a loop repeats its texts: each distinct one is scanned once
-                if len(_VALUES_CACHE) >= 4096:
-                    _VALUES_CACHE.clear()
-                _VALUES_CACHE[text] = hit
-        found |= hit
-    return found
+def _values(value: Any) -> frozenset[str]:
+    text = flat(value)
+    hit = _VALUES_CACHE.get(text)
+    if hit is None:
+        hit = frozenset(_values_of(text))
+        if len(text) <= 20_000:  # a loop repeats its texts: each distinct one is scanned once
+            if len(_VALUES_CACHE) >= 4096:
+                _VALUES_CACHE.clear()
+            _VALUES_CACHE[text] = hit
+    return hit
+
+
+_INSTRUCTION_CACHE: dict[str, str | None] = {}
+
+
+def _instruction(value: Any) -> str | None:
+    """The instruction-like excerpt in a value, if any (cached per text)."""
+    text = flat(value)
+    if text in _INSTRUCTION_CACHE:
+        return _INSTRUCTION_CACHE[text]
+    m = INSTRUCTION.search(text)
+    hit = short(text[max(0, m.start() - 40): m.end() + 80], 160) if m else None
+    if len(text) <= 20_000:
+        if len(_INSTRUCTION_CACHE) >= 1024:
+            _INSTRUCTION_CACHE.clear()
+        _INSTRUCTION_CACHE[text] = hit
+    return hit
 
 
 def _values_of(text: str) -> set[str]:
@@ -285,7 +300,7 @@ def untrusted_steering(traj: Trajectory, cfg: TriageSection, idx: Index | None =
         if not idx.tool[p]:
             continue
         if origin:
-            steered = sorted(v for v in _values(idx.args[p]) if v in origin and v not in trusted)
+            steered = sorted(v for v in _values(idx.args_text(p)) if v in origin and v not in trusted)
             if steered:
                 src = origin[steered[0]]
                 where = f"the output of {src.name} (step {src.index})" if src else "a user-supplied document"
@@ -293,21 +308,17 @@ def untrusted_steering(traj: Trajectory, cfg: TriageSection, idx: Index | None =
                 out.append(_at(idx, p, "untrusted_steering", "high" if sink else "medium",
                                f"{s.name} was called with {', '.join(steered[:3])}, which first appeared in "
                                f"{where}, an untrusted source, and in no trusted one"))
-        vals = _values(s.output)
+        vals = _values(idx.out_text(p))
         hit = untrusted.get(s.name)
         if hit is None:
             hit = untrusted[s.name] = matches_any(s.name, cfg.untrusted_tools)
         if hit:
             for v in vals - trusted:
                 origin.setdefault(v, s)
-            for text in strings(s.output):
-                m = INSTRUCTION.search(text[:200_000])
-                if m:
-                    out.append(Finding(s.index, "instruction_in_output", "medium",
-                                       f"instruction-like text in {s.name}'s output: "
-                                       f"\"{short(text[max(0, m.start() - 40): m.end() + 80], 160)}\"",
-                                       s.index))
-                    break
+            excerpt = _instruction(idx.out_text(p))
+            if excerpt is not None:
+                out.append(Finding(s.index, "instruction_in_output", "medium",
+                                   f"instruction-like text in {s.name}'s output: \"{excerpt}\"", s.index))
         else:
             trusted |= vals
     return out
@@ -315,6 +326,7 @@ def untrusted_steering(traj: Trajectory, cfg: TriageSection, idx: Index | None =
 
 # --- errors the model did not react to -------------------------------------------------------
 
+MAX_LOW_NOTES = 20
 FAILURE_WORDS = re.compile(
     r"\b(sorry|unfortunately|unable|couldn't|could not|can't|cannot|failed|fails?|error|problem|issue"
     r"|timed out|time[- ]?out|retry|retrying|try again|didn't go through|did not go through|not found"
@@ -349,9 +361,12 @@ def unreacted_errors(traj: Trajectory, cfg: TriageSection, idx: Index | None = N
             last_by_name[name] = p
     recovered = _recovered(idx)
     out: list[Finding] = []
+    lows = 0
     for e in range(n):
         if not idx.tool[e] or idx.error[e] is None:
             continue
+        if lows >= MAX_LOW_NOTES and idx.cls[e] != "mutation":
+            continue  # every call of a runaway loop failing: the first notes say it
         s = idx.steps[e]
         err = short(idx.error[e], 100)
         warning = s.level == "WARNING"
@@ -367,6 +382,7 @@ def unreacted_errors(traj: Trajectory, cfg: TriageSection, idx: Index | None = N
             if traj.status == "finished" or c is not None:
                 where = c if c is not None else idx.decision_of(e)
                 sev = "low" if warning or not mutation else "medium"
+                lows += sev == "low"
                 out.append(Finding(idx.steps[where].index, "unreacted_error", sev,
                                    f"{s.name} failed ({err}) and the trajectory "
                                    f"{'went on' if c is not None else 'finished'} without reacting",
@@ -376,6 +392,7 @@ def unreacted_errors(traj: Trajectory, cfg: TriageSection, idx: Index | None = N
         told = idx.steps[t].index
         if FAILURE_WORDS.search(text):
             if mutation:
+                lows += 1
                 out.append(Finding(told, "unreacted_error", "low",
                                    f"the state-changing call {s.name} failed ({err}); step {told} said so",
                                    s.index))
@@ -386,6 +403,7 @@ def unreacted_errors(traj: Trajectory, cfg: TriageSection, idx: Index | None = N
                                f"\"{short(text, 100)}\"", s.index))
         else:
             sev = "low" if warning or not mutation else "medium"
+            lows += sev == "low"
             out.append(Finding(told, "unreacted_error", sev,
                                f"{s.name} failed ({err}) and step {told} went on without acknowledging it",
                                s.index))
@@ -423,7 +441,7 @@ def grounding(traj: Trajectory, cfg: TriageSection, idx: Index | None = None) ->
                                    f"{'s' if len(missing) == 1 else ''} in no earlier message, tool output or input: "
                                    f"\"{short(idx.text[p], 100)}\""))
         elif idx.tool[p] and idx.cls[p] == "mutation":
-            missing = [v for v in unsupported(facts_in(idx.args[p] or {}), facts, p) if v not in reported]
+            missing = [v for v in unsupported(facts_in(idx.args_text(p)), facts, p) if v not in reported]
             if missing:
                 reported.update(missing)
                 # a call that failed changed nothing; if the agent then got it right, it is context

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from agentfire.triage._text import strings
+from agentfire.triage._text import flat
 
 if TYPE_CHECKING:
     from agentfire.triage._index import Index
@@ -29,7 +29,8 @@ ISO_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{1,2})-(\d{1,2})(?!\d)")
 US_DATE = re.compile(r"(?<![\d/])(\d{1,2})/(\d{1,2})/(\d{2,4})(?![\d/])")
 MONTH_DAY = re.compile(_MONTH + r"\.?\s+(\d{1,2})(?:st|nd|rd|th)?(?!\d)")
 DAY_MONTH = re.compile(r"(?<!\d)(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH + r"\b")
-NUMBER = re.compile(r"(?<![\w.\-/:])\$?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w\-/:]|\.\d)")
+# a number on its own (not part of a date, time, version, id or path); in JSON it follows a ':'
+NUMBER = re.compile(r"(?<![\w.\-/])(?<!\d:)\$?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w\-/]|:\d|\.\d)")
 # an id: letters and digits mixed (HAT266, mia_li_3668, A-123456); not part of a file name or path
 ID = re.compile(r"(?<![\w@.\-/])(?=[A-Za-z0-9_\-]*\d)(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9_\-]{3,60}"
                 r"(?![\w@\-/]|\.\w)")
@@ -52,22 +53,19 @@ CACHE_SIZE = 4096
 def facts_in(value: Any, *, only_ids: bool = False) -> dict[str, str]:
     """normalised key -> how it was written, for every fact in `value`. A loop repeats the same
     texts: each distinct text is scanned once (a bounded cache)."""
-    found: dict[str, str] = {}
-    for text in ((value,) if isinstance(value, str) else strings(value)):
-        if not text or not MAYBE.search(text, 0, MAX_TEXT):
-            continue
-        key = (text, only_ids)
-        hit = _CACHE.get(key)
-        if hit is None:
-            hit = {}
-            _scan(text[:MAX_TEXT], hit, only_ids)
-            if len(text) <= 20_000:
-                if len(_CACHE) >= CACHE_SIZE:
-                    _CACHE.clear()
-                _CACHE[key] = hit
-        for k, v in hit.items():
-            found.setdefault(k, v)
-    return found
+    text = flat(value)
+    if not text or not MAYBE.search(text, 0, MAX_TEXT):
+        return {}
+    key = (text, only_ids)
+    hit = _CACHE.get(key)
+    if hit is None:
+        hit = {}
+        _scan(text[:MAX_TEXT], hit, only_ids)
+        if len(text) <= 20_000:
+            if len(_CACHE) >= CACHE_SIZE:
+                _CACHE.clear()
+            _CACHE[key] = hit
+    return dict(hit)
 
 
 def _scan(text: str, found: dict[str, str], only_ids: bool) -> None:
