@@ -127,6 +127,11 @@ class Trajectory:
     def tool_steps(self) -> list[Step]:
         return [s for s in self.steps if s.kind == "tool"]
 
+    def __repr__(self) -> str:
+        # short: asyncio formats the repr of a finished task's result when asyncio.run restores
+        # the SIGINT handler, and the dataclass repr of 50,000 steps took seconds
+        return f"Trajectory(trace_id={self.trace_id!r}, status={self.status!r}, steps={len(self.steps)})"
+
     @property
     def duration_ms(self) -> int | None:
         end = self.end or self.last_activity

@@ -77,11 +77,14 @@ def triage(
     # the follow-ups name the verdict's step (read generically: any verdict with a step_index)
     tid = quote(report.trajectory.trace_id)
     step = getattr(report.verdict, "step_index", None)
+    if report.verdict.kind == "none":
+        step = None  # "no detector fired" names where to start reading, not an off-rails step
     if step is not None:
-        next_steps((command_for(ctx, "blast", "--like", f"{tid}:{step}", "--since", "6h"),
-                    "minute four: every trajectory that went off the rails the same way"),
-                   (command_for(ctx, "capture", tid, "--step", str(step)),
-                    "minute five: this input into the eval set"))
+        follow = [(command_for(ctx, "capture", tid, "--step", str(step)), "minute five: this input into the eval set")]
+        if report.verdict.call_step_index is not None:  # blast --like needs a tool call to match
+            follow.insert(0, (command_for(ctx, "blast", "--like", f"{tid}:{step}", "--since", "6h"),
+                              "minute four: every trajectory that went off the rails the same way"))
+        next_steps(*follow)
     else:
         next_steps((command_for(ctx, "triage", tid, "--golden", "CLASS"), "diff it against a known-good run"),
                    (command_for(ctx, "capture", tid, "--step", "N"), "name the off-rails step yourself"))

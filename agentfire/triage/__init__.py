@@ -141,8 +141,17 @@ class TriageReport:
 
 
 def _tool_calls(output: Any) -> list[dict[str, Any]] | None:
+    """The tool calls of a model turn for JSON, arguments as the trace wrote them."""
+    if isinstance(output, dict) and isinstance(output.get("tool_calls"), list):
+        calls = []
+        for c in output["tool_calls"]:
+            fn = c.get("function", c) if isinstance(c, dict) else {}
+            if isinstance(fn, dict):
+                calls.append({"id": c.get("id") if isinstance(c, dict) else None, "name": fn.get("name"),
+                              "arguments": fn.get("arguments")})
+        return calls
     calls = tool_calls_of(output)
-    if not calls and not (isinstance(output, dict) and isinstance(output.get("tool_calls"), list)):
+    if not calls:
         return None
     return [{"id": c.get("id"), "name": c.get("name"), "arguments": c.get("arguments")} for c in calls]
 
