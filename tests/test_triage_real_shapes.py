@@ -342,3 +342,32 @@ def test_multi_agent_healthy_run_has_no_alarm_and_still_names_a_place_to_read() 
     assert loud(report.findings) == []
     v = report.verdict
     assert v.kind == "none" and v.step_index == 5 and v.confidence == "none"
+
+
+def message_only(run_output: str, after: str) -> Trajectory:
+    """Every message a model turn named after its agent (as a message-only trace maps), the code
+    runner's result included."""
+    turns = [("Orchestrator", "Coder, count the rows of t.csv."),
+             ("Coder", "```python\nimport pandas as pd\nprint(len(pd.read_csv('t.csv')))\n```"),
+             ("Computer_terminal", run_output),
+             ("Coder", after),
+             ("Orchestrator", "FINAL ANSWER: see above")]
+    steps = [Step(index=i, id=f"m{i}", parent_id=None, kind="model", name=who,
+                  output={"role": "assistant", "content": text, "tool_calls": []})
+             for i, (who, text) in enumerate(turns, 1)]
+    return Trajectory(trace_id="mo", steps=steps, status="finished", root_input={"task": "count rows of t.csv"})
+
+
+def test_message_only_trace_a_failed_execution_reported_as_success() -> None:
+    t = message_only("exitcode: 1 (execution failed)\nCode output: Traceback (most recent call last):\n"
+                     "  File \"<stdin>\", line 1\nFileNotFoundError: t.csv", "It worked: the file has 1843 rows.")
+    v = triage_trajectory(t, CFG).verdict
+    assert (v.kind, v.step_index, v.call_step_index, v.confidence) == ("unreacted_error", 4, 3, "high")
+    assert "Computer_terminal" in v.sentence
+    ok = message_only("exitcode: 0 (execution succeeded)\nCode output: 1843", "The file has 1843 rows.")
+    report = triage_trajectory(ok, CFG)
+    assert loud(report.findings) == [] and report.verdict.kind == "none" and report.verdict.step_index == 5
+    # an agent that saw the failure and said so is not a finding
+    fixed = message_only("exitcode: 1 (execution failed)\nCode output: FileNotFoundError: t.csv",
+                         "The file is missing; I cannot count the rows.")
+    assert loud(triage_trajectory(fixed, CFG).findings) == []

@@ -10,6 +10,7 @@ so triage stays linear in the number of steps.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from agentfire.config import TriageSection
@@ -19,6 +20,8 @@ from agentfire.triage._text import (
 )
 
 USER_NAMES = ("user", "human", "customer")
+EXECUTION_REPORT = re.compile(r"\s*(?:exit ?code:? ?-?\d+|traceback \(most recent call last\))", re.I)
+ERROR_REPORT = re.compile(r"\s*(?:exit ?code:? ?-?[1-9]\d*|traceback \(most recent call last\))", re.I)
 
 
 def _message(value: Any) -> dict[str, Any] | None:
@@ -80,6 +83,9 @@ class Index:
         self.cls: list[str | None] = [None] * n
         self.error: list[str | None] = [None] * n
         self.user: list[str | None] = [None] * n
+        # a message that is an execution's result (a code runner speaking as an agent in a
+        # message-only trace: "exitcode: 1 (execution failed)", a traceback): a tool call's output
+        self.report: list[bool] = [False] * n
         self.decider: list[int | None] = [None] * n  # tool position -> deciding model turn position
         self.executed: list[list[int]] = [[] for _ in range(n)]  # model position -> its tool positions
         by_call_id: dict[str, int] = {}
@@ -87,7 +93,10 @@ class Index:
         last_model: int | None = None
         for p, s in enumerate(steps):
             if self.model[p]:
-                self.text[p] = model_text(s)
+                text = self.text[p] = model_text(s)
+                if text and EXECUTION_REPORT.match(text, 0, 400):
+                    self.report[p] = True
+                    self.error[p] = output_error(text) if ERROR_REPORT.match(text, 0, 400) else None
                 calls = tool_calls_of(s.output)
                 self.calls[p] = calls
                 pending = []

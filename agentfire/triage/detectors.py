@@ -335,7 +335,8 @@ FAILURE_WORDS = re.compile(
 )
 SUCCESS_WORDS = re.compile(
     r"\b(success(?:ful|fully)?|has been (?:processed|sent|issued|refunded|completed|created|cancell?ed|updated"
-    r"|booked|modified|changed)|processed|completed|all set|done|sent|issued|confirmed|went through)\b",
+    r"|booked|modified|changed)|processed|completed|all set|done|sent|issued|confirmed|went through"
+    r"|worked|succeeded)\b",
     re.I,
 )
 
@@ -354,8 +355,9 @@ def unreacted_errors(traj: Trajectory, cfg: TriageSection, idx: Index | None = N
     last_by_name: dict[str, int] = {}
     for p in range(n - 1, -1, -1):
         next_model[p] = p if idx.model[p] else next_model[p + 1]
-        next_text[p] = p if idx.model[p] and idx.text[p].strip() else next_text[p + 1]
-        if idx.tool[p]:
+        said = idx.model[p] and not idx.report[p] and idx.text[p].strip()
+        next_text[p] = p if said else next_text[p + 1]
+        if idx.tool[p] or idx.report[p]:
             name = idx.steps[p].name
             next_same[p] = last_by_name.get(name)
             last_by_name[name] = p
@@ -363,7 +365,7 @@ def unreacted_errors(traj: Trajectory, cfg: TriageSection, idx: Index | None = N
     out: list[Finding] = []
     lows = 0
     for e in range(n):
-        if not idx.tool[e] or idx.error[e] is None:
+        if not (idx.tool[e] or idx.report[e]) or idx.error[e] is None:
             continue
         if lows >= MAX_LOW_NOTES and idx.cls[e] != "mutation":
             continue  # every call of a runaway loop failing: the first notes say it
@@ -432,7 +434,7 @@ def grounding(traj: Trajectory, cfg: TriageSection, idx: Index | None = None) ->
     for p in range(len(idx.steps)):
         if len(out) >= MAX_UNGROUNDED:
             break  # the first ones decide the verdict; a runaway loop would list thousands
-        if idx.model[p] and idx.text[p]:
+        if idx.model[p] and idx.text[p] and not idx.report[p]:
             missing = [v for v in unsupported(facts_in(idx.text[p]), facts, p) if v not in reported]
             if missing:
                 reported.update(missing)
@@ -458,7 +460,7 @@ def _recovered(idx: Index) -> list[bool]:
     out = [False] * n
     ok_later: set[str] = set()
     for p in range(n - 1, -1, -1):
-        if idx.tool[p]:
+        if idx.tool[p] or idx.report[p]:
             name = idx.steps[p].name
             out[p] = name in ok_later
             if idx.error[p] is None:

@@ -127,6 +127,8 @@ class Facts:
         self._add(idx.traj.root_input, -2)
         prompt_len = 0
         for p, s in enumerate(idx.steps):
+            if idx.report[p]:  # an execution's result, spoken as a message: a source
+                self._add(idx.text[p], 2 * p)
             if idx.model[p]:
                 inp = s.input
                 if isinstance(inp, list):
