@@ -272,6 +272,29 @@ def test_prose_vs_action_in_real_shape() -> None:
     assert (f.step_index, f.call_step_index) == (promised, called)
 
 
+def test_a_user_turn_inside_the_next_prompt_ends_the_promise() -> None:
+    """OpenInference-style: no step per user message; the user's reply is the last message of the
+    next model turn's input."""
+    def turn(i: int, prompt: list[dict[str, Any]], text: str | None, call: str | None) -> Step:
+        calls = [{"id": f"c{i}", "name": call, "arguments": "{}"}] if call else []
+        return Step(index=i, id=f"s{i}", parent_id=None, kind="model", name="llm", input=prompt,
+                    output={"role": "assistant", "content": text, "tool_calls": calls})
+
+    asked = [{"role": "user", "content": "close ticket 7"}]
+    steps = [turn(1, asked, "Let me check with you first: close ticket 7?", None),
+             turn(2, asked + [{"role": "assistant", "content": "..."}, {"role": "user", "content": "yes"}],
+                  None, "update_ticket"),
+             Step(index=3, id="s3", parent_id=None, kind="tool", name="update_ticket", input={"id": 7}, output="ok")]
+    assert prose_vs_action(Trajectory(trace_id="oi", steps=steps), CFG) == []
+    steps[1] = turn(2, asked + [{"role": "assistant", "content": "..."}], None, "update_ticket")
+    [f] = prose_vs_action(Trajectory(trace_id="oi", steps=steps), CFG)
+    assert (f.step_index, f.call_step_index) == (2, 3)
+    # a prompt that is the same every turn (system + the first request) is not a new user turn
+    steps[1] = turn(2, asked, None, "update_ticket")
+    [f] = prose_vs_action(Trajectory(trace_id="oi", steps=steps), CFG)
+    assert (f.step_index, f.call_step_index) == (2, 3)
+
+
 def test_a_search_query_is_not_sql() -> None:
     def tool(name: str, args: dict[str, Any]) -> Step:
         return Step(index=1, id="1", parent_id=None, kind="tool", name=name, input=args)

@@ -86,14 +86,23 @@ class Index:
         # a message that is an execution's result (a code runner speaking as an agent in a
         # message-only trace: "exitcode: 1 (execution failed)", a traceback): a tool call's output
         self.report: list[bool] = [False] * n
+        self.user_spoke: list[bool] = [False] * n  # a model turn answering a new user message
         self.decider: list[int | None] = [None] * n  # tool position -> deciding model turn position
         self.executed: list[list[int]] = [[] for _ in range(n)]  # model position -> its tool positions
         by_call_id: dict[str, int] = {}
         pending: list[tuple[int, str, bool]] = []  # (model position, tool name, consumed) of the latest turn
         last_model: int | None = None
+        prompt_len = 0
         for p, s in enumerate(steps):
             if self.model[p]:
                 text = self.text[p] = model_text(s)
+                inp = s.input
+                if isinstance(inp, list):
+                    # the prompt grew and ends with a user's message: the user spoke since the
+                    # last turn (traces that keep users' turns only inside the model's input)
+                    if len(inp) > prompt_len and isinstance(inp[-1], dict) and inp[-1].get("role") == "user":
+                        self.user_spoke[p] = True
+                    prompt_len = len(inp)
                 if text and EXECUTION_REPORT.match(text, 0, 400):
                     self.report[p] = True
                     self.error[p] = output_error(text) if ERROR_REPORT.match(text, 0, 400) else None

@@ -110,7 +110,8 @@ def prose_vs_action(traj: Trajectory, cfg: TriageSection, idx: Index | None = No
     nxt: list[int | None] = [None] * (n + 1)
     for p in range(n - 1, -1, -1):
         # the next read, mutation or handoff; a user's turn in between ends the promise too
-        stop = (idx.tool[p] and idx.cls[p] in ("read", "mutation", "handoff")) or idx.user[p] is not None
+        stop = (idx.tool[p] and idx.cls[p] in ("read", "mutation", "handoff")) or idx.user[p] is not None \
+            or idx.user_spoke[p]
         nxt[p] = p if stop else nxt[p + 1]
     out: list[Finding] = []
     for p in idx.model_positions:
