@@ -254,6 +254,9 @@ def test_the_langfuse_store_pages_like_the_files_store(sandbox: Path, monkeypatc
         (sandbox / "runbook.yaml").write_text(yaml.safe_dump(doc))
         rb = load_runbook(sandbox / "runbook.yaml")
         paged_at, r = _replay_until_trigger(rb, end - timedelta(seconds=90))
+        # the failing ones caught mid-flight without a root go stale: read whole, counted
+        later = watch.run_round(rb, now=NOW + timedelta(minutes=20))
+        assert later.ok and later.alerts[0]["trajectories"] == len(truth["failing"])
         assert fake.validation_errors == []
     [alert] = r.actions("trigger")
     assert alert["first"]["trace_id"] == first["trace_id"] and alert["step"] == first["off_rails_step"]

@@ -87,7 +87,7 @@ async def _rows_window(store: Any, start: datetime, end: datetime, changed_after
     as_of = datetime.now(timezone.utc)
     trajs = _build(by_trace, start, end, changed_after, source=f"{store.kind}:{store.target}",
                    prices=getattr(store, "prices", None), as_of=as_of)
-    return await _whole_rootless(store, trajs, by_trace)
+    return await _whole_rootless(store, trajs, by_trace, end)
 
 
 async def _phoenix_window(store: Any, start: datetime, end: datetime, changed_after: datetime) -> list[Trajectory]:
@@ -105,10 +105,11 @@ async def _phoenix_window(store: Any, start: datetime, end: datetime, changed_af
     as_of = datetime.now(timezone.utc)
     trajs = _build(by_trace, start, end, changed_after, source=f"phoenix:{store.target}",
                    prices=getattr(store, "prices", None), as_of=as_of)
-    return await _whole_rootless(store, trajs, by_trace)
+    return await _whole_rootless(store, trajs, by_trace, end)
 
 
-async def _whole_rootless(store: Any, trajs: list[Trajectory], by_trace: dict[str, list[dict[str, Any]]]) -> list[Trajectory]:
+async def _whole_rootless(store: Any, trajs: list[Trajectory], by_trace: dict[str, list[dict[str, Any]]],
+                          end: datetime) -> list[Trajectory]:
     """A trajectory seen without its root that has gone quiet started before the window: read it
     whole (bounded), so its verdict sees every step."""
     quiet = [i for i, t in enumerate(trajs) if t.stale and not _has_root(by_trace.get(t.trace_id, []))]
@@ -116,7 +117,9 @@ async def _whole_rootless(store: Any, trajs: list[Trajectory], by_trace: dict[st
 
     async def whole(i: int) -> None:
         async with gate:
-            trajs[i] = await store.get_trajectory(trajs[i].trace_id)
+            whole_t = await store.get_trajectory(trajs[i].trace_id)
+            whole_t.as_of = end  # stale or not as of the round's clock, like the window's reads
+            trajs[i] = whole_t
 
     await asyncio.gather(*(whole(i) for i in quiet[:MAX_WHOLE_READS]))
     return trajs
