@@ -15,6 +15,7 @@ import pytest
 from agentfire import watch
 from agentfire.config import load_runbook
 from tests.servers.alertmanager import Alertmanager, alertmanager  # noqa: F401
+from tests.servers.phoenix import phoenix_server  # noqa: F401
 from tests.test_watch import NOW, _config, _ends, _first_failing, _replay_until_trigger, _rewrite, _seed
 
 pytestmark = pytest.mark.servers
@@ -85,3 +86,26 @@ def test_alertmanager_never_hears_of_healthy_traffic(sandbox: Path, alertmanager
     time.sleep(2)
     assert am.alerts(active=False) == [] and am.notifications() == []
     assert json.loads(watch.state_path(rb).read_text())["groups"] == {}
+
+
+def test_an_incident_in_phoenix_pages_alertmanager_with_the_trace_link(sandbox: Path, alertmanager: Alertmanager,  # noqa: F811
+                                                                         phoenix_server) -> None:  # noqa: F811
+    am = alertmanager
+    seeded = phoenix_server.seed_scenario("wrong_recipient", traces=40, seed=7)
+    data = seeded.path / "wrong_recipient.jsonl"
+    first, end = _first_failing(seeded.truth, _ends(data))
+    _config(sandbox, routes=[{"kind": "alertmanager", "url": am.url}])
+    import yaml
+
+    doc = yaml.safe_load((sandbox / "runbook.yaml").read_text())
+    doc["traces"] = {"kind": "phoenix", "url": phoenix_server.url, "project": seeded.project}
+    (sandbox / "runbook.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    rb = load_runbook(sandbox / "runbook.yaml")
+    paged_at, r = _replay_until_trigger(rb, end - timedelta(seconds=90))
+    assert end < paged_at <= end + timedelta(seconds=60)
+    [note] = am.wait_for(lambda: _firing(am))
+    [alert] = note["alerts"]
+    assert alert["annotations"]["first_trace_id"] == first["trace_id"]
+    assert alert["annotations"]["off_rails_step"] == str(first["off_rails_step"])
+    assert alert["generatorURL"].startswith(phoenix_server.url + "/projects/")
+    assert alert["generatorURL"].endswith("/traces/" + first["trace_id"])
