@@ -682,7 +682,7 @@ def load_runbook(path: str | os.PathLike[str] | None = None) -> Runbook:
     env_names = sorted(
         {
             v
-            for section in (*regions.values(), budget, traces)
+            for section in (*regions.values(), budget, traces, *model.watch.routes)
             for k, v in section.model_dump().items()
             if k.endswith("_env") and isinstance(v, str)
         }

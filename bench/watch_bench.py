@@ -76,18 +76,38 @@ def bench_rounds(n: int, latency_ms: float, skip_langfuse: bool) -> list[dict[st
                     "findings": len(r.findings), "pages": len(r.actions("trigger")), "ok": r.ok})
         if skip_langfuse:
             return out
-        from tests.fakes.langfuse import FakeLangfuse
+        # the fake in its own process: its page building and validation must not share this
+        # process's interpreter lock with the round being measured
+        import subprocess
 
-        rows = [json.loads(x) for x in res.data_file.read_text().splitlines() if x.strip()]
-        with FakeLangfuse(rows=rows, latency=latency_ms / 1000) as fake:
-            os.environ.update(fake.env())
+        proc = subprocess.Popen([sys.executable, __file__, "--serve-langfuse", str(res.data_file),
+                                 "--latency-ms", str(latency_ms)], stdout=subprocess.PIPE, stdin=subprocess.PIPE,
+                                text=True)
+        try:
+            line = proc.stdout.readline() if proc.stdout else ""
+            if not line.startswith("ENV "):
+                raise SystemExit(f"the Langfuse fake did not start: {line!r}")
+            os.environ.update(json.loads(line[4:]))
             rb = _runbook(root, {"kind": "langfuse"})
-            before = len(fake.requests)
-            r = one_round(rb, at, since_s=7 * 3600)
-            out.append({"store": f"langfuse fake ({latency_ms:g} ms)", "trajectories": r.triaged, "rows": len(rows),
-                        "wall_s": r.wall_s, "read_s": r.read_ms / 1000, "triage_s": r.triage_ms / 1000,
-                        "requests": len(fake.requests) - before, "findings": len(r.findings),
+            from agentfire import providers
+
+            store = providers.build("traces", rb.traces, rb)
+            state = root / "watch-state.json"
+            if state.exists():
+                state.unlink()
+            from agentfire import watch
+
+            t0 = time.perf_counter()
+            r = watch.run_round(rb, now=at, since_s=7 * 3600, store=store)
+            wall = time.perf_counter() - t0
+            out.append({"store": f"langfuse fake ({latency_ms:g} ms)", "trajectories": r.triaged, "rows": res.rows,
+                        "wall_s": wall, "read_s": r.read_ms / 1000, "triage_s": r.triage_ms / 1000,
+                        "requests": store.requests_made, "findings": len(r.findings),
                         "pages": len(r.actions("trigger")), "ok": r.ok, "errors": r.errors})
+        finally:
+            if proc.stdin:
+                proc.stdin.close()
+            proc.wait(timeout=30)
     return out
 
 
@@ -133,14 +153,28 @@ def bench_devset(data: Path) -> list[dict[str, Any]]:
     return out
 
 
+def serve_langfuse(data: Path, latency_ms: float) -> int:
+    from tests.fakes.langfuse import FakeLangfuse
+
+    rows = [json.loads(x) for x in data.read_text().splitlines() if x.strip()]
+    with FakeLangfuse(rows=rows, latency=latency_ms / 1000) as fake:
+        print("ENV " + json.dumps(fake.env()), flush=True)
+        sys.stdin.read()  # until the parent closes it
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--serve-langfuse", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--traces", type=int, default=10_000)
     ap.add_argument("--latency-ms", type=float, default=50.0)
     ap.add_argument("--skip-langfuse", action="store_true")
     ap.add_argument("--data", type=Path, default=DEVSET, help=f"the tau-airline directory (default {DEVSET})")
     a = ap.parse_args()
+    if a.serve_langfuse is not None:
+        return serve_langfuse(a.serve_langfuse, a.latency_ms)
     missed = []
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"one watch round over {a.traces:,} new trajectories (target: under the 60 s round interval)")
     print(f"  {'store':<24} {'traj':>6} {'rows':>8} {'round s':>8} {'read s':>7} {'triage s':>8} "
           f"{'traj/s':>7} {'requests':>8} {'findings':>8} {'pages':>5}")

@@ -405,3 +405,14 @@ def test_gameday_page_without_routes_is_a_usage_error_before_anything_starts(san
     res = cli("--incident", "drill-8", "gameday", "start", "wrong_recipient", "--page")
     assert res.exit_code == 2 and "watch.routes" in res.stderr
     assert not (sandbox / ".agentfire" / "incidents" / "drill-8.jsonl").exists()
+
+
+def test_doctor_checks_the_routes_env_variables(sandbox: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    _config(sandbox, routes=[{"kind": "pagerduty", "routing_key_env": "WATCH_PD_KEY_T"},
+                             {"kind": "slack", "url_env": "WATCH_SLACK_T"}])
+    monkeypatch.setenv("WATCH_SLACK_T", "https://hooks.slack.invalid/services/x")
+    monkeypatch.delenv("WATCH_PD_KEY_T", raising=False)
+    res = cli("doctor", "--json")
+    checks = {c["name"]: c for c in res.json()["checks"] if c["area"] == "env"}
+    assert checks["$WATCH_PD_KEY_T"]["ok"] is False and checks["$WATCH_SLACK_T"]["ok"] is True
+    assert "hooks.slack.invalid" not in res.stdout + res.stderr  # a secret's value is never shown
