@@ -67,7 +67,13 @@ def build(journal: Journal, steps: list[Any] | None = None) -> dict[str, Any]:
     entries = journal.entries()
     if not entries:
         return {"incident": journal.incident, "started": None, "timeline": [], "steps": []}
-    t0 = _ts(entries[0]["ts"])
+    # the clock starts at the page: a drill's gameday.start (what gameday score measures from), else
+    # the first entry; and a minute is done at its first completing entry (the first confirmed
+    # kill, not a re-run after blast sent the walk back to minute one), as gameday score counts
+    page = next((e for e in entries if e.get("action") == "gameday.start"), None)
+    t0 = _ts((page or entries[0])["ts"])
+    after_page = [e for e in entries if _ts(e["ts"]) >= t0]
+    alert = (page or {}).get("alert_trace_id")
     timeline = [
         {"ts": e["ts"], "t_plus_s": round((_ts(e["ts"]) - t0).total_seconds(), 3),
          "actor": e.get("actor"), "action": e.get("action"),
@@ -82,11 +88,13 @@ def build(journal: Journal, steps: list[Any] | None = None) -> dict[str, Any]:
         for s in steps:
             r = recs[s.id]
             status, actor, command, ended = r.status, r.actor, r.command, r.ended
+            first = minute_done(after_page, _minute_of(s), trace_id=alert)
             if r.runs == 0:
                 # not walked through the runbook: did someone run the minute by hand?
-                direct = minute_done(entries, _minute_of(s))
-                if direct is not None:
-                    status, actor, command, ended = "ok", direct.get("actor"), "(run directly)", direct["ts"]
+                if first is not None:
+                    status, actor, command, ended = "ok", first.get("actor"), "(run directly)", first["ts"]
+            elif status == "ok" and first is not None:
+                ended = first["ts"]
             done_at = round((_ts(ended) - t0).total_seconds(), 3) if ended else None
             step_rows.append({
                 "step": s.id, "title": s.title, "status": status, "actor": actor,

@@ -176,7 +176,42 @@ def run_cmd(
             err_console().print(safe_text(result.stderr.strip()[-1500:], 1500, style="red"))
             break
     doc = _score(ctx, journal.incident, out, json_out)
+    if not quiet:
+        left_behind(rb, journal)
     if not doc["passed"]:
         raise typer.Exit(1)
     if not quiet:
         sys.stderr.flush()
+
+
+def left_behind(rb: Any, journal: Any) -> None:
+    """What the drill changed and did not undo, and the commands that reset it."""
+    entries = journal.entries()
+    state_left: list[str] = []
+    resets: list[str] = []
+    kills = [e for e in entries if e.get("action") == "kill"]
+    if kills:
+        regions = sorted({r.get("region") for e in kills for r in (e.get("regions") or [])
+                          if isinstance(r, dict) and r.get("outcome") in ("CONFIRMED", "ALREADY_OFF")})
+        if regions:
+            state_left.append(f"the agent is OFF in {', '.join(regions)}")
+            resets.append(f"agentfire --incident {journal.incident} kill --undo --yes")
+    freezes = [e for e in entries if e.get("action") == "freeze" and e.get("outcome") == "CONFIRMED"]
+    if freezes:
+        after = freezes[-1].get("after") or {}
+        usd = after.get("freeze_usd")
+        state_left.append(f"spend is frozen (cap ${usd:.4f}, admission {after.get('admission')})"
+                          if isinstance(usd, (int, float)) else "spend is frozen")
+        resets.append(f"agentfire --incident {journal.incident} freeze --lift --yes")
+    cases = [e.get("case_id") for e in entries if e.get("action") == "capture" and e.get("case_id")]
+    if cases:
+        state_left.append(f"case {cases[-1]} is in {rb.model.evals.path}")
+    if not any(e.get("action") == "incident.close" for e in entries):
+        state_left.append(f"incident {journal.incident} is open")
+        resets.append(f"agentfire incident close {journal.incident}")
+    console = err_console()
+    if state_left:
+        console.print(Text("the drill left: ", style="bold") + Text("; ".join(state_left)), soft_wrap=True)
+    for r in resets:
+        console.print(Text.assemble(("reset: ", "bold"), (r, "cyan")), soft_wrap=True)
+
