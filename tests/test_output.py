@@ -127,3 +127,23 @@ def test_report_is_rendered_on_a_terminal_and_markdown_in_a_pipe(seeded: Path, c
     code, shown = run_pty(seeded, "report", INCIDENT)
     assert code == 0 and "Timeline" in shown
     assert "## Timeline" not in shown and "|---|" not in shown  # rendered, not raw markup
+
+
+def test_freeze_shows_its_plan_before_asking(seeded: Path, cli) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    child = spawn(seeded, "--incident", INCIDENT, "freeze", "--to", "p50")
+    child.expect(r"\? \[y/N\]")
+    before = ANSI.sub("", child.before.replace("\r", ""))
+    child.sendline("n")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
+    # the plan came first: the distribution, the in-flight trajectories over the new cap, the caps
+    plan = cli("freeze", "--to", "p50", "--dry-run", "--json").json()
+    assert "cost per trajectory" in before and "p50" in before and "running over new cap" in before
+    for row in plan["in_flight_over_cap_ids"][:3]:
+        assert f"over cap, still running: {row['trace_id']}" in before
+    assert "plan: freeze scope support-agent" in before and "nothing changed yet" in " ".join(before.split())
+    assert f"freeze spend at ${plan['wanted']['freeze_usd']:.4f} (p50" in " ".join(before.split())
+    # and "n" changed nothing
+    assert cli("status", "--json").json()["budget"]["scopes"][0]["effective"]["admission"] == "open"

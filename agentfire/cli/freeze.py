@@ -27,7 +27,7 @@ def _state(d: dict[str, Any] | None) -> str:
     return f"freeze {_usd(d.get('freeze_usd'))}  hard {_usd(d.get('hard_usd'))}  admission {d.get('admission')}"
 
 
-def render_change(doc: dict[str, Any]) -> None:
+def render_change(doc: dict[str, Any], *, plan: bool = False) -> None:
     console = out_console()
     dist = doc.get("distribution")
     if dist:
@@ -42,7 +42,9 @@ def render_change(doc: dict[str, Any]) -> None:
             console.print(Text("  over cap, still running: ") + safe_text(row["trace_id"], 80)
                           + Text(f"  {_usd(row['cost_usd'])}"))
     title = f"{doc['action']}: scope {doc['scope']}  ({doc['store']}, incident {doc['incident']})"
-    if doc["dry_run"]:
+    if plan:
+        title = f"plan: {doc['action']} scope {doc['scope']}  ({doc['store']})  [nothing changed yet]"
+    elif doc["dry_run"]:
         title += "  [dry run: nothing changed]"
     t = Table(title=Text(title), title_justify="left")  # Text: no markup from names
     for col in ("", "freeze", "hard", "admission", "expires", "version"):
@@ -53,6 +55,8 @@ def render_change(doc: dict[str, Any]) -> None:
         t.add_row(label, _usd(d.get("freeze_usd")), _usd(d.get("hard_usd")), d.get("admission", "?"),
                   d.get("expires_at") or "-", str(d.get("version")))
     print_table(t)
+    if plan:
+        return
     style = {"CONFIRMED": "bold green", "DRY_RUN": "cyan"}.get(doc["outcome"], "bold red")
     line = Text(doc["outcome"], style=style)
     if doc["level"] and doc["action"] == "freeze":
@@ -114,8 +118,20 @@ def freeze(
         for_s = budget.parse_duration(for_, "--for") if for_ else None
         budget.parse_level(to)  # bad --to is a usage error before anything is read
         if not dry_run and not yes and interactive():
+            # the plan first (level, distribution, in flight over the new cap), then the question
+            with _spinner("reading trace costs and the budget store...", as_json):
+                planned = budget.freeze(
+                    rb, Journal(rb.journal_dir, "dry-run"), actor=st.actor, scope=scope, to=to,
+                    window_s=window_s, refuse_new=refuse_new, hard_usd=hard, for_s=for_s,
+                    dry_run=True, reason=reason)
+            plan_doc = planned.to_json()
+            render_change(plan_doc, plan=True)
+            for w in planned.warnings:
+                warn(w)
             what = "refuse new trajectories and " if refuse_new else ""
-            if not confirm(f"{what}freeze spend at {to} on scope {scope or rb.agent.name}?"):
+            cap = (plan_doc.get("wanted") or {}).get("freeze_usd")
+            at = f"{_usd(cap)} ({plan_doc['level']})" if plan_doc.get("level") not in (None, "usd") else _usd(cap)
+            if not confirm(f"{what}freeze spend at {at} on scope {plan_doc['scope']}?"):
                 raise fail("not confirmed; nothing changed", 1)
         journal = st.journal(create=not dry_run) or Journal(rb.journal_dir, "dry-run")
         with _spinner("reading trace costs and the budget store...", as_json):
