@@ -60,14 +60,49 @@ def edge_rows() -> list[dict[str, Any]]:
     ]
 
 
+PRICES = {"gpt-4o*": {"input_per_million": 2.5, "output_per_million": 10.0},
+          "claude-x": {"input_per_million": 3.0, "output_per_million": 15.0}}
+
+
+def priced_rows() -> list[dict[str, Any]]:
+    """Model steps the store left without a cost: runbook.yaml prices: prices their tokens
+    (usageDetails, else usage; input/prompt_tokens/promptTokens), a model no price names leaves
+    the trajectory's cost unknown."""
+    gen = {"type": "GENERATION"}
+    return [
+        root("k", 100, 200), row("k", "k1", 101, 102, model="gpt-4o-mini", usageDetails={"input": 1000, "output": 500}, **gen),
+        row("k", "k2", 103, 104, model="gpt-4o-mini", totalCost=0.5, usageDetails={"input": 9, "output": 9}, **gen),
+        root("l", 110, 200), row("l", "l1", 111, 112, model="claude-x", usage={"prompt_tokens": 2000, "completion_tokens": 100}, **gen),
+        root("m", 120, 200), row("m", "m1", 121, 122, model="mystery", usageDetails={"input": 10}, **gen),
+        row("m", "m2", 123, 124, totalCost=0.25, **gen),
+        root("n", 130, 200), row("n", "n1", 131, 132, model="gpt-4o", usageDetails={}, usage={"promptTokens": "300"}, **gen),
+        row("n", "n2", 133, 134, model="gpt-4o", usageDetails={"output": 2.9}, **gen),
+        row("n", "n3", 135, 136, model="mystery", **gen),  # no tokens: nothing to price, cost still known
+        root("o", 140, 200), row("o", "o1", 141, 142, type="TOOL", name="lookup", usageDetails={"input": 5}),
+    ]
+
+
 def write(path: Path, rows: list[dict[str, Any]], extra: str = "") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows) + extra)
     return path
 
 
-def as_tuples(items: list[Any]) -> list[tuple[str, datetime | None, str, float]]:
-    return [(s.trace_id, s.start, s.status, round(s.cost_usd, 9)) for s in items]
+def as_tuples(items: list[Any]) -> list[tuple[str, datetime | None, str, float, bool]]:
+    return [(s.trace_id, s.start, s.status, round(s.cost_usd, 9), getattr(s, "cost_known", True)) for s in items]
+
+
+def test_window_aggregate_prices_model_steps_as_the_trajectory_does(tmp_path: Path) -> None:
+    store = FilesTraceStore(write(tmp_path / "obs.jsonl", priced_rows()), prices=PRICES)
+    end = T0 + timedelta(hours=1)
+    got = as_tuples(store.window_costs(T0, end))
+    assert got == as_tuples(store.list_trajectories_sync(T0, end))
+    assert {t: (c, k) for t, _s, _st, c, k in got} == {
+        "k": (0.5075, True),  # 1000 x 2.5 + 500 x 10 per million, and the store's own 0.5
+        "l": (0.0075, True), "m": (0.25, False), "n": (0.00077, True), "o": (0.0, True),
+    }
+    unpriced = as_tuples(FilesTraceStore(store.path).window_costs(T0, end))
+    assert [(t, k) for t, *_r, k in unpriced] == [("k", False), ("l", False), ("m", False), ("n", False), ("o", True)]
 
 
 def test_window_aggregate_reads_costs_and_status_as_the_trajectory_does(tmp_path: Path) -> None:
@@ -75,7 +110,7 @@ def test_window_aggregate_reads_costs_and_status_as_the_trajectory_does(tmp_path
     end = T0 + timedelta(hours=1)
     got = as_tuples(store.window_costs(T0, end))
     assert got == as_tuples(store.list_trajectories_sync(T0, end))
-    assert {t: (st, c) for t, _s, st, c in got} == {
+    assert {t: (st, c) for t, _s, st, c, _k in got} == {
         "a": ("finished", 1.25), "b": ("finished", 0.53), "c": ("running", 0.3), "d": ("error", 0.05),
         "e": ("running", 0.4), "f": ("finished", 0.2), "g": ("finished", 0.125), "i": ("finished", 1.0),
     }
@@ -194,11 +229,12 @@ def _latencies(client: Any, url: str, n: int = 15, **kw: Any) -> list[float]:
 
 
 def assert_latency(got: list[float], want: float) -> None:
-    """The lower quartile within want +-5 ms (a shared, loaded machine adds scheduling delay to
-    some answers, never the ~40 ms of a delayed ACK to every one), the median well under it."""
+    """The fastest answer within want +-5 ms and the median under want + 25 ms: a shared, loaded
+    machine adds scheduling delay to some answers, never the ~40 ms of a delayed ACK that every
+    keep-alive answer waited before (fastest ~90 ms for 50 ms, ~140 ms for 100 ms)."""
     shown = [round(x * 1000, 1) for x in got]
-    assert want - 0.005 <= got[len(got) // 4] <= want + 0.005, shown
-    assert got[len(got) // 2] < want + 0.020, shown
+    assert want - 0.005 <= got[0] <= want + 0.005, shown
+    assert got[len(got) // 2] < want + 0.025, shown
 
 
 def test_the_langfuse_fake_answers_in_its_configured_latency() -> None:

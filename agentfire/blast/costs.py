@@ -3,7 +3,8 @@
 `freeze --to p50` needs, for every trajectory that started in the window, its summed cost and
 whether it is still running: the same answers agentfire.trajectory.from_observations gives
 (start = the earliest startTime of its observations; cost = the sum of each observation's cost,
-read as trajectory._cost reads it; status from the earliest root), computed by DuckDB over the
+read as trajectory._cost reads it, a model step without one priced from its tokens by runbook.yaml
+`prices:` as trajectory._price does; status from the earliest root), computed by DuckDB over the
 store's JSON lines and Parquet files as blast scans them, never a parse of every trajectory.
 Memory is the per-trajectory aggregate (a few numbers each), not the store.
 
@@ -13,6 +14,7 @@ newest, as in from_observations: the trajectories holding such rows get a second
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,9 +24,10 @@ from agentfire.blast.sql import Dialect
 
 # What the aggregate reads (only these are parsed out of each JSON line).
 COST_TYPES = {
-    "id": "VARCHAR", "traceId": "VARCHAR", "startTime": "VARCHAR", "endTime": "VARCHAR",
+    "id": "VARCHAR", "traceId": "VARCHAR", "type": "VARCHAR", "startTime": "VARCHAR", "endTime": "VARCHAR",
     "parentObservationId": "VARCHAR", "isRootObservation": "BOOLEAN", "level": "VARCHAR",
     "totalCost": "JSON", "costDetails": "JSON", "updatedAt": "VARCHAR",
+    "model": "VARCHAR", "usageDetails": "JSON", "usage": "JSON",  # runbook prices: tokens x price
 }
 _NUM = "('UBIGINT', 'BIGINT', 'DOUBLE')"  # JSON numbers (isinstance(v, (int, float)) in _cost)
 FETCH = 50_000
@@ -42,28 +45,83 @@ def cost_expr(total: str = "totalCost", details: str = "costDetails") -> str:
     )
 
 
+def _falsy(j: str) -> str:
+    """A JSON value Python reads as false (`x or y` takes y)."""
+    return (f"({j} IS NULL OR json_type({j}) = 'NULL' OR CAST({j} AS VARCHAR) IN ('{{}}', '[]', '\"\"', 'false') "
+            f"OR (json_type({j}) IN {_NUM} AND CAST({j} AS DOUBLE) = 0))")
+
+
+def _int(j: str) -> str:
+    """agentfire.trajectory._int of a JSON value: int(v) of a number, a bool or an integer string."""
+    return (f"CASE WHEN json_type({j}) IN ('UBIGINT', 'BIGINT') THEN TRY_CAST({j} AS BIGINT) "
+            f"WHEN json_type({j}) = 'DOUBLE' THEN TRY_CAST(trunc(CAST({j} AS DOUBLE)) AS BIGINT) "
+            f"WHEN json_type({j}) = 'BOOLEAN' THEN CASE WHEN CAST({j} AS VARCHAR) = 'true' THEN 1 ELSE 0 END "
+            f"WHEN json_type({j}) = 'VARCHAR' AND regexp_full_match(trim(json_extract_string({j}, '$')), '[+-]?[0-9_]+') "
+            f"THEN TRY_CAST(replace(trim(json_extract_string({j}, '$')), '_', '') AS BIGINT) END")
+
+
+def _tokens(u: str, *keys: str) -> str:
+    """usage.get(k1, usage.get(k2, usage.get(k3))) as agentfire.trajectory._tokens reads it."""
+    first, *rest = keys
+    inner = f"json_extract({u}, '$.{rest[-1]}')"
+    for k in reversed(rest[:-1]):
+        inner = f"CASE WHEN json_exists({u}, '$.{k}') THEN json_extract({u}, '$.{k}') ELSE {inner} END"
+    pick = f"CASE WHEN json_exists({u}, '$.{first}') THEN json_extract({u}, '$.{first}') ELSE {inner} END"
+    return _int(f"(CASE WHEN json_type({u}) = 'OBJECT' THEN {pick} END)")
+
+
+def price_expr(prices: dict[str, Any]) -> str:
+    """The runbook's `prices:` (model name or glob -> USD per million input/output tokens) as one
+    CASE over the model, first match wins (as agentfire.trajectory._price looks them up); NULL
+    for a model no entry prices."""
+    d = Dialect()
+    whens = []
+    for pattern, p in prices.items():
+        get = (lambda k: getattr(p, k, None) if not isinstance(p, dict) else p.get(k))
+        rate_in, rate_out = float(get("input_per_million") or 0), float(get("output_per_million") or 0)
+        regex = fnmatch.translate(pattern).replace("\\Z", "\\z")
+        whens.append(f"WHEN model = {d.lit(pattern)} OR regexp_matches(model, {d.lit(regex)}) "
+                     f"THEN (coalesce(tin, 0) * {rate_in!r} + coalesce(tout, 0) * {rate_out!r}) / 1e6")
+    return f"CASE {' '.join(whens)} END" if whens else "CAST(NULL AS DOUBLE)"
+
+
 @dataclass(frozen=True)
 class WindowCost:
     trace_id: str
     start: datetime
     status: str  # running / finished / error
     cost_usd: float
+    cost_known: bool = True  # False: model steps with tokens that neither the store nor prices: priced
 
 
-def _obs(source: str) -> str:
-    return f"""SELECT traceId AS trace_id,
-  CASE WHEN id IS NULL OR id = '' THEN uuid()::VARCHAR ELSE id END AS id,
-  TRY_CAST(startTime AS TIMESTAMPTZ) AS t, TRY_CAST(endTime AS TIMESTAMPTZ) AS t_end,
-  coalesce(isRootObservation, coalesce(parentObservationId, '') = '') AS is_root,
-  upper(level) AS level, {cost_expr()} AS cost, coalesce(updatedAt, '') AS upd
-FROM {source}
-WHERE traceId IS NOT NULL AND traceId <> ''"""
+def _obs(source: str, prices: dict[str, Any]) -> str:
+    """One row per observation: its own cost (_cost), else, for a model step with tokens, the
+    runbook's price of them; `unpriced` when neither."""
+    usage = f"CASE WHEN {_falsy('usageDetails')} THEN usage ELSE usageDetails END"
+    return f"""SELECT trace_id, id, t, t_end, is_root, level, upd,
+  CASE WHEN own IS NOT NULL OR is_root OR NOT generation OR (tin IS NULL AND tout IS NULL) THEN own
+       ELSE {price_expr(prices)} END AS cost,
+  (own IS NULL AND NOT is_root AND generation AND (tin IS NOT NULL OR tout IS NOT NULL)
+   AND ({price_expr(prices)}) IS NULL) AS unpriced
+FROM (
+  SELECT traceId AS trace_id,
+    CASE WHEN id IS NULL OR id = '' THEN uuid()::VARCHAR ELSE id END AS id,
+    TRY_CAST(startTime AS TIMESTAMPTZ) AS t, TRY_CAST(endTime AS TIMESTAMPTZ) AS t_end,
+    coalesce(isRootObservation, coalesce(parentObservationId, '') = '') AS is_root,
+    upper(level) AS level, {cost_expr()} AS own, coalesce(updatedAt, '') AS upd,
+    coalesce(upper(type) = 'GENERATION', false) AS generation, model,
+    {_tokens(f"({usage})", "input", "prompt_tokens", "promptTokens")} AS tin,
+    {_tokens(f"({usage})", "output", "completion_tokens", "completionTokens")} AS tout
+  FROM {source}
+  WHERE traceId IS NOT NULL AND traceId <> ''
+)"""
 
 
 def _per_trace(rows: str, start: datetime, end: datetime, extra: str = "") -> str:
     d = Dialect()
     never = "'infinity'::TIMESTAMPTZ"  # a root without a readable start sorts last (as as_of does)
     return f"""SELECT trace_id, min(t) AS start, coalesce(sum(cost), 0.0) AS cost,
+  NOT coalesce(bool_or(unpriced), false) AS known,
   count(*) FILTER (WHERE is_root) AS roots,
   arg_min(t_end IS NULL, coalesce(t, {never})) FILTER (WHERE is_root) AS root_open,
   arg_min(coalesce(level, ''), coalesce(t, {never})) FILTER (WHERE is_root) AS root_level{extra}
@@ -72,19 +130,20 @@ GROUP BY trace_id
 HAVING min(t) >= {d.ts(start)} AND min(t) < {d.ts(end)}"""
 
 
-def query(source: str, start: datetime, end: datetime) -> str:
+def query(source: str, start: datetime, end: datetime, prices: dict[str, Any] | None = None) -> str:
     """One pass: every trajectory that started in [start, end), and whether any of its rows is a
     versioned one (then `exact_query` recomputes it)."""
-    return (f"WITH obs AS ({_obs(source)})\n"
+    return (f"WITH obs AS ({_obs(source, prices or {})})\n"
             + _per_trace("obs", start, end, ",\n  count(*) FILTER (WHERE upd <> '') AS versioned"))
 
 
-def exact_query(source: str, start: datetime, end: datetime) -> str:
+def exact_query(source: str, start: datetime, end: datetime, prices: dict[str, Any] | None = None) -> str:
     """The trajectories in `versioned(trace_id)`: each observation id once, its newest version."""
-    return f"""WITH obs AS ({_obs(source)} AND traceId IN (SELECT trace_id FROM versioned)),
+    return f"""WITH obs AS ({_obs(source, prices or {})} WHERE trace_id IN (SELECT trace_id FROM versioned)),
 newest AS (
   SELECT trace_id, id, arg_max(t, upd) AS t, arg_max(t_end, upd) AS t_end,
-    arg_max(is_root, upd) AS is_root, arg_max(level, upd) AS level, arg_max(cost, upd) AS cost
+    arg_max(is_root, upd) AS is_root, arg_max(level, upd) AS level, arg_max(cost, upd) AS cost,
+    arg_max(unpriced, upd) AS unpriced
   FROM obs GROUP BY trace_id, id
 )
 {_per_trace("newest", start, end)}"""
@@ -104,8 +163,10 @@ def _rows(cur: Any) -> Iterator[tuple[Any, ...]]:
         yield from batch
 
 
-def window_costs(files: list[Path], start: datetime, end: datetime) -> list[WindowCost]:
-    """Every trajectory that started in [start, end) in these store files, ordered by start."""
+def window_costs(files: list[Path], start: datetime, end: datetime,
+                 prices: dict[str, Any] | None = None) -> list[WindowCost]:
+    """Every trajectory that started in [start, end) in these store files, ordered by start
+    (`prices`: runbook.yaml prices:, for model steps the store left without a cost)."""
     import duckdb
 
     from agentfire.blast.files_scan import connect, source
@@ -116,16 +177,16 @@ def window_costs(files: list[Path], start: datetime, end: datetime) -> list[Wind
     try:
         src = source(con, files, types=COST_TYPES)
         try:
-            cur = con.execute(query(src, start, end))
+            cur = con.execute(query(src, start, end, prices))
         except duckdb.InvalidInputException as exc:
             if "json" not in str(exc).lower():
                 raise
             src = src.replace("ignore_errors=false", "ignore_errors=true")  # torn lines: skipped
-            cur = con.execute(query(src, start, end))
+            cur = con.execute(query(src, start, end, prices))
         out: dict[str, WindowCost] = {}
         versioned: list[str] = []
-        for tid, t0, cost, roots, root_open, root_level, nver in _rows(cur):
-            out[tid] = WindowCost(tid, _utc(t0), _status(roots, root_open, root_level), float(cost))
+        for tid, t0, cost, known, roots, root_open, root_level, nver in _rows(cur):
+            out[tid] = WindowCost(tid, _utc(t0), _status(roots, root_open, root_level), float(cost), known)
             if nver:
                 versioned.append(tid)
         if versioned:
@@ -133,8 +194,9 @@ def window_costs(files: list[Path], start: datetime, end: datetime) -> list[Wind
             con.execute("INSERT INTO versioned SELECT unnest(?)", [versioned])
             for tid in versioned:
                 del out[tid]
-            for tid, t0, cost, roots, root_open, root_level in _rows(con.execute(exact_query(src, start, end))):
-                out[tid] = WindowCost(tid, _utc(t0), _status(roots, root_open, root_level), float(cost))
+            for tid, t0, cost, known, roots, root_open, root_level in _rows(
+                    con.execute(exact_query(src, start, end, prices))):
+                out[tid] = WindowCost(tid, _utc(t0), _status(roots, root_open, root_level), float(cost), known)
     finally:
         con.close()
     return sorted(out.values(), key=lambda w: (w.start, w.trace_id))

@@ -108,7 +108,7 @@ class FilesTraceStore:
         except ImportError as exc:
             raise TraceStoreError(f"the files store's cost aggregate needs duckdb ({exc})") from None
         try:
-            return window_costs(files, start, end)
+            return window_costs(files, start, end, self.prices)
         except duckdb.Error as exc:
             raise TraceStoreError(f"DuckDB could not read the files store {self.path}: {exc}") from None
 
