@@ -416,3 +416,24 @@ def test_doctor_checks_the_routes_env_variables(sandbox: Path, cli, monkeypatch:
     checks = {c["name"]: c for c in res.json()["checks"] if c["area"] == "env"}
     assert checks["$WATCH_PD_KEY_T"]["ok"] is False and checks["$WATCH_SLACK_T"]["ok"] is True
     assert "hooks.slack.invalid" not in res.stdout + res.stderr  # a secret's value is never shown
+
+
+def test_bounded_work_per_round_leaves_the_rest_for_the_next_round_and_skips_nothing(sandbox: Path) -> None:
+    _config(sandbox, max_per_round=70)
+    data, truth = _seed(sandbox, "destructive_sql", traces=200)
+    rb = load_runbook(sandbox / "runbook.yaml")
+    watch.run_round(rb, now=NOW - timedelta(hours=7), since_s=60)
+    at = NOW + timedelta(minutes=20)
+    seen: list[str] = []
+    rounds = []
+    for _ in range(6):
+        r = watch.run_round(rb, now=at)
+        assert r.ok, r.errors
+        rounds.append((r.triaged, r.backlog))
+        seen += [f["trace_id"] for f in r.findings]
+        if not r.backlog:
+            break
+    ended = {tid for tid, d in _ends(data).items() if d is not None and d <= at}
+    assert rounds[0] == (70, len(ended) - 70) and rounds[-1][1] == 0
+    assert sum(n for n, _ in rounds) == len(ended)  # each one triaged once, none skipped
+    assert sorted(seen) == sorted(f["trace_id"] for f in truth["failing"])

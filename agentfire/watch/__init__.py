@@ -217,7 +217,7 @@ def _round(runbook: Any, state: dict[str, Any], *, now: datetime | None, since_s
             if d is None:
                 running.append(t)
                 continue
-            if d <= floor or d > now or t.trace_id in recent:
+            if d < floor or d > now or t.trace_id in recent:
                 continue
             fresh.append((d, t))
         fresh.sort(key=lambda x: (x[0], x[1].trace_id))
@@ -235,7 +235,7 @@ def _round(runbook: Any, state: dict[str, Any], *, now: datetime | None, since_s
         result.triaged = len(take) - result.drills_skipped
         # the ids kept against double reads: those that could still show up as "new"
         keep_after = new_position - lag
-        for tid in [tid for tid, d in recent.items() if (parse_time(d) or now) <= keep_after]:
+        for tid in [tid for tid, d in recent.items() if (parse_time(d) or now) < keep_after]:
             del recent[tid]
         state["position"] = iso(new_position)
         result.position_after = new_position
