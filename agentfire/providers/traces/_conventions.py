@@ -220,8 +220,14 @@ def _genai_events(events: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any
         a = e.get("attributes") or {}
         if not name.startswith("gen_ai."):
             continue
-        body = loads(a.get("gen_ai.event.content") or a.get("content") or a.get("body"))
-        msg = body.get("message", body) if isinstance(body, dict) else {"content": body}
+        if a.get("message") is not None:  # the choice event's body.message, as an attribute
+            msg = loads(a["message"])
+            msg = msg if isinstance(msg, dict) else {"content": msg}
+        else:
+            body = loads(a.get("gen_ai.event.content") or a.get("content") or a.get("body"))
+            msg = body.get("message", body) if isinstance(body, dict) else {"content": body}
+            if isinstance(msg, dict) and "role" not in msg and "content" not in msg and "tool_calls" not in msg:
+                msg = {"content": body}
         if name == "gen_ai.choice":
             m = canonical_message(msg if isinstance(msg, dict) else {"content": msg}) or {}
             m.setdefault("role", "assistant")
@@ -669,14 +675,19 @@ def _normalise_tool(s: Any, calls_by_id: dict[str, dict[str, Any]], steps: list[
         if args:
             inp["args"] = args
     call = calls_by_id.get(str(call_id)) if call_id else None
+    by_id = call is not None
     if call is None:  # no id recorded (a tool that raised has no ToolMessage): by name and order
         cand = _calling(s, steps)
         if cand is not None and (not isinstance(inp, dict) or cand.get("arguments") == inp):
             call = cand
     if call is not None and not isinstance(inp, dict):
         cargs = call.get("arguments")
-        if isinstance(cargs, dict) and (inp is None and "arguments" not in s.not_recorded
-                                        or len(cargs) == 1 and _same(inp, next(iter(cargs.values())))):
+        if isinstance(cargs, dict) and inp is None and by_id:
+            # the tool span left them out, the model turn that made this very call has them
+            inp = dict(cargs)
+            s.not_recorded = [x for x in s.not_recorded if x != "arguments"]
+            s.metadata = dict(s.metadata or {}, arguments_from="model turn")
+        elif isinstance(cargs, dict) and len(cargs) == 1 and _same(inp, next(iter(cargs.values()))):
             inp = dict(cargs)
     if call is not None and not s.tool_call_id and call.get("id"):
         s.tool_call_id = str(call["id"])
