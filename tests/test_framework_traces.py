@@ -252,3 +252,11 @@ def test_loop_evidence_does_not_claim_equal_arguments_when_none_were_recorded() 
     t = trajs("openai_agents_redacted")["repeated_search"]
     loops = [f for f in _verdict(t).findings if f.kind == "loop"]
     assert loops and all("same arguments" not in f.evidence for f in loops), [f.evidence for f in loops]
+
+
+def test_an_error_on_plumbing_is_not_folded_away() -> None:
+    # the Agents SDK's agent span carries the run's error: shown, while its turns stay folded
+    t = trajs("openai_agents")[AGENT_RAISED.key]
+    agent = next(s for s in t.steps if s.name == "support-agent")
+    assert agent.level == "ERROR" and not agent.plumbing
+    assert all(s.plumbing for s in t.steps if s.name in ("turn", "Agent workflow"))

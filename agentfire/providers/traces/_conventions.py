@@ -592,6 +592,9 @@ def normalise(traj: Any, root: dict[str, Any] | None) -> None:
         if s.kind == "tool":
             _normalise_tool(s, calls_by_id, steps)
     _errors_once(steps)
+    for s in steps:  # an error of its own is never folded away
+        if s.plumbing and s.level == "ERROR":
+            s.plumbing = False
     # the user's request
     if root is not None:
         req = user_request(traj.root_input)
