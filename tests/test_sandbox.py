@@ -59,7 +59,7 @@ def test_truth_matches_data(seeded: Path, scenario: str) -> None:
             assert call.index < decided.index and "successfully" in decided.output["content"]
         else:
             assert decided.index == call.index - 1
-            assert decided.output["tool_calls"][0]["function"]["name"] == call.name
+            assert decided.output["tool_calls"][0]["name"] == call.name  # the canonical model turn (#11)
         assert (t.status == "running") == f["still_running"] == (f["trace_id"] in truth["still_running"])
         if not f["still_running"]:
             assert f["off_rails_step"] < len(t.steps), "the off-rails step is upstream of the last step"
