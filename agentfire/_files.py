@@ -22,7 +22,7 @@ def locked(path: Path, timeout: float = 10.0) -> Iterator[None]:
         path.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except Timeout:
-        raise StateFileError(f"{path}: another agentfire holds its lock for over {timeout:.0f}s") from None
+        raise StateFileError(f"{path}: another agentfire holds its lock (waited {timeout:.1f}s)") from None
     except OSError as exc:  # read-only filesystem, a file where a directory is expected, EACCES
         raise StateFileError(f"{path.parent}: not writable ({exc.strerror or exc})") from None
     try:

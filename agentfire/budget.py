@@ -405,20 +405,78 @@ def _human(seconds: float) -> str:
 
 
 def status(runbook: Any) -> dict[str, Any]:
-    """Caps and admission per scope (the agent's scope always listed), for `agentfire status`."""
+    """Caps and admission per scope (the agent's scope always listed), for `agentfire status`.
+
+    Also every freeze that an open incident set and has not lifted but that the store no longer
+    holds (`missing_freezes`; e.g. a Redis restart without persistence): then `error` is set too,
+    so `status` exits 1."""
     store = open_store(runbook)
     try:
         now = time.time()
-        names = sorted({default_scope(runbook), *store.scopes()})
+        held = open_freezes(runbook)
+        names = sorted({default_scope(runbook), *store.scopes(), *(f["scope"] for f in held)})
         scopes = []
+        live: dict[str, Caps] = {}
         for name in names:
             try:
-                scopes.append(store.read(name).to_json(now))
+                live[name] = store.read(name)
+                scopes.append(live[name].to_json(now))
             except BudgetStoreError as exc:
                 scopes.append({"scope": name, "error": str(exc)})
-        return {"store": f"{store.kind}:{store.target}", "scopes": scopes}
+        doc: dict[str, Any] = {"store": f"{store.kind}:{store.target}", "scopes": scopes}
+        missing = [f for f in held if f["scope"] in live and _freeze_gone(f, live[f["scope"]], now)]
+        if missing:
+            doc["missing_freezes"] = missing
+            doc["error"] = "; ".join(
+                f"the freeze of scope {f['scope']!r} that incident {f['incident']} set at {f['set_at']} "
+                f"(version {f['version']}) is gone from the store (restarted without persistence?); "
+                f"re-run `agentfire --incident {f['incident']} freeze` to set it again"
+                for f in missing)
+        return doc
     finally:
         store.close()
+
+
+def open_freezes(runbook: Any) -> list[dict[str, Any]]:
+    """The freezes that open incidents set and have not lifted: one per (incident, scope)."""
+    from agentfire.incident import summarize
+    from agentfire.journal import list_incidents
+
+    out: list[dict[str, Any]] = []
+    for incident in list_incidents(runbook.journal_dir):
+        journal = Journal(runbook.journal_dir, incident)
+        try:
+            if summarize(journal).status != "open":
+                continue
+            scopes = {e.get("scope") for e in journal.iter_entries() if e.get("action") == "freeze"}
+            for scope in sorted(s for s in scopes if isinstance(s, str)):
+                found = freezes_to_lift(journal, scope)
+                if found is None:
+                    continue
+                after = found[1].get("after") or {}
+                out.append({"incident": incident, "scope": scope, "set_at": found[1].get("ts"),
+                            "version": after.get("version"), "expires_at": after.get("expires_at"),
+                            "freeze_usd": after.get("freeze_usd"), "admission": after.get("admission")})
+        except StateFileError:
+            continue  # a corrupt journal is reported by the commands that use it
+    return out
+
+
+def _freeze_gone(freeze: dict[str, Any], caps: Caps, now: float) -> bool:
+    """The store is behind what the freeze wrote: its version went back (a store restarted empty,
+    or restored from an older snapshot). A later change by someone else (a higher version) is
+    not "gone"; nor is a timed freeze that expired by itself."""
+    version = freeze.get("version")
+    if not isinstance(version, int):
+        return False
+    expires = freeze.get("expires_at")
+    if isinstance(expires, str):
+        try:
+            if datetime.fromisoformat(expires.replace("Z", "+00:00")).timestamp() <= now:
+                return False
+        except ValueError:
+            pass
+    return caps.version < version
 
 
 def probe(runbook: Any) -> tuple[bool, str]:

@@ -11,6 +11,7 @@ registry names for their `kind`, so a third-party provider brings its own schema
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +26,8 @@ CONFIG_ENV = "AGENTFIRE_CONFIG"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    # allow_inf_nan=False: an infinite or NaN timeout, deadline or threshold is an error, not a hang
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, allow_inf_nan=False)
 
 
 # --- flag providers (one per region) -----------------------------------------------------------
@@ -94,7 +96,7 @@ class UnleashRegion(AgentSide):
         description="env variable holding a backend (client) token of this environment: "
         "agent processes (agentfire.guard) read the flag through the client API with it",
     )
-    timeout_seconds: float = 5.0
+    timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     refresh_interval_seconds: int = Field(default=15, ge=1, le=3600, description="agents' SDK poll interval")
     app_name: str | None = Field(default=None, description="the agents' Unleash appName (default: agent name)")
 
@@ -105,7 +107,7 @@ class LaunchDarklyRegion(AgentSide):
     project: str
     environment: str
     token_env: str = "LD_ACCESS_TOKEN"
-    timeout_seconds: float = 5.0
+    timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     sdk_key_env: str | None = Field(
         default=None, description="env variable holding this environment's SDK key (agents; read-only)"
     )
@@ -130,7 +132,7 @@ class RedisBudget(Strict):
     url: str | None = None
     url_env: str | None = Field(default=None, description="env variable holding redis://...")
     key_prefix: str = "agentfire:budget:"
-    timeout_seconds: float = Field(default=1.0, gt=0, description="connect/read timeout (agents fail closed after it)")
+    timeout_seconds: float = Field(default=1.0, gt=0, le=300, description="connect/read timeout (agents fail closed after it)")
 
 
 # --- trace stores -------------------------------------------------------------------------------
@@ -152,7 +154,7 @@ class LangfuseTraces(Strict):
     public_key_env: str = "LANGFUSE_PUBLIC_KEY"
     secret_key_env: str = "LANGFUSE_SECRET_KEY"
     environment: str | None = None
-    timeout_seconds: float = 10.0
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     requests_per_minute: int | None = Field(
         default=None, gt=0, description="client-side pacing (Langfuse Cloud: 1000/min for v2 observations)"
     )
@@ -166,7 +168,7 @@ class PhoenixTraces(Strict):
     url: str = "http://127.0.0.1:6006"
     project: str = "default"
     api_key_env: str | None = None
-    timeout_seconds: float = 10.0
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     ui_url: str | None = Field(default=None, description="the Phoenix UI for trace links (default: url)")
     project_id: str | None = Field(
         default=None, description="Phoenix's id of the project for trace links (default: looked up by name)")
@@ -184,9 +186,9 @@ class AgentSection(Strict):
 
 
 class KillSection(Strict):
-    deadline_seconds: float = Field(default=20.0, gt=0)
+    deadline_seconds: float = Field(default=20.0, gt=0, le=3600)
     max_retries: int = Field(default=4, ge=0, le=20)
-    retry_cap_seconds: float = Field(default=5.0, gt=0)
+    retry_cap_seconds: float = Field(default=5.0, gt=0, le=300)
 
 
 class EvalsSection(Strict):
@@ -468,6 +470,9 @@ PROVIDER_SCHEMAS: dict[str, dict[str, type[Strict]]] = {
 }
 
 
+_PATH_VAR = re.compile(r"\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})")
+
+
 @dataclass(frozen=True)
 class Runbook:
     """The validated runbook: the raw model plus typed provider sections and the base dir."""
@@ -488,6 +493,15 @@ class Runbook:
         return self.model.agent
 
     def resolve_path(self, value: str) -> Path:
+        """A path from runbook.yaml: ~ and $VARS expanded, relative to the file. A variable that
+        is unset (or empty) is a ConfigError naming it: left literal, a freeze would go into a
+        store the agents never read, reported CONFIRMED."""
+        unset = [m.group(1) or m.group(2) for m in _PATH_VAR.finditer(value)
+                 if not os.environ.get(m.group(1) or m.group(2))]
+        if unset:
+            raise ConfigError(
+                f"{self.path}: path {value!r} names {', '.join('$' + u for u in dict.fromkeys(unset))}, "
+                "which is not set; set it, or write the path out")
         p = Path(os.path.expandvars(os.path.expanduser(value)))
         return p if p.is_absolute() else (self.base_dir / p)
 
@@ -548,8 +562,38 @@ def find_config(explicit: str | os.PathLike[str] | None = None, cwd: Path | None
 # --- YAML with line numbers ----------------------------------------------------------------
 
 
+# A runbook is a few hundred lines: these bounds are far above any real one and far below what
+# hangs or crashes the parser (a 353-byte alias bomb expands to a billion nodes; deep nesting
+# exhausts the recursion limit; a self-referencing alias never ends).
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_NODES = 100_000
+MAX_CONFIG_DEPTH = 64
+MAX_NESTING_SCAN = 200  # brackets/indent levels looked at before the parser sees the text
+
+
+def _too_deep_for_parser(text: str) -> bool:
+    """Flow nesting ([ [ [ ... or { {: ...) deeper than the parser's recursion can take."""
+    depth = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            if depth > MAX_NESTING_SCAN:
+                return True
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    return False
+
+
 def _compose(text: str, path: Path) -> tuple[Any, dict[tuple, int]]:
-    """Parse YAML, returning plain data and a map from key path to 1-based line number."""
+    """Parse YAML, returning plain data and a map from key path to 1-based line number.
+
+    Bounded: size, nesting depth and the number of nodes after alias expansion; a node that
+    contains itself is refused. Each is one ConfigError naming the file."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {len(text):,} characters; a runbook.yaml is at most "
+                          f"{MAX_CONFIG_BYTES:,} (is this the right file?)")
+    if _too_deep_for_parser(text):
+        raise ConfigError(f"{path}: nested more than {MAX_CONFIG_DEPTH} levels deep; not a runbook")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -557,14 +601,41 @@ def _compose(text: str, path: Path) -> tuple[Any, dict[tuple, int]]:
         where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to parse; not a runbook") from None
     lines: dict[tuple, int] = {}
     loader = yaml.SafeLoader("")
+    count = [0]
+    inside: set[int] = set()  # ids of the collection nodes on the current path
 
     def walk(n: yaml.Node, at: tuple) -> Any:
+        count[0] += 1
+        line = n.start_mark.line + 1
+        if count[0] > MAX_CONFIG_NODES:
+            raise ConfigError(f"{path}:{line}: more than {MAX_CONFIG_NODES:,} values once aliases are "
+                              "expanded (an alias bomb?); a runbook needs far fewer")
+        if len(at) > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{path}:{line}: nested more than {MAX_CONFIG_DEPTH} levels deep; not a runbook")
+        if isinstance(n, (yaml.MappingNode, yaml.SequenceNode)):
+            if id(n) in inside:
+                raise ConfigError(f"{path}:{line}: an alias refers to a value that contains it "
+                                  "(a self-referencing alias); not a runbook")
+            inside.add(id(n))
+            try:
+                return _walk_collection(n, at)
+            finally:
+                inside.discard(id(n))
+        lines.setdefault(at, line)
+        return loader.construct_object(n, deep=True)
+
+    def _walk_collection(n: yaml.Node, at: tuple) -> Any:
         lines.setdefault(at, n.start_mark.line + 1)
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for k, v in n.value:
+                if not isinstance(k, yaml.ScalarNode):
+                    raise ConfigError(f"{path}:{k.start_mark.line + 1}: a key must be a plain name, "
+                                      "not a list or a mapping")
                 key = loader.construct_object(k, deep=True)
                 if key in out:
                     raise ConfigError(
@@ -573,9 +644,7 @@ def _compose(text: str, path: Path) -> tuple[Any, dict[tuple, int]]:
                 lines[at + (key,)] = k.start_mark.line + 1
                 out[key] = walk(v, at + (key,))
             return out
-        if isinstance(n, yaml.SequenceNode):
-            return [walk(v, at + (i,)) for i, v in enumerate(n.value)]
-        return loader.construct_object(n, deep=True)
+        return [walk(v, at + (i,)) for i, v in enumerate(n.value)]
 
     if node is None:
         return None, lines
@@ -663,6 +732,13 @@ def load_runbook(path: str | os.PathLike[str] | None = None) -> Runbook:
     """Find, parse and validate runbook.yaml. Raises ConfigError with file:line: field: what."""
     cfg_path = find_config(path)
     try:
+        size = cfg_path.stat().st_size
+    except OSError as exc:
+        raise ConfigError(f"{cfg_path}: cannot read: {exc}") from None
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{cfg_path}: {size:,} bytes; a runbook.yaml is at most "
+                          f"{MAX_CONFIG_BYTES:,} (is this the right file?)")
+    try:
         text = cfg_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{cfg_path}: cannot read: {exc}") from None
@@ -696,3 +772,24 @@ def resolve_env(name: str, *, what: str) -> str:
     if not value:
         raise ConfigError(f"environment variable ${name} is not set ({what})")
     return value
+
+
+def check_url(url: str, *, schemes: tuple[str, ...], what: str) -> str:
+    """A URL from runbook.yaml or the environment, or one clear ConfigError (never a traceback
+    from deep in a client library): a known scheme, a host (unix:// excepted) and a valid port.
+    The message never repeats the URL, which may carry a password."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port  # ValueError for "notaport" or 99999
+    except ValueError as exc:
+        raise ConfigError(f"{what}: not a valid URL ({exc})") from None
+    if parts.scheme not in schemes:
+        raise ConfigError(f"{what}: must start with {' or '.join(s + '://' for s in schemes)}"
+                          + (f" (got {parts.scheme}://)" if parts.scheme else ""))
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(f"{what}: no host in the URL")
+    if port == 0:
+        raise ConfigError(f"{what}: port 0 is not a port")
+    return url

@@ -19,9 +19,11 @@ class Check:
     name: str
     ok: bool
     detail: str
+    warning: bool = False  # ok, but something an on-call should fix before 03:00
 
     def to_json(self) -> dict[str, Any]:
-        return {"area": self.area, "name": self.name, "ok": self.ok, "detail": self.detail}
+        return {"area": self.area, "name": self.name, "ok": self.ok, "detail": self.detail,
+                "warning": self.warning}
 
 
 # family -> probe(runbook) -> (ok, detail); the budget and trace layers register theirs here.
@@ -61,7 +63,8 @@ def run_checks(config: str | None) -> list[Check]:
             ok, detail = probe(rb)
         except Exception as exc:
             ok, detail = False, f"{type(exc).__name__}: {exc}"
-        checks.append(Check(family, getattr(rb, family).kind, ok, detail))
+        checks.append(Check(family, getattr(rb, family).kind, ok, detail,
+                            warning=ok and detail.startswith("WARNING:")))
     return checks
 
 

@@ -10,6 +10,7 @@ off.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 import time
@@ -19,8 +20,11 @@ from typing import Any, Callable
 from agentfire import providers
 from agentfire.config import Runbook
 from agentfire.errors import AgentfireError, ConfigError, StateFileError, UsageError
+from agentfire.secrets import MissingSecret
 from agentfire.journal import Journal
-from agentfire.providers.flags import FlagError, FlagProvider, Outcome, WriteResult
+from agentfire.providers.flags import (
+    PROGRESS, FlagError, FlagProvider, Outcome, RegionProgress, WriteResult, in_thread,
+)
 
 ProgressHook = Callable[[str, str], None]  # (region, phase) for a live display
 
@@ -58,6 +62,18 @@ class FlipResult:
     fallback: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     journal_error: str | None = None  # the flips happened but could not be journaled
+    interrupted: bool = False  # Ctrl-C stopped it; what finished is reported and journaled
+    live: dict[str, bool | None] | None = None  # undo: regions this incident turned off, read now
+
+    @property
+    def all_restored(self) -> bool:
+        """undo: every region this incident turned off reads ON now (a live read), and no
+        targeted region failed."""
+        if not self.ok:
+            return False
+        if self.live is None:
+            return True
+        return all(v is True for v in self.live.values())
 
     @property
     def ok(self) -> bool:
@@ -80,8 +96,12 @@ class FlipResult:
         if self.action == "kill":
             out["all_off"] = self.all_off
         else:
-            out["all_restored"] = self.ok
+            out["all_restored"] = self.all_restored
+            if self.live is not None:
+                out["live"] = self.live
         out["dry_run"] = self.dry_run
+        if self.interrupted:
+            out["interrupted"] = True
         out["fallback"] = self.fallback
         out["warnings"] = self.warnings
         return out
@@ -131,7 +151,8 @@ def _agent_checker(runbook: Runbook, deadline_s: float) -> AgentCheck:
         from agentfire import agentside
 
         budget = max(0.5, ends - time.monotonic() - 0.5)
-        return await asyncio.to_thread(agentside.agent_view, runbook, name, timeout_s=budget, want_on=False)
+        # a daemon thread (in_thread): an agent-side read that hangs cannot hold the command
+        return await in_thread(agentside.agent_view, runbook, name, timeout_s=budget, want_on=False)
 
     return check
 
@@ -145,13 +166,30 @@ def _apply_agent_view(res: RegionResult, view: Any) -> None:
                       f"({view.detail}); {res.detail}").strip("; ")
 
 
+def build_each(runbook: Runbook, names: list[str]) -> tuple[dict[str, FlagProvider], dict[str, FlagError]]:
+    """Build every region's provider; a region that cannot be built (its token's variable unset,
+    a path naming an unset variable) is that region's failure, never the others': a missing
+    credential is an AUTH row while the other regions are killed."""
+    built: dict[str, FlagProvider] = {}
+    failed: dict[str, FlagError] = {}
+    for n in names:
+        try:
+            built[n] = providers.build("flags", runbook.regions[n], runbook)
+        except MissingSecret as exc:
+            failed[n] = FlagError(Outcome.AUTH, f"{exc}; nothing was sent to this region")
+        except AgentfireError as exc:
+            failed[n] = FlagError(Outcome.ERROR, f"{exc}; nothing was sent to this region")
+    return built, failed
+
+
 async def _flip_region(
     name: str, provider: FlagProvider, flag: str, *, want_on: bool, comment: str,
-    dry_run: bool, progress: dict[str, RegionResult], hook: ProgressHook | None,
-    agent_check: AgentCheck | None = None,
+    dry_run: bool, progress: dict[str, RegionResult], marks: dict[str, RegionProgress],
+    hook: ProgressHook | None, agent_check: AgentCheck | None = None,
 ) -> RegionResult:
     res = progress[name]
     started = time.monotonic()
+    PROGRESS.set(marks[name])  # this task's context: seen by the provider (and its thread)
     try:
         if hook:
             hook(name, "reading")
@@ -167,7 +205,6 @@ async def _flip_region(
             return res
         if hook:
             hook(name, "writing")
-        res.wrote = not dry_run
         wrote: WriteResult = await provider.write(flag, want_on, comment=comment, dry_run=dry_run)
         if dry_run:
             res.outcome = Outcome.DRY_RUN
@@ -203,6 +240,7 @@ async def _flip_region(
         res.outcome = Outcome.ERROR
         res.detail = f"{type(exc).__name__}: {exc}"
     finally:
+        res.wrote = marks[name].sent and not dry_run
         res.latency_ms = int((time.monotonic() - started) * 1000)
         if hook:
             hook(name, "done")
@@ -220,11 +258,23 @@ async def _flip_all(
     provs: dict[str, FlagProvider], flag: str, *, want_on: dict[str, bool], comment: str,
     dry_run: bool, deadline_s: float, hook: ProgressHook | None,
     agent_check: AgentCheck | None = None,
-) -> list[RegionResult]:
-    progress = {
-        n: RegionResult(region=n, provider=p.kind, outcome=Outcome.TIMEOUT) for n, p in provs.items()
-    }
+    failed: dict[str, FlagError] | None = None,
+) -> tuple[list[RegionResult], bool]:
+    """Flip every region concurrently within `deadline_s`. Returns (results, interrupted).
+
+    Whatever a region does (a file that blocks, a lock held elsewhere, a hung server), the
+    command returns at the deadline; Ctrl-C (SIGINT cancels this task) stops the waiting too.
+    Either way every region that finished keeps its result, so it is reported and journaled,
+    and the others say what they were doing and whether a write was sent."""
+    failed = failed or {}
+    order = list(dict.fromkeys([*provs, *failed]))
+    kinds = {n: p.kind for n, p in provs.items()}
+    progress = {n: RegionResult(region=n, provider=kinds.get(n, "?"), outcome=Outcome.TIMEOUT)
+                for n in order}
+    for n, exc in failed.items():
+        progress[n].outcome, progress[n].detail = exc.outcome, exc.detail
     started = time.monotonic()
+    marks = {n: RegionProgress(deadline=started + deadline_s) for n in provs}
     # HTTP providers' retries stop before the deadline (each task copies this context); _http is
     # loaded only if an HTTP provider was built, so a flagd-only kill never imports httpx
     http = sys.modules.get("agentfire._http")
@@ -233,36 +283,55 @@ async def _flip_all(
     tasks = {
         asyncio.create_task(
             _flip_region(n, p, flag, want_on=want_on[n], comment=comment, dry_run=dry_run,
-                         progress=progress, hook=hook, agent_check=agent_check)
+                         progress=progress, marks=marks, hook=hook, agent_check=agent_check)
         ): n
         for n, p in provs.items()
     }
+    interrupted = False
     try:
-        done, pending = await asyncio.wait(tasks, timeout=deadline_s)
+        try:
+            if tasks:
+                await asyncio.wait(tasks, timeout=deadline_s)
+        except asyncio.CancelledError:  # Ctrl-C: stop waiting, report what finished
+            interrupted = True
+            me = asyncio.current_task()
+            if me is not None:
+                me.uncancel()
+        pending = [t for t in tasks if not t.done()]
         for t in pending:
+            marks[tasks[t]].gave_up.set()
             t.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         for t in pending:
-            r = progress[tasks[t]]
-            r.outcome = Outcome.TIMEOUT
+            n = tasks[t]
+            r, mark = progress[n], marks[n]
+            r.outcome = Outcome.INTERRUPTED if interrupted else Outcome.TIMEOUT
             r.latency_ms = int((time.monotonic() - started) * 1000)
+            r.wrote = mark.sent and not dry_run
+            why = ("interrupted (Ctrl-C) after " + f"{r.latency_ms / 1000:.1f}s" if interrupted
+                   else f"no answer within the {deadline_s:g}s deadline")
             r.detail = (
-                f"no answer within the {deadline_s:g}s deadline"
-                + ("; a write was sent and is not confirmed" if r.wrote else "")
+                why + (f", while {mark.doing}" if mark.doing else "")
+                + ("; a write was sent and is not confirmed" if r.wrote else "; no write was sent")
             )
     finally:
-        await asyncio.gather(*(p.aclose() for p in provs.values()), return_exceptions=True)
-    return [progress[n] for n in provs]
+        closing = asyncio.gather(*(p.aclose() for p in provs.values()), return_exceptions=True)
+        try:
+            await asyncio.wait_for(closing, 2.0)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            pass
+    return [progress[n] for n in order], interrupted
 
 
 def flip_regions(runbook: Runbook, names: list[str], *, on: bool, comment: str) -> list[RegionResult]:
     """Set the flag in `names` with read-back, unjournaled: for callers that journal it their
     own way (a gameday arming the kill switch)."""
-    provs = build_providers(runbook, names)
-    return asyncio.run(_flip_all(provs, runbook.agent.flag, want_on={n: on for n in names},
-                                 comment=comment, dry_run=False,
-                                 deadline_s=runbook.model.kill.deadline_seconds, hook=None))
+    provs, failed = build_each(runbook, names)
+    results, _ = asyncio.run(_flip_all(provs, runbook.agent.flag, want_on={n: on for n in names},
+                                       comment=comment, dry_run=False, failed=failed,
+                                       deadline_s=runbook.model.kill.deadline_seconds, hook=None))
+    return results
 
 
 def _fallback_info(runbook: Runbook) -> tuple[dict[str, Any] | None, list[str]]:
@@ -278,29 +347,44 @@ def _fallback_info(runbook: Runbook) -> tuple[dict[str, Any] | None, list[str]]:
     return fb.to_json(), []
 
 
+MAX_DEADLINE_S = 3600.0
+
+
+def check_deadline(deadline_s: float | None, runbook: Runbook) -> float:
+    """The overall deadline: the given one (a finite number of seconds in (0, 3600]) or the
+    runbook's. NaN passes every comparison and infinity never ends: both are usage errors."""
+    if deadline_s is None:
+        return runbook.model.kill.deadline_seconds
+    if not (isinstance(deadline_s, (int, float)) and math.isfinite(deadline_s)
+            and 0 < deadline_s <= MAX_DEADLINE_S):
+        raise UsageError(f"--deadline: {deadline_s!r} is not a number of seconds in (0, {MAX_DEADLINE_S:g}]")
+    return float(deadline_s)
+
+
 def kill(
     runbook: Runbook, journal: Journal, *, region_spec: str = "all", actor: str,
     reason: str = "", dry_run: bool = False, deadline_s: float | None = None,
     hook: ProgressHook | None = None,
 ) -> FlipResult:
     names = runbook.select_regions(region_spec)
-    deadline_s = deadline_s or runbook.model.kill.deadline_seconds
+    deadline_s = check_deadline(deadline_s, runbook)
     flag = runbook.agent.flag
-    provs = build_providers(runbook, names)
+    provs, failed = build_each(runbook, names)
     comment = f"agentfire kill ({journal.incident}) by {actor}" + (f": {reason}" if reason else "")
     started = time.monotonic()
-    results = asyncio.run(
+    results, interrupted = asyncio.run(
         _flip_all(provs, flag, want_on={n: False for n in names}, comment=comment,
-                  dry_run=dry_run, deadline_s=deadline_s, hook=hook,
+                  dry_run=dry_run, deadline_s=deadline_s, hook=hook, failed=failed,
                   agent_check=None if dry_run else _agent_checker(runbook, deadline_s))
     )
     _agents_see(runbook, results)
     fallback, warnings = _fallback_info(runbook)
-    result = FlipResult(journal.incident, flag, "kill", results, dry_run, fallback, warnings)
+    result = FlipResult(journal.incident, flag, "kill", results, dry_run, fallback, warnings,
+                        interrupted=interrupted)
     if not dry_run:
         _journal(result, journal, "kill", actor=actor, flag=flag, reason=reason,
                  regions=[{**r.to_json(), "wrote": r.wrote} for r in results],
-                 outcome="all_off" if result.all_off else "incomplete",
+                 outcome="interrupted" if interrupted else "all_off" if result.all_off else "incomplete",
                  duration_ms=int((time.monotonic() - started) * 1000))
     return result
 
@@ -338,27 +422,69 @@ def _journal(result: FlipResult, journal: Journal, action: str, **fields: Any) -
         )
 
 
-def regions_to_restore(journal: Journal) -> dict[str, str]:
-    """Regions this incident turned off (region -> why), from the journaled snapshots.
+def _kill_events(journal: Journal) -> list[tuple[str, int, str, dict[str, Any]]]:
+    """(ts, position, action, region row) for every region row of every kill and undo, in time
+    order (ts; the journal's order breaks ties): two on-calls killing at once journal in the
+    order they finished, not the order they wrote."""
+    events = []
+    for pos, e in enumerate(journal.iter_entries()):
+        if e.get("action") in ("kill", "kill.undo"):
+            for r in e.get("regions") or []:
+                events.append((str(e.get("ts")), pos, e["action"], r))
+    events.sort(key=lambda ev: (ev[0], ev[1]))
+    return events
 
-    A region is restored only if this incident read it on *before* its first kill and a write
-    was sent; a region that was already off before the incident stays off. A later undo entry
-    that confirmed a region removes it.
+
+def _turned_off_row(r: dict[str, Any]) -> bool:
+    """A kill row that turned the region off: it read the region on and sent a write."""
+    return r.get("before") is True and bool(r.get("wrote"))
+
+
+def regions_to_restore(journal: Journal) -> dict[str, str]:
+    """Regions this incident turned off and has not restored since (region -> when), from the
+    journaled snapshots.
+
+    A region is restored if ANY kill of this incident read it on and sent a write, whatever an
+    earlier kill found (a first kill that could not read it, a second on-call's kill that found
+    it already off); a region only ever found off stays off. A confirmed undo later in time
+    removes it; a kill after that undo adds it again.
     """
-    first_before: dict[str, bool | None] = {}
     turned_off: dict[str, str] = {}
-    for e in journal.iter_entries():
-        if e.get("action") == "kill":
-            for r in e.get("regions", []):
-                name = r.get("region")
-                first_before.setdefault(name, r.get("before"))
-                if first_before[name] is True and r.get("wrote"):
-                    turned_off[name] = e["ts"]
-        elif e.get("action") == "kill.undo":
-            for r in e.get("regions", []):
-                if r.get("outcome") in ("CONFIRMED", "ALREADY_ON"):
-                    turned_off.pop(r.get("region"), None)
+    for ts, _pos, action, r in _kill_events(journal):
+        name = r.get("region")
+        if action == "kill" and _turned_off_row(r):
+            turned_off[name] = ts
+        elif action == "kill.undo" and r.get("outcome") in ("CONFIRMED", "ALREADY_ON"):
+            turned_off.pop(name, None)
     return turned_off
+
+
+def ever_turned_off(journal: Journal) -> set[str]:
+    """Every region any kill of this incident turned off (restored since or not)."""
+    return {r.get("region") for _ts, _pos, action, r in _kill_events(journal)
+            if action == "kill" and _turned_off_row(r)}
+
+
+def latest_incident_to_undo(journal_dir: Any) -> str:
+    """For a bare `kill --undo`: the most recent incident that turned a region off and has not
+    restored it. Refuses (naming the latest incident with a kill) when there is none, rather
+    than picking an incident whose kill turned nothing off and answering "all restored"."""
+    from agentfire.journal import list_incidents
+
+    latest_kill: str | None = None
+    for incident in list_incidents(journal_dir):
+        j = Journal(journal_dir, incident)
+        if not any(e.get("action") == "kill" for e in j.iter_entries()):
+            continue
+        latest_kill = latest_kill or incident
+        if regions_to_restore(j):
+            return incident
+    if latest_kill is None:
+        raise UsageError("no incident has a kill to undo; pass --incident ID")
+    raise UsageError(
+        f"no incident has a region left to turn back on: the latest kill (incident {latest_kill}) "
+        "turned nothing off that is not already restored; pass --incident ID to undo a "
+        "particular incident")
 
 
 def undo(
@@ -370,10 +496,11 @@ def undo(
         raise UsageError(f"incident {journal.incident} has no journal at {journal.path}")
     names = runbook.select_regions(region_spec)
     to_restore = regions_to_restore(journal)
+    ours = ever_turned_off(journal)
     flag = runbook.agent.flag
     # a re-run undo must not claim "this incident did not turn it off" about what it restored
-    restored = {r.get("region"): e["ts"] for e in journal.iter_entries() if e.get("action") == "kill.undo"
-                for r in e.get("regions", []) if r.get("outcome") == "CONFIRMED"}
+    restored = {r.get("region"): ts for ts, _p, action, r in _kill_events(journal)
+                if action == "kill.undo" and r.get("outcome") == "CONFIRMED"}
     skipped = [
         RegionResult(n, runbook.regions[n].kind, Outcome.SKIPPED,
                      detail=f"already restored by this incident's undo at {restored[n]}" if n in restored
@@ -381,30 +508,46 @@ def undo(
         for n in names if n not in to_restore
     ]
     active = [n for n in names if n in to_restore]
-    deadline_s = deadline_s or runbook.model.kill.deadline_seconds
+    deadline_s = check_deadline(deadline_s, runbook)
     comment = f"agentfire kill --undo ({journal.incident}) by {actor}" + (f": {reason}" if reason else "")
     started = time.monotonic()
     results: list[RegionResult] = []
+    interrupted = False
     if active:
-        provs = build_providers(runbook, active)
-        results = asyncio.run(
+        provs, failed = build_each(runbook, active)
+        results, interrupted = asyncio.run(
             _flip_all(provs, flag, want_on={n: True for n in active}, comment=comment,
-                      dry_run=dry_run, deadline_s=deadline_s, hook=hook)
+                      dry_run=dry_run, deadline_s=deadline_s, hook=hook, failed=failed)
         )
         _agents_see(runbook, results)
     by_name = {r.region: r for r in [*results, *skipped]}
     ordered = [by_name[n] for n in names]
-    result = FlipResult(journal.incident, flag, "undo", ordered, dry_run)
+    result = FlipResult(journal.incident, flag, "undo", ordered, dry_run, interrupted=interrupted)
+    # all_restored comes from a live read of every region this incident ever turned off, not from
+    # what this run did: a region restored earlier and turned off since is not "restored"
+    check = [n for n in names if n in ours]
+    if check and not dry_run and not interrupted:
+        left = max(1.0, deadline_s - (time.monotonic() - started))
+        live = {s.region: s for s in status(runbook, region_spec=",".join(check), deadline_s=left)}
+        result.live = {n: live[n].on for n in check}
+        for n in check:
+            r = by_name[n]
+            if r.outcome is Outcome.SKIPPED and live[n].on is not True:
+                r.detail += f"; but it reads {'OFF' if live[n].on is False else 'UNKNOWN'} now"
     if not dry_run:
         _journal(result, journal, "kill.undo", actor=actor, flag=flag, reason=reason,
                  regions=[{**r.to_json(), "wrote": r.wrote} for r in ordered],
-                 outcome="restored" if result.ok else "incomplete",
+                 live=result.live,
+                 outcome="interrupted" if interrupted else "restored" if result.all_restored else "incomplete",
                  duration_ms=int((time.monotonic() - started) * 1000))
     return result
 
 
 async def _status_all(provs: dict[str, FlagProvider], flag: str, deadline_s: float) -> list[RegionStatus]:
+    started = time.monotonic()
+
     async def one(name: str, p: FlagProvider) -> RegionStatus:
+        PROGRESS.set(RegionProgress(deadline=started + deadline_s))
         try:
             return RegionStatus(name, p.kind, await p.read(flag), p.target)
         except FlagError as exc:
@@ -425,14 +568,25 @@ async def _status_all(provs: dict[str, FlagProvider], flag: str, deadline_s: flo
             else:
                 out[n] = RegionStatus(n, provs[n].kind, None, f"TIMEOUT: no answer within {deadline_s:g}s")
     finally:
-        await asyncio.gather(*(p.aclose() for p in provs.values()), return_exceptions=True)
+        closing = asyncio.gather(*(p.aclose() for p in provs.values()), return_exceptions=True)
+        try:
+            await asyncio.wait_for(closing, 2.0)
+        except asyncio.TimeoutError:
+            pass
     return [out[n] for n in provs]
 
 
 def status(runbook: Runbook, *, region_spec: str = "all", deadline_s: float | None = None) -> list[RegionStatus]:
+    """Every region's live flag, each on its own: one that cannot be built (a token unset) or
+    read is an UNKNOWN row, never the end of the others."""
     names = runbook.select_regions(region_spec)
-    provs = build_providers(runbook, names)
-    return asyncio.run(_status_all(provs, runbook.agent.flag, deadline_s or runbook.model.kill.deadline_seconds))
+    provs, failed = build_each(runbook, names)
+    read = asyncio.run(_status_all(provs, runbook.agent.flag, deadline_s or runbook.model.kill.deadline_seconds)) \
+        if provs else []
+    by_name = {s.region: s for s in read}
+    for n, exc in failed.items():
+        by_name[n] = RegionStatus(n, runbook.regions[n].kind, None, f"{exc.outcome.value}: {exc.detail}")
+    return [by_name[n] for n in names]
 
 
 async def _probe_all(provs: dict[str, FlagProvider], flag: str, deadline_s: float) -> dict[str, tuple[bool, str]]:

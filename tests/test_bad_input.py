@@ -173,18 +173,26 @@ regions:
 """
 
 
-@pytest.mark.parametrize("args", [["kill", "--yes"], ["kill", "--undo"], ["status"]])
-def test_missing_env_variable_refuses_before_anything_happens(sandbox: Path, args: list[str]) -> None:
+def test_missing_env_variable_is_that_regions_row_and_the_others_are_done(sandbox: Path) -> None:
+    """Issue 12 item 8: a region whose token variable is unset is that region's AUTH row; the
+    other regions are still killed (exit 1), journaled, and `status` reads every region it can."""
     cfg = sandbox / "unleash.yaml"
     cfg.write_text(UNLEASH_RUNBOOK)
-    before = snapshot(sandbox)
-    env = {**NARROW}
     os.environ.pop("AGENTFIRE_TEST_NO_SUCH_TOKEN", None)
-    r = run_agentfire("--config", str(cfg), "--incident", "inc-env", *args, cwd=sandbox, env=env)
-    assert_config_error(r, "$AGENTFIRE_TEST_NO_SUCH_TOKEN is not set")
-    # no region was flipped (not even the flagd one), no incident opened, nothing journaled
-    assert snapshot(sandbox) == before
-    assert not (sandbox / ".agentfire").exists()
+    r = run_agentfire("--config", str(cfg), "--incident", "inc-env", "kill", "--yes", "--json",
+                      cwd=sandbox, env={**NARROW})
+    assert r.exit_code == 1, r
+    assert "Traceback" not in r.stderr
+    rows = {x["region"]: x for x in json.loads(r.stdout)["regions"]}
+    assert rows["us-east"]["outcome"] == "CONFIRMED"
+    assert rows["eu"]["outcome"] == "AUTH"
+    assert "$AGENTFIRE_TEST_NO_SUCH_TOKEN is not set" in rows["eu"]["detail"]
+    assert (sandbox / ".agentfire/incidents/inc-env.jsonl").exists()
+    s = run_agentfire("--config", str(cfg), "status", "--json", cwd=sandbox, env={**NARROW})
+    assert s.exit_code == 1, s
+    live = {x["region"]: x for x in json.loads(s.stdout)["regions"]}
+    assert live["us-east"]["on"] is False
+    assert live["eu"]["on"] is None and "$AGENTFIRE_TEST_NO_SUCH_TOKEN" in live["eu"]["detail"]
 
 
 def test_doctor_reports_a_missing_env_variable_as_a_row(sandbox: Path, cli) -> None:

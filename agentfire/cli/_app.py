@@ -185,9 +185,11 @@ def want_json(ctx: typer.Context, local: bool) -> bool:
 
 def safe_text(value: object, limit: int | None = 2000, style: str = "") -> Text:
     """Untrusted content as an inert Rich Text (no markup, escapes visible, cut)."""
+    from agentfire.secrets import redact
     from agentfire.textsafe import safe
 
-    return Text(safe(value, limit), style=style)
+    # redacted here too: a server's error text (a token it echoed) reaches tables through this
+    return Text(redact(safe(redact(value) if isinstance(value, str) else value, limit)), style=style)
 
 
 __all__ = ["app", "AppState", "state", "handles_errors", "emit_json", "warn", "fail",

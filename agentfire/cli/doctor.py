@@ -30,7 +30,8 @@ def doctor(
             table.add_column(col)
         for c in checks:
             table.add_row(Text(c.area), safe_text(c.name, 80),
-                          Text("ok" if c.ok else "FAIL", style="green" if c.ok else "bold red"),
+                          Text("WARN" if c.ok and c.warning else "ok" if c.ok else "FAIL",
+                               style="bold yellow" if c.ok and c.warning else "green" if c.ok else "bold red"),
                           safe_text(c.detail, 500))
         print_table(table)
     if not ok:

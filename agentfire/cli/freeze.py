@@ -189,6 +189,12 @@ def _render_caps(doc: dict[str, Any]) -> None:
         t.add_row(safe_text(s["scope"], 80), adm, _usd(eff["freeze_usd"]), _usd(eff["hard_usd"]),
                   expires, str(s["version"]), safe_text(s["updated_by"] or "-", 60))
     print_table(t)
+    for f in doc.get("missing_freezes", []):
+        err_console().print(Text(
+            f"FREEZE GONE: scope {f['scope']!r}: incident {f['incident']} froze it at {f['set_at']} "
+            f"(version {f['version']}) and has not lifted it, but the store no longer holds it "
+            f"(restarted without persistence?); re-run `agentfire --incident {f['incident']} freeze` "
+            "to set it again", style="bold red"))
 
 
 STATUS_EXTRAS.append(("budget", _status_caps, _render_caps))

@@ -71,7 +71,7 @@ def kill(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     reason: str = typer.Option("", "--reason", help="Why (journaled, sent as the change comment)."),
     deadline: Optional[float] = typer.Option(
-        None, "--deadline", metavar="SECONDS", min=0.1,
+        None, "--deadline", metavar="SECONDS", min=0.1, max=3600,
         help="Overall deadline (default: kill.deadline_seconds, 20 s).",
     ),
     json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
@@ -83,10 +83,15 @@ def kill(
     st = state(ctx)
     rb = st.runbook()
     names = rb.select_regions(region)
-    killswitch.check_env(rb, names)
+    killswitch.check_deadline(deadline, rb)  # before anything is asked, opened or journaled
+    # a region whose token is unset is that region's AUTH row; the others are still killed
     as_json = want_json(ctx, json_out)
 
     if undo:
+        if not st.incident:
+            # the latest incident that turned a region off (not merely the latest with a kill)
+            st.incident = killswitch.latest_incident_to_undo(rb.journal_dir)
+            err_console().print(Text(f"undo: incident {st.incident} (the latest that turned a region off)"))
         journal = st.journal_to_restore("kill", "undo")
         verb = "turn the agent back ON"
     else:
@@ -119,19 +124,33 @@ def kill(
         if not dry_run and (line := killswitch.agents_see_line(result.regions)):
             err_console().print(Text(line))
         fb = result.fallback
-        if fb and fb.get("approved") and not undo:
+        # only where the read-back says the agent is off: never after a dry run or a failed kill
+        off = [r.region for r in result.regions if r.outcome.value in ("CONFIRMED", "ALREADY_OFF")]
+        if fb and fb.get("approved") and not undo and not dry_run and off:
             err_console().print(Text(
-                f"users now see the approved fallback {fb['path']} "
+                f"users in {', '.join(off)} now see the approved fallback {fb['path']} "
                 f"(approved by {fb['approved_by']} on {fb['approved_on']})"))
     for w in result.warnings:
         warn(w)
     if result.journal_error:
         raise fail(f"the journal could not be written: {result.journal_error}", 1)
+    if result.interrupted:
+        stopped = [r.region for r in result.regions if r.outcome.value == "INTERRUPTED"]
+        raise fail(f"interrupted: {', '.join(stopped) or 'no region'} not finished; what finished is "
+                   f"reported above and journaled in incident {result.incident}", 130)
     if undo:
-        if not result.ok:
+        if not result.all_restored:
+            if result.live:
+                off_now = [n for n, on in result.live.items() if on is not True]
+                if off_now:
+                    warn(f"not restored: a live read shows {', '.join(off_now)} not on")
             raise typer.Exit(1)
         return
     if dry_run:
+        bad = [f"{r.region}={r.outcome.value}" for r in result.regions
+               if r.outcome.value not in ("DRY_RUN", "ALREADY_OFF")]
+        if bad:
+            raise fail(f"dry run: cannot say what a kill would do in {', '.join(bad)}", 1)
         return
     if not result.all_off:
         bad = [f"{r.region}={r.outcome.value}" for r in result.regions if not r.outcome.ok]

@@ -103,7 +103,23 @@ class RedisBudgetStore:
             self.client.ping()
         except self._redis.RedisError as exc:
             raise self._fail(exc, "PING") from None
-        return f"{self.target}: PONG, {len(self.scopes())} scope(s) under {self.key_prefix!r}"
+        detail = f"{self.target}: PONG, {len(self.scopes())} scope(s) under {self.key_prefix!r}"
+        warning = self.persistence_warning()
+        return f"WARNING: {warning}; {detail}" if warning else detail
+
+    def persistence_warning(self) -> str | None:
+        """Why a restart would lose the caps (no RDB snapshots and no AOF), or None.
+
+        A freeze lives only in this store: a Redis restart without persistence silently lifts it."""
+        try:
+            save = self.client.config_get("save").get("save")
+            aof = self.client.config_get("appendonly").get("appendonly")
+        except self._redis.RedisError:  # managed Redis may refuse CONFIG: say we could not tell
+            return None
+        if (save is None or not str(save).strip()) and str(aof).lower() != "yes":
+            return ("no persistence (save \"\", appendonly no): a Redis restart silently lifts every "
+                    "freeze; enable appendonly or RDB snapshots for the budget store")
+        return None
 
     def close(self) -> None:
         try:
@@ -121,6 +137,15 @@ def from_config(section: RedisBudget, runbook: Any) -> RedisBudgetStore:
         url = section.url
     else:
         raise ConfigError(f"{runbook.path}: budget: a redis store needs url or url_env")
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"{runbook.path}: budget.url must start with redis://, rediss:// or unix://")
-    return RedisBudgetStore(url, key_prefix=section.key_prefix, timeout_s=section.timeout_seconds)
+    from agentfire.config import check_url
+
+    where = f"{runbook.path}: budget.{'url_env ($' + section.url_env + ')' if section.url_env else 'url'}"
+    check_url(url, schemes=("redis", "rediss", "unix"), what=where)
+    db = urlsplit(url).path.strip("/")
+    if not url.startswith("unix://") and db and not db.isdigit():
+        # redis-py ignores a database it cannot parse and uses 0: another store than meant
+        raise ConfigError(f"{where}: the database after the port must be a number (/0, /1, ...)")
+    try:
+        return RedisBudgetStore(url, key_prefix=section.key_prefix, timeout_s=section.timeout_seconds)
+    except ValueError as exc:  # redis-py's own URL checks (a database that is not a number...)
+        raise ConfigError(f"{where}: not a valid redis URL ({exc})") from None

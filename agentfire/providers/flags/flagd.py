@@ -10,7 +10,6 @@ values from a corrupt file, so a half-written kill would silently fail open.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 from pathlib import Path
@@ -19,7 +18,11 @@ from typing import Any
 from agentfire._files import atomic_write, locked
 from agentfire.config import FlagdRegion
 from agentfire.errors import StateFileError
-from agentfire.providers.flags import FlagError, Outcome, WriteResult
+from agentfire.providers.flags import (
+    FlagError, Outcome, WriteResult, in_thread, mark_sent, progress,
+)
+
+LOCK_TIMEOUT_S = 10.0  # outside a command's deadline (e.g. the guard creating the file)
 
 STASH_KEY = "agentfire.stashedTargeting"
 
@@ -50,13 +53,22 @@ class FlagdFileProvider:
 
     # -- file handling ---------------------------------------------------------------------
 
+    def _lock(self) -> Any:
+        """The file's lock, waited for no longer than the command's deadline leaves."""
+        prog = progress()
+        prog.doing = f"waiting for the lock {self.path}.lock (another process holds it)"
+        return locked(self.path, timeout=prog.left(LOCK_TIMEOUT_S))
+
     def _load(self, flag: str) -> dict[str, Any]:
+        progress().doing = f"reading {self.path}"
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             if self.create:
                 doc = new_flag_file(flag, self.on_variant, self.off_variant)
-                with locked(self.path):
+                with self._lock():
+                    if progress().expired():
+                        raise FlagError(Outcome.TIMEOUT, f"{self.path}: the deadline passed; not created")
                     if not self.path.exists():
                         atomic_write(self.path, _dump(doc))
                 return json.loads(self.path.read_bytes())
@@ -108,7 +120,7 @@ class FlagdFileProvider:
         return self._value(self._flag(self._load(flag), flag))
 
     def write_sync(self, flag: str, on: bool, *, comment: str, dry_run: bool) -> WriteResult:
-        with locked(self.path):
+        with self._lock():
             doc = self._load(flag)
             self._flag(doc, flag)  # validates the flag before anything is written
             new = copy.deepcopy(doc)
@@ -133,6 +145,12 @@ class FlagdFileProvider:
                 return WriteResult(detail=f"would set defaultVariant={e['defaultVariant']!r} in {self.path}")
             if new == doc:
                 return WriteResult(detail="file already in that state")
+            prog = progress()
+            if prog.expired():  # the command stopped waiting: a late write would be unreported
+                raise FlagError(Outcome.TIMEOUT, f"{self.path}: the deadline passed before the write; "
+                                                 "no write was sent")
+            prog.doing = f"writing {self.path}"
+            mark_sent()
             try:
                 atomic_write(self.path, _dump(new))
             except StateFileError as exc:
@@ -143,11 +161,14 @@ class FlagdFileProvider:
 
     # -- the Protocol ----------------------------------------------------------------------
 
+    # blocking file I/O runs in a daemon thread (in_thread): a file that blocks (a hung network
+    # mount) or a lock held elsewhere cannot hold the command, the guard or the interpreter's exit
+
     async def read(self, flag: str) -> bool:
-        return await asyncio.to_thread(_flag_errors, self.read_sync, flag)
+        return await in_thread(_flag_errors, self.read_sync, flag)
 
     async def write(self, flag: str, on: bool, *, comment: str, dry_run: bool) -> WriteResult:
-        return await asyncio.to_thread(
+        return await in_thread(
             _flag_errors, self.write_sync, flag, on, comment=comment, dry_run=dry_run
         )
 
@@ -160,7 +181,7 @@ class FlagdFileProvider:
             on = self.read_sync(flag)
             return f"{self.path}: {flag} is {'on' if on else 'off'}"
 
-        return await asyncio.to_thread(check)
+        return await in_thread(_flag_errors, check)
 
     async def aclose(self) -> None:
         return None

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from agentfire.config import LaunchDarklyRegion
 from agentfire.journal import iso
-from agentfire.providers.flags import FlagError, Outcome, WriteResult
+from agentfire.providers.flags import FlagError, Outcome, WriteResult, mark_sent
 from agentfire.providers.flags._httpflags import HttpFlagProvider, call, json_body, retry_policy
 from agentfire.secrets import secret
 from agentfire.textsafe import safe
@@ -108,6 +108,8 @@ class LaunchDarklyProvider(HttpFlagProvider):
         kind = "turnFlagOn" if on else "turnFlagOff"
         body = {"environmentKey": self.environment, "comment": comment, "instructions": [{"kind": kind}]}
         # turnFlagOn/Off are idempotent, so a retry after a cut connection cannot do harm
+        if not dry_run:
+            mark_sent()
         r = await call(
             self._client, "PATCH", self._flag_url(flag), what="write", policy=self.policy,
             ok=(200, 405), params={"dryRun": "true"} if dry_run else None,

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from agentfire.config import UnleashRegion
-from agentfire.providers.flags import FlagError, Outcome, WriteResult
+from agentfire.providers.flags import FlagError, Outcome, WriteResult, mark_sent
 from agentfire.providers.flags._httpflags import HttpFlagProvider, call, json_body, retry_policy
 from agentfire.secrets import secret
 
@@ -48,6 +48,7 @@ class UnleashProvider(HttpFlagProvider):
             # Unleash has no preview; check that the flag and environment exist instead
             await self.read(flag)
             return WriteResult(detail=f"would POST .../environments/{self.environment}/{'on' if on else 'off'}")
+        mark_sent()
         await self._call("POST", url, what="write")
         # the server is confirmed by the read-back; SDKs pick it up at their next poll (15 s default)
         return WriteResult(detail=f"environment {self.environment} {'on' if on else 'off'}; "

@@ -471,6 +471,10 @@ def from_config(section: LangfuseTraces, runbook: Any) -> LangfuseTraceStore:
             f"Langfuse base URL: set traces.base_url in runbook.yaml, or ${section.base_url_env} "
             "(or $LANGFUSE_HOST)"
         )
+    from agentfire.config import check_url
+
+    check_url(base, schemes=("http", "https"),
+              what=f"Langfuse base URL (traces.base_url{'' if section.base_url else ', from $' + section.base_url_env})")
     store = LangfuseTraceStore(
         base,
         secret(section.public_key_env, what="Langfuse public key"),
