@@ -42,6 +42,12 @@ class AgentDecision:
     fallback: str | None = None
     fallback_approved: bool = False
 
+    def __post_init__(self) -> None:
+        # reasons go to the agent's logs: a provider's error text may echo a key we sent
+        from agentfire.secrets import redact
+
+        object.__setattr__(self, "reason", redact(self.reason))
+
     def __bool__(self) -> bool:
         return self.enabled
 
