@@ -124,17 +124,20 @@ def cost_distribution(runbook: Any, window_s: float, now: datetime | None = None
     start = end - timedelta(seconds=window_s)
     store = providers.build("traces", runbook.traces, runbook)
 
-    async def read() -> list[Any]:
+    async def read() -> Any:
         try:
             # the files store answers with one DuckDB aggregate over the window (no parse of every
-            # trajectory); remote stores list the window's trajectories
-            if hasattr(store, "window_costs"):
-                return await asyncio.to_thread(store.window_costs, start, end)
+            # trajectory, no object per trajectory); remote stores list the window's trajectories
+            if hasattr(store, "cost_summary"):
+                return await asyncio.to_thread(store.cost_summary, start, end)
             return await store.list_trajectories(start, end)
         finally:
             await store.aclose()
 
     rows = asyncio.run(read())
+    if not isinstance(rows, list):  # the aggregate's summary
+        return Distribution(window_s, start, end, rows.costs, rows.running, f"{store.kind}:{store.target}",
+                            rows.unknown)
     costs = sorted(float(r.cost_usd or 0.0) for r in rows)
     running = [(r.trace_id, float(r.cost_usd or 0.0)) for r in rows if r.status == "running"]
     unknown = sum(1 for r in rows if not getattr(r, "cost_known", True))

@@ -124,6 +124,11 @@ def test_window_aggregate_matches_the_full_parse_on_a_seeded_store(tmp_path: Pat
         start = T0 - timedelta(hours=hours)
         want = store.list_trajectories_sync(start, T0)
         assert want and as_tuples(store.window_costs(start, T0)) == as_tuples(want)
+        summary = store.cost_summary(start, T0)  # what freeze reads: the same, reduced in DuckDB
+        assert summary.costs == pytest.approx(sorted(w.cost_usd for w in want))
+        assert sorted(summary.running) == pytest.approx(sorted((w.trace_id, w.cost_usd) for w in want
+                                                               if w.status == "running"))
+        assert [c for _t, c in summary.running] == sorted((c for _t, c in summary.running), reverse=True)
 
 
 def test_window_aggregate_matches_the_full_parse_on_real_traces(tmp_path: Path) -> None:

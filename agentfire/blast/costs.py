@@ -163,43 +163,77 @@ def _rows(cur: Any) -> Iterator[tuple[Any, ...]]:
         yield from batch
 
 
+def _per_trace_table(con: Any, files: list[Path], start: datetime, end: datetime, prices: dict[str, Any] | None) -> None:
+    """TEMP TABLE per: one row per trajectory that started in the window (trace_id, start, cost,
+    known, running), the versioned ones recomputed exactly. It stays in DuckDB."""
+    import duckdb
+
+    from agentfire.blast.files_scan import source
+
+    src = source(con, files, types=COST_TYPES)
+    make = "CREATE OR REPLACE TEMP TABLE raw AS "
+    try:
+        con.execute(make + query(src, start, end, prices))
+    except duckdb.InvalidInputException as exc:
+        if "json" not in str(exc).lower():
+            raise
+        src = src.replace("ignore_errors=false", "ignore_errors=true")  # torn lines: skipped
+        con.execute(make + query(src, start, end, prices))
+    running = "(roots = 0 OR root_open)"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE per AS SELECT trace_id, start, cost, known, {running} AS running, "
+                "root_level FROM raw WHERE versioned = 0")
+    (n,) = con.execute("SELECT count(*) FROM raw WHERE versioned > 0").fetchone()
+    if n:
+        con.execute("CREATE OR REPLACE TEMP TABLE versioned AS SELECT trace_id FROM raw WHERE versioned > 0")
+        con.execute(f"INSERT INTO per SELECT trace_id, start, cost, known, {running}, root_level "
+                    f"FROM ({exact_query(src, start, end, prices)})")
+    con.execute("DROP TABLE raw")
+
+
 def window_costs(files: list[Path], start: datetime, end: datetime,
                  prices: dict[str, Any] | None = None) -> list[WindowCost]:
     """Every trajectory that started in [start, end) in these store files, ordered by start
     (`prices`: runbook.yaml prices:, for model steps the store left without a cost)."""
-    import duckdb
-
-    from agentfire.blast.files_scan import connect, source
+    from agentfire.blast.files_scan import connect
 
     if not files:
         return []
     con = connect()
     try:
-        src = source(con, files, types=COST_TYPES)
-        try:
-            cur = con.execute(query(src, start, end, prices))
-        except duckdb.InvalidInputException as exc:
-            if "json" not in str(exc).lower():
-                raise
-            src = src.replace("ignore_errors=false", "ignore_errors=true")  # torn lines: skipped
-            cur = con.execute(query(src, start, end, prices))
-        out: dict[str, WindowCost] = {}
-        versioned: list[str] = []
-        for tid, t0, cost, known, roots, root_open, root_level, nver in _rows(cur):
-            out[tid] = WindowCost(tid, _utc(t0), _status(roots, root_open, root_level), float(cost), known)
-            if nver:
-                versioned.append(tid)
-        if versioned:
-            con.execute("CREATE TEMP TABLE versioned(trace_id VARCHAR)")
-            con.execute("INSERT INTO versioned SELECT unnest(?)", [versioned])
-            for tid in versioned:
-                del out[tid]
-            for tid, t0, cost, known, roots, root_open, root_level in _rows(
-                    con.execute(exact_query(src, start, end, prices))):
-                out[tid] = WindowCost(tid, _utc(t0), _status(roots, root_open, root_level), float(cost), known)
+        _per_trace_table(con, files, start, end, prices)
+        cur = con.execute("SELECT trace_id, start, cost, known, running, root_level FROM per ORDER BY start, trace_id")
+        return [WindowCost(tid, _utc(t0), "running" if running else _status(1, False, level), float(cost), known)
+                for tid, t0, cost, known, running, level in _rows(cur)]
     finally:
         con.close()
-    return sorted(out.values(), key=lambda w: (w.start, w.trace_id))
+
+
+@dataclass
+class CostSummary:
+    """What freeze needs of a window: every trajectory's cost (sorted), the running ones (trace
+    id, cost; the costliest first) and how many have a cost no one priced."""
+
+    costs: list[float]
+    running: list[tuple[str, float]]
+    unknown: int
+
+
+def cost_summary(files: list[Path], start: datetime, end: datetime,
+                 prices: dict[str, Any] | None = None) -> CostSummary:
+    """window_costs reduced in DuckDB: one list of costs, not an object per trajectory."""
+    from agentfire.blast.files_scan import connect
+
+    if not files:
+        return CostSummary([], [], 0)
+    con = connect()
+    try:
+        _per_trace_table(con, files, start, end, prices)
+        costs, unknown = con.execute(
+            "SELECT coalesce(list(cost ORDER BY cost), []), count(*) FILTER (WHERE NOT known) FROM per").fetchone()
+        running = con.execute("SELECT trace_id, cost FROM per WHERE running ORDER BY cost DESC, trace_id").fetchall()
+        return CostSummary([float(c) for c in costs], [(t, float(c)) for t, c in running], int(unknown))
+    finally:
+        con.close()
 
 
 def _utc(t: datetime) -> datetime:

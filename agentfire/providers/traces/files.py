@@ -96,6 +96,16 @@ class FilesTraceStore:
         """Trajectories that started in [start, end): trace id, start, status, cost (as in
         list_trajectories), from one DuckDB aggregate over the store's JSON lines and Parquet."""
         from agentfire.blast.costs import window_costs
+
+        return self._aggregate(window_costs, start, end)
+
+    def cost_summary(self, start: datetime, end: datetime) -> Any:
+        """The same aggregate reduced for freeze: sorted costs, the running ones, the unpriced count."""
+        from agentfire.blast.costs import cost_summary
+
+        return self._aggregate(cost_summary, start, end)
+
+    def _aggregate(self, fn: Any, start: datetime, end: datetime) -> Any:
         from agentfire.blast.files_scan import store_files
         from agentfire.errors import NotDoneError
 
@@ -108,7 +118,7 @@ class FilesTraceStore:
         except ImportError as exc:
             raise TraceStoreError(f"the files store's cost aggregate needs duckdb ({exc})") from None
         try:
-            return window_costs(files, start, end, self.prices)
+            return fn(files, start, end, self.prices)
         except duckdb.Error as exc:
             raise TraceStoreError(f"DuckDB could not read the files store {self.path}: {exc}") from None
 
