@@ -196,3 +196,15 @@ def test_freeze_says_when_cost_is_unknown_and_uses_runbook_prices(conformance, s
             env=conformance.env)
     assert r.exit_code == 0, r
     assert r.json()["distribution"]["p50"] == pytest.approx(3 * CALL_USD, rel=1e-3)
+
+
+@pytest.mark.parametrize("fw", FULL)
+def test_blast_like_the_triaged_trace_finds_that_incident_only(fw, conformance, sandbox, cli) -> None:
+    # the runbook's minute four: the signature derived from triage's verdict on the trace
+    use_store(sandbox, conformance, fw)
+    for key in ("untrusted_email", "delete_production"):
+        run = by_key(key)
+        code, doc, r = _json(cli, conformance, "blast", "--like", conformance.trace_id(fw, key), "--since", "2h")
+        assert doc is not None, r
+        assert (doc["trajectories"], doc["user_ids"], doc["complete"]) == (1, [run.user], True), (fw, key, doc)
+        assert doc["hits"][0]["tool"] == run.verdict_tool
