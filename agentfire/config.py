@@ -566,7 +566,7 @@ def find_config(explicit: str | os.PathLike[str] | None = None, cwd: Path | None
 # hangs or crashes the parser (a 353-byte alias bomb expands to a billion nodes; deep nesting
 # exhausts the recursion limit; a self-referencing alias never ends).
 MAX_CONFIG_BYTES = 1024 * 1024
-MAX_CONFIG_NODES = 100_000
+MAX_CONFIG_NODES = 20_000
 MAX_CONFIG_DEPTH = 64
 MAX_NESTING_SCAN = 200  # brackets/indent levels looked at before the parser sees the text
 
