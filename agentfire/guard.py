@@ -65,10 +65,12 @@ class _Region:
 
 
 # (config argument, $AGENTFIRE_CONFIG, cwd when neither) -> (runbook path, its stat signature,
-# runbook, {region: _Region}); rebuilt only when runbook.yaml changes (one stat per call)
-_AGENTS: dict[tuple[Any, ...], tuple[Any, Any, Any, dict[str, _Region]]] = {}
+# runbook, {region: _Region}, [last checked]); rebuilt only when runbook.yaml changes (checked
+# with one stat at most once a second)
+_AGENTS: dict[tuple[Any, ...], tuple[Any, Any, Any, dict[str, _Region], list[float]]] = {}
 _AGENTS_LOCK = threading.Lock()
 _OFF = "kill switch is off"
+RUNBOOK_RECHECK_S = 1.0  # a changed runbook.yaml is picked up within this long
 
 
 def _sig(path: Any) -> Any:
@@ -85,7 +87,7 @@ def forget_agents() -> None:
     with _AGENTS_LOCK:
         entries = list(_AGENTS.values())
         _AGENTS.clear()
-    for _path, _sig_, _rb, regions in entries:
+    for _path, _sig_, _rb, regions, _checked in entries:
         for reg in regions.values():
             if reg.source is not None:
                 reg.source.close()
@@ -118,8 +120,14 @@ def agent_enabled(
                None if config or runbook is not None or os.environ.get("AGENTFIRE_CONFIG") else os.getcwd(),
                id(runbook) if runbook is not None else None)
         entry = _AGENTS.get(key)
-        if entry is None or (runbook is None and _sig(entry[0]) != entry[1]):
+        if entry is None:
             entry = _load_agent(key, config, runbook)
+        elif runbook is None:
+            now = time.monotonic()
+            if now - entry[4][0] >= RUNBOOK_RECHECK_S:  # runbook.yaml changed? (one stat a second)
+                entry[4][0] = now
+                if _sig(entry[0]) != entry[1]:
+                    entry = _load_agent(key, config, runbook)
         rb = entry[2]
         regions = entry[3]
         name = region or next(iter(rb.regions))
@@ -169,7 +177,7 @@ def _load_agent(key: tuple[Any, ...], config: Any, runbook: Any) -> Any:
             if reg.source is not None:
                 reg.source.close()
     rb = runbook or load_runbook(config)
-    entry = (rb.path, _sig(rb.path), rb, {})
+    entry = (rb.path, _sig(rb.path), rb, {}, [time.monotonic()])
     with _AGENTS_LOCK:
         _AGENTS[key] = entry
     return entry

@@ -118,9 +118,10 @@ def approved_text(sandbox: Path) -> str:
 
 
 @pytest.fixture(autouse=True)
-def fresh_agents():
+def fresh_agents(monkeypatch: pytest.MonkeyPatch):
     from agentfire import guard
 
+    monkeypatch.setattr(guard, "RUNBOOK_RECHECK_S", 0.0)  # these tests edit runbook.yaml between calls
     guard.forget_agents()
     yield
     guard.forget_agents()

@@ -49,6 +49,7 @@ def ld(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, launchdarkly_fake: Launc
     monkeypatch.delenv("AGENTFIRE_INCIDENT", raising=False)
     from agentfire import guard
 
+    monkeypatch.setattr(guard, "RUNBOOK_RECHECK_S", 0.0)  # these tests edit runbook.yaml between calls
     guard.forget_agents()
     yield root, launchdarkly_fake
     guard.forget_agents()

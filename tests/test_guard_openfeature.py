@@ -35,9 +35,10 @@ MALFORMED: dict[str, dict[str, Any]] = {
 
 
 @pytest.fixture(autouse=True)
-def fresh_agents():
+def fresh_agents(monkeypatch: pytest.MonkeyPatch):
     from agentfire import guard
 
+    monkeypatch.setattr(guard, "RUNBOOK_RECHECK_S", 0.0)  # these tests edit runbook.yaml between calls
     guard.forget_agents()
     yield
     guard.forget_agents()
@@ -130,7 +131,8 @@ def test_provider_created_once_and_reused(sandbox: Path) -> None:
 
     # the agent's other code can use the same provider through the OpenFeature API
     assert api.get_client(source.domain).get_boolean_value("agent.enabled", False) is True
-    # a changed runbook.yaml rebuilds the region's provider
+    # a changed runbook.yaml rebuilds the region's provider (checked at most once a second:
+    # RUNBOOK_RECHECK_S, 0 in these tests)
     edit_region(sandbox, "us-east", watch_interval_ms=300)
     assert guard.agent_enabled("us-east").enabled
     (entry,) = guard._AGENTS.values()

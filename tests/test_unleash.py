@@ -322,7 +322,8 @@ def test_doctor_against_the_real_server(dep: Deployment, cli, monkeypatch: pytes
 
 
 @pytest.fixture(autouse=True)
-def fresh_agents():
+def fresh_agents(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(guard, "RUNBOOK_RECHECK_S", 0.0)  # these tests edit runbook.yaml between calls
     guard.forget_agents()
     yield
     guard.forget_agents()

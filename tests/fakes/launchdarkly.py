@@ -288,12 +288,14 @@ class LaunchDarklyFake:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{getattr(self, '_scheme', 'http')}://127.0.0.1:{self._server.server_address[1]}"
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> "LaunchDarklyFake":
+    def start(self, tls: Any = None) -> "LaunchDarklyFake":
+        """Serve; with `tls` (a server ssl.SSLContext) over HTTPS."""
         fake = self
+        self._scheme = "https" if tls is not None else "http"
 
         class Handler(_Handler):
             pass
@@ -301,6 +303,8 @@ class LaunchDarklyFake:
         Handler.fake = fake
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         kwargs={"poll_interval": 0.05})
         self._thread.start()

