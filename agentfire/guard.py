@@ -136,7 +136,7 @@ def agent_enabled(
             reg = _region(entry, name, timeout_s)
         if reg.error is not None:
             return AgentDecision(False, reg.error, reg.fallback, reg.approved)
-        verdict = reg.source.evaluate(None if context is None else _ctx(context))
+        verdict = reg.source.evaluate(context)
         if verdict.on:
             return AgentDecision(True, "flag on")
         reason = verdict.reason if not verdict.error else f"{verdict.reason}: failing closed"

@@ -79,6 +79,7 @@ class UnleashClientProvider(AbstractProvider):
                  refresh_interval: int = 15, request_timeout: float = 5.0,
                  custom_options: dict[str, Any] | None = None, first_fetch_timeout: float = 5.0):
         self._known: frozenset[str] = frozenset()
+        self.generation = 0  # bumped by every successful fetch (new state or 304)
         self._fetched = threading.Event()
         self._ok = False
         self._token = token
@@ -105,7 +106,21 @@ class UnleashClientProvider(AbstractProvider):
             return result
 
         transport.fetch_features = fetch  # type: ignore[method-assign]
+        store = self.client._store  # noqa: SLF001
+        for name in ("apply_fetched", "apply_streamed"):
+            inner_apply = getattr(store, name, None)
+            if inner_apply is not None:
+                setattr(store, name, self._bumping(inner_apply))
         self._first_fetch_timeout = first_fetch_timeout
+
+    def _bumping(self, apply: Any) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return apply(*args, **kwargs)
+            finally:
+                self.generation += 1  # after the state is in: memoised answers are recomputed
+
+        return wrapped
 
     def _failed(self, why: str) -> None:
         self._ok = False

@@ -97,10 +97,15 @@ def openfeature_provider(section: UnleashRegion, runbook: Any, *, oneshot: bool 
             custom_options=_requests_tls(section, runbook),
         )
 
+    built: dict[str, Any] = {}
     return ProviderSpec(
         build=build, label=f"Unleash client ({section.environment})",
         propagation=f"Unleash SDK polls every {section.refresh_interval_seconds} s",
         propagation_s=float(section.refresh_interval_seconds),
+        attach=lambda provider: built.__setitem__("p", provider),
+        # answers are memoised per context until the next fetch (the state changes only then;
+        # time-based constraints are re-evaluated at each poll): the SDK's engine costs ~150 us
+        version=lambda: built["p"].generation,
     )
 
 
