@@ -296,6 +296,7 @@ def _flag_checks(doc: dict[str, Any]) -> dict[str, tuple[bool, str]]:
 
 def test_doctor_against_the_real_server(dep: Deployment, cli, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("UnleashClient", reason="pip install 'agentfire[unleash]'")
+    wait_for_client_api(dep)
     r = cli("doctor", "--json")
     flags = _flag_checks(r.json())
     assert flags["us-east (unleash)"][0] and flags["eu-west (unleash)"][0], flags
@@ -326,6 +327,16 @@ def fresh_agents(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(guard, "RUNBOOK_RECHECK_S", 0.0)  # these tests edit runbook.yaml between calls
     guard.forget_agents()
     yield
+    guard.forget_agents()
+
+
+def wait_for_client_api(dep: Deployment) -> None:
+    """A new flag reaches Unleash's client API (what the SDKs fetch) a little after it is created
+    (seconds on a loaded machine): wait until agents are served it in both environments."""
+    end = time.monotonic() + 30
+    while not all(guard.agent_enabled(r, config=str(dep.config)).enabled for r in ("us-east", "eu-west")):
+        assert time.monotonic() < end, guard.agent_enabled("us-east", config=str(dep.config)).reason
+        time.sleep(0.2)
     guard.forget_agents()
 
 
@@ -436,11 +447,7 @@ def test_doctor_checks_the_agents_tokens(dep: Deployment, cli, monkeypatch: pyte
     regions["us-east"] = agent_region(dep, "production")
     regions["eu-west"] = agent_region(dep, "development")
     dep.write(regions)
-    # a new flag reaches Unleash's client API (what SDKs fetch) shortly after it is created
-    end = time.monotonic() + 20
-    while not all(guard.agent_enabled(r, config=str(dep.config)).enabled for r in ("us-east", "eu-west")):
-        assert time.monotonic() < end, guard.agent_enabled("us-east", config=str(dep.config)).reason
-        time.sleep(0.2)
+    wait_for_client_api(dep)
     ok = cli("doctor", "--json")
     agents = {c["name"]: c for c in ok.json()["checks"] if c["area"] == "agents"}
     assert agents["us-east (agent view)"]["ok"] and agents["eu-west (agent view)"]["ok"], agents
