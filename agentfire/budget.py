@@ -69,12 +69,16 @@ _SCOPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199}$")
 
 
 def default_scope(runbook: Any) -> str:
-    return runbook.agent.name
+    return getattr(runbook, "drill_scope", None) or runbook.agent.name
 
 
 def check_scope(scope: str | None, runbook: Any) -> str:
     """--scope NAME (default: the agent's name): letters, digits and . _ : / @ - only."""
     name = scope or default_scope(runbook)
+    drill = getattr(runbook, "drill_scope", None)
+    if drill and name != drill:
+        raise UsageError(f"--scope {name!r}: a drill freezes only its own scope {drill!r} (gameday.scope "
+                         "in runbook.yaml); real spend caps are not for drills")
     if not _SCOPE.match(name):
         raise UsageError(f"--scope: {name!r} is not a scope name (letters, digits, '.', '_', ':', '/', '@', '-')")
     return name

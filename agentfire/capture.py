@@ -242,6 +242,13 @@ def capture(
     The off-rails step is `step`, else the one triage names (with the golden run, if given)."""
     started = time.monotonic()
     targets = None
+    if getattr(runbook, "drill_scope", None):
+        # a drill's case goes to the drill eval set (evalset_for), tagged, and is never pushed
+        # into the real datasets
+        if push:
+            raise UsageError(f"incident {journal.incident} is a gameday drill: its regression cases "
+                             "stay in the drill eval set and are not pushed (leave out --push)")
+        tags = [*tags, "agentfire-gameday", f"agentfire-gameday:{journal.incident}"]
     if push:  # a missing URL or key is a usage error before anything is read or written
         from agentfire.datasets import push_targets
 

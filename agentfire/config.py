@@ -213,6 +213,15 @@ class JournalSection(Strict):
     dir: str = ".agentfire/incidents"
 
 
+class GamedaySection(Strict):
+    """What a drill may touch. A drill's commands see only these regions (`--region all` means
+    them) and freeze this budget scope; its regression cases go to this eval set, never the real one."""
+
+    regions: list[str] | None = Field(default=None, description="regions a drill may arm and kill (default: all)")
+    scope: str | None = Field(default=None, description="budget scope a drill freezes (default: the agent's)")
+    evals: str | None = Field(default=None, description="drill eval set (default: <evals.path>.gameday.jsonl)")
+
+
 class TriageSection(Strict):
     """What the triage detectors treat as destructive, read-only, untrusted (names are globs)."""
 
@@ -441,6 +450,7 @@ class RunbookConfig(Strict):
     # model name (or glob) -> price: cost of model steps the trace store left unpriced (tokens only)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     watch: WatchSection = Field(default_factory=WatchSection)
+    gameday: GamedaySection = Field(default_factory=GamedaySection)
 
     @field_validator("steps")
     @classmethod
@@ -459,6 +469,14 @@ class RunbookConfig(Strict):
         if not value:
             raise ValueError("at least one region is required")
         return value
+
+    @model_validator(mode="after")
+    def _gameday_regions_exist(self) -> "RunbookConfig":
+        unknown = [r for r in (self.gameday.regions or []) if r not in self.regions]
+        if unknown or self.gameday.regions == []:
+            raise ValueError(f"gameday.regions: {', '.join(map(repr, unknown)) or 'empty'}: drills need "
+                             f"regions this runbook defines ({', '.join(self.regions)})")
+        return self
 
 
 # Built-in provider schemas, keyed by family then kind. Third-party providers add theirs through
@@ -483,6 +501,15 @@ class Runbook:
     budget: BaseModel
     traces: BaseModel
     env_names: tuple[str, ...] = field(default=())
+    drill_scope: str | None = None  # set by for_drill(): the budget scope a drill freezes
+
+    def for_drill(self) -> "Runbook":
+        """What a drill's commands see: only the `gameday:` regions, its budget scope."""
+        from dataclasses import replace
+
+        g = self.model.gameday
+        regions = {n: r for n, r in self.regions.items() if g.regions is None or n in g.regions}
+        return replace(self, regions=regions, drill_scope=g.scope or self.agent.name)
 
     @property
     def base_dir(self) -> Path:

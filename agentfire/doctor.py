@@ -48,6 +48,14 @@ def run_checks(config: str | None) -> list[Check]:
     for name in rb.env_names:
         present = bool(os.environ.get(name))
         checks.append(Check("env", f"${name}", present, "set" if present else "NOT SET"))
+    # the walk's own pre-flight check: a step whose variable nothing (or only a later step)
+    # provides would stop `runbook --auto` half-way, after kill and freeze ran
+    from agentfire.walk import plan, plan_problems
+
+    steps = plan(rb)
+    problem = plan_problems(steps, {"trace_id": "(the alert's)"})
+    checks.append(Check("steps", f"{len(steps)} runbook steps", problem is None,
+                        problem or "every step's variables are known before it runs"))
     fb = load_fallback(rb)
     if fb is None:
         checks.append(Check("fallback", "-", False, "no agent.fallback configured"))

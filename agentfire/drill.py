@@ -73,6 +73,86 @@ def _arm(runbook: Runbook, journal: Journal, actor: str) -> list[dict[str, Any]]
     return regions
 
 
+def _conflicts(runbook: Runbook, journal: Journal) -> list[str]:
+    """What another open incident changed and this drill would undo: a region it killed that
+    arming would turn on, a scope it froze that the drill's freeze and lift would rewrite."""
+    from agentfire.budget import default_scope
+    from agentfire.incident import list_all, still_in_effect
+
+    scope = default_scope(runbook)
+    out = []
+    for s in list_all(runbook):
+        if s.status != "open" or s.id == journal.incident:
+            continue
+        for left in still_in_effect(Journal(runbook.journal_dir, s.id)):
+            if left["what"] == "kill":
+                mine = [r for r in left["regions"] if r in runbook.regions]
+                if mine:
+                    out.append(f"incident {s.id} killed the agent in {', '.join(mine)}")
+            elif left["what"] == "freeze" and left["scope"] == scope:
+                out.append(f"incident {s.id} froze spend on scope {scope}")
+    return out
+
+
+def observe(runbook: Runbook, journal: Journal, actor: str, when: str) -> dict[str, Any]:
+    """Record what the drill's regions serve now (the end of its runbook): the score is computed
+    from this, so an undo after the drill (or `gameday run` restoring) cannot change it."""
+    rows = killswitch.status(runbook)
+    regions = {r.region: r.on for r in rows}
+    return journal.append("gameday.observed", actor=actor, when=when, regions=regions,
+                          details={r.region: r.detail for r in rows},
+                          outcome="all_off" if all(v is False for v in regions.values()) else "not_all_off")
+
+
+def restore(runbook: Runbook, journal: Journal, actor: str) -> dict[str, Any]:
+    """Put back what the drill changed: each region to what it served before the drill armed it,
+    each freeze the drill set lifted (to its journaled before). Journaled; returns what was done
+    and the state left (read live)."""
+    from agentfire import budget
+
+    arm = next((e for e in journal.iter_entries() if e.get("action") == "gameday.arm"), None)
+    want = {r["region"]: r.get("before") for r in (arm or {}).get("regions", [])
+            if r.get("region") in runbook.regions and isinstance(r.get("before"), bool)}
+    live = {r.region: r.on for r in killswitch.status(runbook, region_spec=",".join(want))} if want else {}
+    flips: list[dict[str, Any]] = []
+    for on in (True, False):
+        names = [n for n, w in want.items() if w is on and live.get(n) is not on]
+        if names:
+            flips += [r.to_json() for r in killswitch.flip_regions(
+                runbook, names, on=on, comment=f"gameday {journal.incident}: restore")]
+    lifts: list[dict[str, Any]] = []
+    scopes = dict.fromkeys(str(e.get("scope")) for e in journal.iter_entries()
+                           if e.get("action") == "freeze" and e.get("scope"))
+    for scope in scopes:
+        if budget.freezes_to_lift(journal, scope) is None:
+            continue
+        try:
+            change = budget.lift(runbook, journal, actor=actor, scope=scope)
+            lifts.append({"scope": scope, "outcome": change.outcome})
+        except Exception as exc:  # noqa: BLE001  (reported and journaled, never hidden)
+            lifts.append({"scope": scope, "outcome": "NOT_DONE", "detail": str(exc)})
+    ok = all(f.get("outcome") in ("CONFIRMED", "ALREADY_ON", "ALREADY_OFF") for f in flips) and \
+        all(x["outcome"] == "CONFIRMED" for x in lifts)
+    left = state_left(runbook)
+    journal.append("gameday.restore", actor=actor, regions=flips, lifts=lifts, left=left,
+                   before={"regions": live}, after=left,
+                   outcome="restored" if ok else "incomplete")
+    return {"restored": ok, "regions": flips, "lifts": lifts, "left": left}
+
+
+def state_left(runbook: Runbook) -> dict[str, Any]:
+    """The drill's regions and its budget scope, read live."""
+    from agentfire import budget
+
+    left: dict[str, Any] = {"regions": {r.region: r.on for r in killswitch.status(runbook)}}
+    try:
+        scope = budget.default_scope(runbook)
+        left["caps"] = [s for s in budget.status(runbook).get("scopes", []) if s.get("scope") == scope]
+    except Exception as exc:  # noqa: BLE001  (an unreadable store is reported, not hidden)
+        left["caps"] = {"error": str(exc)}
+    return left
+
+
 def _inject_phoenix(runbook: Runbook, rows: list[dict[str, Any]], wait_s: float) -> dict[str, Any]:
     import httpx
 
@@ -87,28 +167,44 @@ def _inject_phoenix(runbook: Runbook, rows: list[dict[str, Any]], wait_s: float)
         result = post_otlp(section.url, rows, section.project, headers=headers)
     except (RuntimeError, httpx.HTTPError) as exc:
         raise NotDoneError(f"could not emit the scenario into Phoenix at {section.url}: {exc}") from None
-    # ingestion is asynchronous: the drill starts when the store can answer for all of it
+    # ingestion is asynchronous: the drill starts when the store can answer for every span it
+    # sent, by this drill's own trace and span ids (a project's total count is reached early
+    # when an earlier drill or real traffic is already in it)
+    from urllib.parse import quote
+
+    sent = {(t.lower(), s.lower()) for t, s in result.span_ids}
+    trace_ids = sorted({t for t, _ in sent})
     deadline = time.monotonic() + wait_s
-    seen = 0
+    seen: set[tuple[str, str]] = set()
+    path = f"/v1/projects/{quote(section.project, safe='')}/spans"
     with httpx.Client(base_url=section.url.rstrip("/"), timeout=30, headers=headers) as client:
-        while time.monotonic() < deadline:
-            seen, cursor = 0, None
-            while True:
-                params: dict[str, Any] = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-                r = client.get(f"/v1/projects/{section.project}/spans", params=params)
-                if r.status_code == 404:
-                    break
-                r.raise_for_status()
-                body = r.json()
-                seen += len(body.get("data", []))
-                cursor = body.get("next_cursor")
-                if not cursor:
-                    break
-            if seen >= result.exported:
+        while True:
+            seen = set()
+            for i in range(0, len(trace_ids), 50):
+                cursor = None
+                while True:
+                    params: list[tuple[str, Any]] = [("limit", 1000)]
+                    params += [("trace_id", t) for t in trace_ids[i:i + 50]]
+                    params += [("cursor", cursor)] if cursor else []
+                    r = client.get(path, params=params)
+                    if r.status_code == 404:
+                        break
+                    r.raise_for_status()
+                    body = r.json()
+                    for span in body.get("data", []):
+                        ctx = span.get("context") or {}
+                        key = (str(ctx.get("trace_id", "")).lower(), str(ctx.get("span_id", "")).lower())
+                        if key in sent:
+                            seen.add(key)
+                    cursor = body.get("next_cursor")
+                    if not cursor:
+                        break
+            if len(seen) >= len(sent):
                 break
+            if time.monotonic() >= deadline:
+                raise NotDoneError(f"Phoenix made {len(seen)} of {len(sent)} of this drill's spans "
+                                   f"queryable within {wait_s:g}s")
             time.sleep(0.5)
-        else:
-            raise NotDoneError(f"Phoenix made {seen} of {result.exported} spans queryable within {wait_s:g}s")
     return {"store": "phoenix", "url": section.url, "project": section.project,
             "spans": result.exported, "traces": result.traces, "skipped_rows": len(result.skipped),
             "note": result.summary()}
@@ -166,14 +262,26 @@ def start(runbook: Runbook, journal: Journal, *, actor: str, scenario: str, targ
         raise UsageError(f"unknown scenario {scenario!r}; valid: {', '.join(sandbox.SCENARIOS)}")
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; valid: {', '.join(TARGETS)}")
+    if traces is not None and not sandbox.MIN_TRACES <= traces <= sandbox.MAX_TRACES:
+        # checked before anything is seeded, armed or journaled
+        raise UsageError(f"--traces must be between {sandbox.MIN_TRACES} and {sandbox.MAX_TRACES:,} "
+                         f"(got {traces:,})")
     if journal.exists() and any(e.get("action") == "gameday.start" for e in journal.iter_entries()):
         raise UsageError(f"incident {journal.incident} already has a drill; start one without --incident")
     seed = seed if seed is not None else int(time.time()) % 100000
     kind = runbook.traces.kind
-    truth_dir = journal.dir / f"{journal.incident}.gameday"
     if target == "sandbox" and kind != "files":
         raise UsageError(f"the sandbox target seeds a files trace store; this runbook's is {kind!r} "
                          "(use --target staging)")
+    conflicts = _conflicts(runbook, journal)
+    if conflicts:
+        # a drill arms (turns on) every region it may use, then freezes and lifts its scope:
+        # that would undo what a real incident did
+        raise NotDoneError(
+            "refusing to start a drill: " + "; ".join(conflicts) + ". Close or restore that "
+            "incident first, or give drills their own regions and scope (runbook.yaml gameday: "
+            "regions, scope)")
+    truth_dir = journal.dir / f"{journal.incident}.gameday"
     if kind == "files":
         store = runbook.resolve_path(runbook.traces.path)  # type: ignore[attr-defined]
         res = sandbox.seed_store(store, scenario=scenario, traces=traces or 600, seed=seed)
@@ -299,11 +407,19 @@ def score(runbook: Runbook, journal: Journal, *, live_status: bool = True) -> di
     checks["capture_holds_the_off_rails_step"] = {
         "ok": cap is not None and cap.get("step") == alert_truth["off_rails_step"],
         "expected": alert_truth["off_rails_step"], "got": (cap or {}).get("step")}
-    if live_status:
+    observed = [e for e in entries if e.get("action") == "gameday.observed"]
+    if observed:
+        # what the regions served when the runbook ended, not now: an undo after the drill
+        # (or gameday run restoring) must not turn a passed drill into a failed one
+        got = observed[-1].get("regions") or {}
+        checks["every_region_ended_off"] = {
+            "ok": bool(got) and all(v is False for v in got.values()), "got": got,
+            "observed_at": observed[-1].get("ts")}
+    elif live_status:
         rows = killswitch.status(runbook)
         checks["every_region_ended_off"] = {
             "ok": all(r.on is False for r in rows),
-            "got": {r.region: r.on for r in rows}}
+            "got": {r.region: r.on for r in rows}, "observed_at": "now (no runbook end recorded)"}
 
     steps = plan(runbook)
     recs = records(journal, steps)

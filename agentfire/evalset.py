@@ -230,5 +230,11 @@ class EvalSet:
 
 
 def evalset_for(runbook: Any) -> EvalSet:
-    """The eval set that runbook.yaml names (evals.path, default evals/regressions.jsonl)."""
-    return EvalSet(runbook.resolve_path(runbook.model.evals.path))
+    """The eval set that runbook.yaml names (evals.path, default evals/regressions.jsonl); for a
+    drill's runbook (Runbook.for_drill) the drill eval set: gameday.evals, default
+    <evals.path stem>.gameday.jsonl beside it, so drill cases never land in the real one."""
+    path = runbook.resolve_path(runbook.model.evals.path)
+    if getattr(runbook, "drill_scope", None):
+        g = runbook.model.gameday.evals
+        path = runbook.resolve_path(g) if g else path.with_name(f"{path.stem}.gameday{path.suffix or '.jsonl'}")
+    return EvalSet(path)

@@ -22,10 +22,9 @@ from typing import Any
 from agentfire._files import atomic_write
 from agentfire.errors import NotDoneError, StateFileError, UsageError
 from agentfire.evalset import evalset_for
-from agentfire.journal import Journal, iso, list_incidents, utcnow
+from agentfire.journal import CLOSE, Journal, closed_entry, iso, list_incidents, utcnow
 from agentfire.textsafe import neutralise
 
-CLOSE = "incident.close"
 CAPTURED = ("added", "exists")
 # bookkeeping keys every journal entry has; the rest is what the action did
 _BOOKKEEPING = {"ts", "incident", "actor", "action", "outcome", "duration_ms"}
@@ -59,9 +58,7 @@ class IncidentSummary:
         return dict(self.__dict__)
 
 
-def _closed_entry(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
-    closes = [e for e in entries if e.get("action") == CLOSE]
-    return closes[-1] if closes else None
+_closed_entry = closed_entry
 
 
 def _captures(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -146,6 +143,7 @@ def build_report(journal: Journal, runbook: Any, *, closed_by: str,
         "blast_radius": {**_details(blasts[-1]), "ts": blasts[-1].get("ts")} if blasts else None,
         "cases": cases,
         "verify": verify,
+        "still_in_effect": still_in_effect(journal),
     })
     return doc
 
@@ -185,6 +183,14 @@ def render_markdown(r: dict[str, Any]) -> str:
         where = f"{_cell(c['eval_set'])}:{c['line']}" if c["in_eval_set"] else "MISSING"
         out.append(f"| `{c['case_id']}` | `{_cell(c['trace_id'])}` | {c['step']} | "
                    f"`{_cell(c['tool'])}` | {where} |")
+    left = r.get("still_in_effect") or []
+    out += ["", "## Still in effect", ""]
+    out += [f"- {_cell(x['detail'], 300)}: restore with `{_cell(x['restore'], 300)}`" for x in left] or [
+        "(nothing: every kill and freeze of this incident was restored)"]
+    if r.get("after_close"):
+        out += ["", "## After closing", "", "| time | who | action | outcome |", "|---|---|---|---|"]
+        out += [f"| {_cell(e.get('ts'))} | {_cell(e.get('actor'))} | {_cell(e.get('action'))} | "
+                f"{_cell(e.get('outcome'))} |" for e in r["after_close"]]
     if r.get("verify"):
         v = r["verify"]
         out += ["", "## Verification", "",
@@ -194,6 +200,54 @@ def render_markdown(r: dict[str, Any]) -> str:
     md = head.rstrip("\n") + "\n\n" + "\n".join(out) + "\n" + (sep + rest if sep else "")
     # the timeline cells come from journal entries: no escape sequence may survive into the file
     return neutralise(md)
+
+
+# --- what the incident left in effect -------------------------------------------------------
+
+
+def still_in_effect(journal: Journal) -> list[dict[str, Any]]:
+    """What this incident changed and has not restored, from its journal: regions it turned off
+    and not turned back on, freezes it set and not lifted; each with the command that restores it."""
+    from agentfire.budget import freezes_to_lift
+    from agentfire.killswitch import regions_to_restore
+
+    out: list[dict[str, Any]] = []
+    inc = journal.incident
+    killed = regions_to_restore(journal)
+    if killed:
+        out.append({"what": "kill", "regions": sorted(killed),
+                    "detail": f"the agent is still killed by {inc} in {', '.join(sorted(killed))}",
+                    "restore": f"agentfire --incident {inc} kill --undo"})
+    scopes = dict.fromkeys(str(e.get("scope")) for e in journal.iter_entries()
+                           if e.get("action") == "freeze" and e.get("scope"))
+    for scope in scopes:
+        if freezes_to_lift(journal, scope) is not None:
+            out.append({"what": "freeze", "scope": scope,
+                        "detail": f"spend on scope {scope} is still frozen by {inc}",
+                        "restore": f"agentfire --incident {inc} freeze --lift --scope {scope}"})
+    return out
+
+
+def amend_closed_report(journal: Journal) -> bool:
+    """A restore (kill --undo, freeze --lift) journaled after the incident was closed: add it to
+    the closed incident's report (`after_close`) and refresh what is still in effect. Returns
+    False when the incident is not closed (nothing to amend)."""
+    entries = journal.entries()
+    closed = closed_entry(entries)
+    if closed is None:
+        return False
+    md_path, json_path = report_paths(journal)
+    try:
+        report = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StateFileError(f"{json_path}: cannot read the closed incident's report ({exc})") from None
+    after = entries[entries.index(closed) + 1:]
+    report["after_close"] = [{"ts": e.get("ts"), "actor": e.get("actor"), "action": e.get("action"),
+                              "outcome": e.get("outcome"), **_details(e)} for e in after]
+    report["still_in_effect"] = still_in_effect(journal)
+    atomic_write(json_path, _json_bytes(report))
+    atomic_write(md_path, render_markdown(report).encode("utf-8", "backslashreplace"))
+    return True
 
 
 # --- close ----------------------------------------------------------------------------------
@@ -212,6 +266,7 @@ class CloseResult:
                 "report_md": str(self.report_md), "report_json": str(self.report_json),
                 "cases": self.report.get("cases", []),
                 "off_rails": self.report.get("off_rails"),
+                "still_in_effect": self.report.get("still_in_effect", []),
                 "closed_at": self.report.get("closed_at")}
 
 
@@ -276,7 +331,9 @@ def close(runbook: Any, journal: Journal, *, actor: str, verify: str | None = No
             "capture again before closing"
         )
     verified = None
-    verify = verify or runbook.model.evals.verify
+    if not verify and not getattr(runbook, "drill_scope", None):
+        # a drill's cases are in the drill eval set: the real regression suite is not its proof
+        verify = runbook.model.evals.verify
     if verify:
         verified = run_verify(verify, runbook.base_dir)
         journal.append("incident.verify", actor=actor, command=verify,

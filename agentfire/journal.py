@@ -13,10 +13,10 @@ import json
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from agentfire._files import append_line, locked
 from agentfire.errors import StateFileError, UsageError
@@ -58,10 +58,17 @@ def check_incident_id(incident: str) -> str:
 
 @dataclass(frozen=True)
 class Journal:
-    """The journal of one incident."""
+    """The journal of one incident.
+
+    `before_first_append` runs once, just before this object's first entry is written: the CLI
+    announces a new incident there (an incident exists from its first action, never from a
+    command that failed validation) and journals an explicit --reopen of a closed one."""
 
     dir: Path
     incident: str
+    before_first_append: Callable[["Journal"], None] | None = field(
+        default=None, compare=False, repr=False, hash=False)
+    _hooked: list[bool] = field(default_factory=list, compare=False, repr=False, hash=False)
 
     @property
     def path(self) -> Path:
@@ -71,6 +78,9 @@ class Journal:
         return self.path.exists()
 
     def append(self, action: str, *, actor: str, **fields: Any) -> dict[str, Any]:
+        if self.before_first_append is not None and not self._hooked:
+            self._hooked.append(True)  # before the call: the hook may append itself
+            self.before_first_append(self)
         entry = {"ts": iso(utcnow()), "incident": self.incident, "actor": actor, "action": action}
         entry.update(fields)
         entry = redact_obj(entry)  # type: ignore[assignment]
@@ -151,6 +161,30 @@ def _check_entry(entry: dict[str, Any], where: str) -> None:
             problem = f"ts {ts!r} is not an ISO time"
     if problem:
         raise StateFileError(f"{where}: not a journal entry ({problem}); fix or remove it by hand")
+
+
+CLOSE, REOPEN = "incident.close", "incident.reopen"
+
+
+def closed_entry(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The entry that closed the incident, or None while it is open (never closed, or reopened
+    with --reopen after its last close)."""
+    last = None
+    for e in entries:
+        if e.get("action") == CLOSE:
+            last = e
+        elif e.get("action") == REOPEN:
+            last = None
+    return last
+
+
+def is_drill(journal: Journal) -> bool:
+    """The incident is a gameday drill (opened by `gameday start`): its commands see only what
+    the runbook's `gameday:` section lets drills touch."""
+    try:
+        return any(e.get("action") == "gameday.start" for e in journal.iter_entries())
+    except StateFileError:
+        return False
 
 
 def list_incidents(journal_dir: Path) -> list[str]:

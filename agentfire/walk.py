@@ -22,12 +22,13 @@ import shlex
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from agentfire.config import Runbook, RunbookStep
-from agentfire.errors import UsageError
+from agentfire.errors import NotDoneError, UsageError
 from agentfire.journal import Journal, utcnow
 
 # Keys a step template may use, and where they come from.
@@ -166,18 +167,71 @@ def template_names(template: str) -> list[str]:
         return []
 
 
+# what each agentfire command's --json output carries forward (see extract())
+PROVIDES = {
+    "triage": ("off_rails_step", "off_rails_tool", "verdict", "expected", "trace_id"),
+    "blast": ("still_open", "trajectories", "distinct_users"),
+    "kill": ("all_off",),
+    "capture": ("case_id",),
+}
+
+
+def command_name(command: str) -> str:
+    """The agentfire subcommand a step's line runs ('' for another program or an unparsable line)."""
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return ""
+    if not argv or argv[0] != "agentfire":
+        return ""
+    return next((a for a in argv[1:] if not a.startswith("-")), "")
+
+
 def unprovided(steps: list[RunbookStep], base: dict[str, Any],
-               overrides: dict[str, Any] | None = None) -> list[tuple[str, str]]:
-    """(step id, variable) for every template variable that neither the alert/answers nor any
-    step provides: found before the walk starts, not at step 4 after kill and freeze ran."""
-    known = set(VARIABLES) | set(EXTRACTED) | set(base)
+               overrides: dict[str, Any] | None = None) -> list[tuple[str, str, str]]:
+    """(step id, variable, why) for every template variable that will not be known when its step
+    comes up: given by nothing (the alert/answers or any step), or only by a later step. Found
+    before the walk starts, not at step 3 after kill and freeze ran."""
+    known = {k for k, v in base.items() if v is not None} | {"incident"}
     out = []
     for s in steps:
         command = (overrides or {}).get(s.id) or s.command
         if command == "skip":
             continue
-        out += [(s.id, n) for n in template_names(command) if n not in known]
+        for n in dict.fromkeys(template_names(command)):
+            if n in known:
+                continue
+            later = [t.id for t in steps[steps.index(s) + 1:]
+                     if n in PROVIDES.get(command_name((overrides or {}).get(t.id) or t.command), ())]
+            if n == "trace_id":
+                why = "the alert's trace id: pass --trace, or trace_id in the --answers file"
+            elif later:
+                why = f"known only after step {later[0]}, a later step"
+            elif n in VARIABLES or n in EXTRACTED:
+                why = f"no earlier step provides it ({VARIABLES.get(n) or EXTRACTED.get(n)})"
+            else:
+                why = "no step provides it"
+            out.append((s.id, n, why))
+        known |= set(PROVIDES.get(command_name(command), ()))
     return out
+
+
+def plan_problems(steps: list[RunbookStep], base: dict[str, Any],
+                  overrides: dict[str, Any] | None = None) -> str | None:
+    """One line naming every variable the walk would miss, or None when it can run to the end."""
+    missing = unprovided(steps, base, overrides)
+    for s in steps:
+        command = (overrides or {}).get(s.id) or s.command
+        try:
+            shlex.split(command)
+        except ValueError as exc:
+            missing.append((s.id, "", f"not a command line ({exc})"))
+    if not missing:
+        return None
+    listed = "; ".join(f"{{{name}}} (step {step}): {why}" if name else f"step {step}: {why}"
+                       for step, name, why in missing)
+    return (f"the walk would stop half-way: {listed}. Give the values (--trace, or the --answers "
+            "file's variables), or fix the step's command in runbook.yaml")
 
 
 def extract(command_name: str, doc: Any) -> dict[str, Any]:
@@ -332,6 +386,52 @@ class Walk:
                             outcome="skipped", reason=reason, elapsed_s=round(self.elapsed_s(), 3),
                             target_seconds=step.target_seconds)
         return self.state()[step.id]
+
+
+@contextmanager
+def walk_lock(journal: Journal, actor: str) -> Iterator[dict[str, Any] | None]:
+    """One walk per incident at a time: a second `runbook` on the same incident refuses, naming
+    the first (pid, host, since when). The lock is an flock on `<incident>.walk.lock`, so a walk
+    that died (SIGKILL, a lost machine's process) leaves a stale lock that the next walk takes
+    over; it yields what the stale holder had written (or None)."""
+    import fcntl
+    import socket
+
+    path = journal.dir / f"{journal.incident}.walk.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            who = (f"pid {holder.get('pid')} on {holder.get('host')} (by {holder.get('actor')}) "
+                   f"since {holder.get('since')}") if holder else "another process"
+            raise NotDoneError(
+                f"incident {journal.incident} is already being walked by {who}; two walks would run "
+                f"its steps interleaved. Wait for it, or stop it first ({path})") from None
+        stale = _read_holder(fd) or None
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "actor": actor,
+              "since": datetime.now().astimezone().isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+        os.fsync(fd)
+        try:
+            yield stale
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        data = os.pread(fd, 4096, 0)
+        doc = json.loads(data) if data.strip() else {}
+        return doc if isinstance(doc, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def load_answers(path: str, step_ids: list[str] | None = None) -> dict[str, Any]:

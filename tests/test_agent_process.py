@@ -93,7 +93,7 @@ def test_agent_with_official_flagd_provider_sees_the_kill_within_a_second(sandbo
     agent = AgentProcess(script, flag_file, "eu-west", sandbox / "runbook.yaml")
     try:
         assert agent.expect("READY ", timeout=30).split()[0] == "True"
-        r = run_agentfire("--incident", "inc-agent", "kill", "--region", "all", "--yes", "--json", cwd=sandbox)
+        r = run_agentfire("--incident", "inc-agent", "--new", "kill", "--region", "all", "--yes", "--json", cwd=sandbox)
         kill_returned = time.time()
         assert r.exit_code == 0, r
         assert {x["outcome"] for x in r.json()["regions"]} == {"CONFIRMED"}
@@ -133,7 +133,7 @@ def test_guard_on_when_flag_on_and_off_after_kill(sandbox: Path, cli) -> None:
     assert cli("status").exit_code == 0  # the sandbox creates the files with the agent on
     d = guard.agent_enabled("us-east")
     assert d and d.enabled and d.fallback is None
-    assert cli("--incident", "inc-g", "kill", "--region", "us-east", "--json").exit_code == 0
+    assert cli("--incident", "inc-g", "--new", "kill", "--region", "us-east", "--json").exit_code == 0
     d = guard.agent_enabled("us-east")
     assert not d and d.reason == "kill switch is off"
     assert d.fallback == approved_text(sandbox) and d.fallback_approved

@@ -157,7 +157,7 @@ def test_config_env_points_nowhere(sandbox: Path) -> None:
 
 def test_invalid_incident_id(sandbox: Path, run) -> None:
     before = snapshot(sandbox)
-    assert_config_error(run("--incident", "../../etc/x", "kill", "--yes"), "invalid incident id")
+    assert_config_error(run("--incident", "../../etc/x", "--new", "kill", "--yes"), "invalid incident id")
     assert snapshot(sandbox) == before
 
 
@@ -179,7 +179,7 @@ def test_missing_env_variable_is_that_regions_row_and_the_others_are_done(sandbo
     cfg = sandbox / "unleash.yaml"
     cfg.write_text(UNLEASH_RUNBOOK)
     os.environ.pop("AGENTFIRE_TEST_NO_SUCH_TOKEN", None)
-    r = run_agentfire("--config", str(cfg), "--incident", "inc-env", "kill", "--yes", "--json",
+    r = run_agentfire("--config", str(cfg), "--incident", "inc-env", "--new", "kill", "--yes", "--json",
                       cwd=sandbox, env={**NARROW})
     assert r.exit_code == 1, r
     assert "Traceback" not in r.stderr
@@ -229,7 +229,7 @@ def test_corrupt_flag_file_kill_and_status(sandbox: Path) -> None:
     bad.write_bytes(b'{"flags": {"agent.enabled": {"state": "ENA')
     before = snapshot(sandbox)
 
-    r = run_agentfire("--incident", "inc-corrupt", "kill", "--region", "eu-west", "--yes", "--json",
+    r = run_agentfire("--incident", "inc-corrupt", "--new", "kill", "--region", "eu-west", "--yes", "--json",
                       cwd=sandbox, env=NARROW)
     assert_one_error(r, 1, "NOT confirmed off", "eu-west=ERROR")
     detail = json.loads(r.stdout)["regions"][0]["detail"]
@@ -250,7 +250,7 @@ def test_flag_file_whose_directory_is_a_file(sandbox: Path) -> None:
                    + "regions:\n  us-east: {kind: flagd, path: blocker/us-east.flagd.json, create: true}\n")
     (sandbox / "blocker").write_bytes(b"a file, not a directory\n")
     before = snapshot(sandbox)
-    r = run_agentfire("--config", str(cfg), "--incident", "inc-blocked", "kill", "--yes", "--json",
+    r = run_agentfire("--config", str(cfg), "--incident", "inc-blocked", "--new", "kill", "--yes", "--json",
                       cwd=sandbox, env=NARROW)
     assert_one_error(r, 1, "us-east=ERROR")
     region = json.loads(r.stdout)["regions"][0]
@@ -277,7 +277,7 @@ def test_read_only_flag_directory(sandbox: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", **NARROW)
     p = subprocess.run(
         ["unshare", "-rm", "sh", "-c", 'mount --bind -o ro "$1" "$1" && shift && exec "$@"', "sh",
-         str(flags), sys.executable, "-m", "agentfire", "--incident", "inc-ro", "kill", "--yes", "--json"],
+         str(flags), sys.executable, "-m", "agentfire", "--incident", "inc-ro", "--new", "kill", "--yes", "--json"],
         cwd=sandbox, env=env, capture_output=True, text=True, timeout=60,
     )
     r = CliResult(p.returncode, p.stdout, p.stderr)
@@ -292,7 +292,7 @@ def test_read_only_flag_directory(sandbox: Path) -> None:
 def test_unwritable_journal_still_reports_the_kill(sandbox: Path) -> None:
     cfg = write_variant(sandbox, "nojournal.yaml", "  dir: .agentfire/incidents", "  dir: blocker/incidents")
     (sandbox / "blocker").write_bytes(b"a file\n")
-    r = run_agentfire("--config", str(cfg), "--incident", "inc-nj", "kill", "--region", "us-east", "--yes",
+    r = run_agentfire("--config", str(cfg), "--incident", "inc-nj", "--new", "kill", "--region", "us-east", "--yes",
                       cwd=sandbox)
     # the flip happened: the engineer sees it, is told loudly it is not journaled, and exit is 1
     assert_one_error(r, 1, "journal could not be written", "blocker/incidents")

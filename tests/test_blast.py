@@ -265,7 +265,7 @@ def test_json_out_csv_and_journal(blast_sandbox, cli, store, tmp_path):
     sig_file = tmp_path / "sig.yaml"
     sig_file.write_text("tool: send_email\nargs: ['to~landlord']\n")
     out = tmp_path / "affected.csv"
-    r = cli("--incident", "inc-blast-1", "blast", "--signature", str(sig_file), *WINDOW,
+    r = cli("--incident", "inc-blast-1", "--new", "blast", "--signature", str(sig_file), *WINDOW,
             "--out", str(out), "--json")
     assert r.exit_code == 0, r
     doc = r.json()

@@ -122,7 +122,8 @@ def test_build_case_refuses_an_empty_expectation():
 
 
 def _capture(cli, *args: str):
-    return cli("--incident", "inc-cap", "--actor", "alice", "capture", *args)
+    new = [] if Path(".agentfire/incidents/inc-cap.jsonl").exists() else ["--new"]  # cwd: the sandbox
+    return cli("--incident", "inc-cap", *new, "--actor", "alice", "capture", *args)
 
 
 def test_capture_cli_adds_the_case_then_says_it_is_already_there(sandbox, cli):
@@ -205,7 +206,7 @@ def test_capture_refuses_when_a_line_of_the_eval_set_is_corrupt(sandbox, cli):
 
 def test_capture_as_a_real_process(sandbox):
     write_store(sandbox, ("t-p", trace_rows("t-p", WRONG_RECIPIENT)))
-    r = run_agentfire("--incident", "inc-proc", "capture", "t-p", "--step", "4",
+    r = run_agentfire("--incident", "inc-proc", "--new", "capture", "t-p", "--step", "4",
                       "--expected", "ask first", "--json", cwd=sandbox,
                       env={"AGENTFIRE_CONFIG": str(sandbox / "runbook.yaml")})
     assert r.exit_code == 0, r

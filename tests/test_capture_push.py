@@ -16,7 +16,8 @@ ITEMS = "/api/public/dataset-items"
 
 
 def _push(cli, fake: FakeLangfuse, *args: str, env: dict[str, str] | None = None):
-    return cli("--incident", "inc-push", "capture", *args, "--push", "--json",
+    new = [] if Path(".agentfire/incidents/inc-push.jsonl").exists() else ["--new"]  # cwd: the sandbox
+    return cli("--incident", "inc-push", *new, "capture", *args, "--push", "--json",
                env={**fake.env(), **(env or {})})
 
 
@@ -143,7 +144,7 @@ def test_langfuse_trace_store_reads_and_pushes_to_the_same_langfuse(sandbox, cli
     monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", langfuse_fake.public_key)
     monkeypatch.setenv("LANGFUSE_SECRET_KEY", langfuse_fake.secret_key)
     monkeypatch.delenv("LANGFUSE_BASE_URL", raising=False)
-    r = cli("--incident", "inc-lf", "capture", "lf-trace-1", "--expected", "ask first",
+    r = cli("--incident", "inc-lf", "--new", "capture", "lf-trace-1", "--expected", "ask first",
             "--push", "--json")
     assert r.exit_code == 0, r
     doc = r.json()
@@ -168,7 +169,7 @@ def test_push_to_phoenix_upserts_one_example(sandbox, cli, phoenix_server):
     project = phoenix_server.ingest(rows)
     set_runbook(sandbox, traces={"kind": "phoenix", "url": phoenix_server.url, "project": project},
                 evals={"path": "evals/regressions.jsonl", "phoenix_dataset": f"regressions-{project}"})
-    r = cli("--incident", "inc-px", "capture", bad["trace_id"], "--expected", "ask first",
+    r = cli("--incident", "inc-px", "--new", "capture", bad["trace_id"], "--expected", "ask first",
             "--push", "--json", env={"LANGFUSE_BASE_URL": ""})
     assert r.exit_code == 0, r
     doc = r.json()

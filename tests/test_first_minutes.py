@@ -16,13 +16,14 @@ from tests.conftest import REPO, run_agentfire
 
 
 def test_drill_says_what_it_left_and_the_reset_commands_work(sandbox: Path) -> None:
+    # --keep: the drill leaves its state (by default it restores it, #12 item 13)
     r = run_agentfire("gameday", "run", "wrong_recipient", "--auto", "--seed", "5", "--traces", "60",
-                      cwd=sandbox, timeout=300)
+                      "--keep", cwd=sandbox, timeout=300)
     assert r.exit_code == 0, r
     left = next(line for line in r.stderr.splitlines() if line.startswith("the drill left: "))
     incident = re.search(r"incident (inc-\S+) is open", left).group(1)
     assert "the agent is OFF in ap-south, eu-west, us-east" in left
-    assert "spend is frozen" in left and re.search(r"case \S+ is in evals/regressions.jsonl", left)
+    assert "spend is frozen" in left and re.search(r"case \S+ is in evals/regressions.gameday.jsonl", left)
     resets = [line[len("reset: "):] for line in r.stderr.splitlines() if line.startswith("reset: ")]
     assert resets == [f"agentfire --incident {incident} kill --undo --yes",
                       f"agentfire --incident {incident} freeze --lift --yes",

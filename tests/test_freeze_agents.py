@@ -61,7 +61,7 @@ def test_no_new_trajectory_later_than_the_cache_interval_after_freeze(
     try:
         for _ in procs:  # every agent is starting trajectories before the freeze
             assert ready.acquire(timeout=60), "an agent process never started a trajectory"
-        r = run_agentfire("--incident", "inc-agents", "freeze", "--to", "p50", "--yes", "--json", cwd=sandbox)
+        r = run_agentfire("--incident", "inc-agents", "--new", "freeze", "--to", "p50", "--yes", "--json", cwd=sandbox)
         returned = time.time()
         assert r.exit_code == 0, r
         time.sleep(CACHE_S + 1.5)  # let every agent run well past the cache interval

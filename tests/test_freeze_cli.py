@@ -79,7 +79,7 @@ def journal(root: Path, incident: str) -> list[dict]:
 
 
 def test_freeze_to_p50_reads_back_journals_and_the_guard_obeys(sandbox: Path, cli, store_kind: str) -> None:
-    r = cli("--incident", "inc-f", "freeze", "--to", "p50", "--window", "1h", "--reason", "loop", "--json")
+    r = cli("--incident", "inc-f", "--new", "freeze", "--to", "p50", "--window", "1h", "--reason", "loop", "--json")
     assert r.exit_code == 0, r
     doc = r.json()
     assert doc["outcome"] == "CONFIRMED" and doc["confirmed"] is True
@@ -109,7 +109,7 @@ def test_freeze_to_p50_reads_back_journals_and_the_guard_obeys(sandbox: Path, cl
 
 
 def test_allow_new_hard_and_usd_level(sandbox: Path, cli, store_kind: str) -> None:
-    r = cli("--incident", "inc-u", "freeze", "--to", "$0.25", "--allow-new", "--hard", "3", "--json")
+    r = cli("--incident", "inc-u", "--new", "freeze", "--to", "$0.25", "--allow-new", "--hard", "3", "--json")
     assert r.exit_code == 0, r
     after = r.json()["after"]
     assert after["freeze_usd"] == 0.25 and after["hard_usd"] == 3.0 and after["admission"] == "open"
@@ -119,7 +119,7 @@ def test_allow_new_hard_and_usd_level(sandbox: Path, cli, store_kind: str) -> No
 def test_lift_restores_the_journaled_before(sandbox: Path, cli, store_kind: str) -> None:
     store = open_store(sandbox)
     store.compare_and_set(Caps("support-agent", hard_usd=5.0), 0)  # a standing hard cap
-    assert cli("--incident", "inc-l", "freeze", "--to", "p50", "--json").exit_code == 0
+    assert cli("--incident", "inc-l", "--new", "freeze", "--to", "p50", "--json").exit_code == 0
     assert cli("--incident", "inc-l", "freeze", "--to", "p90", "--json").exit_code == 0  # tighter, twice
     r = cli("--incident", "inc-l", "freeze", "--lift", "--json")
     assert r.exit_code == 0, r
@@ -153,7 +153,7 @@ def test_dry_run_writes_and_journals_nothing(sandbox: Path, cli, store_kind: str
 
 
 def test_for_expires_and_status_says_when(sandbox: Path, cli, store_kind: str) -> None:
-    r = cli("--incident", "inc-e", "freeze", "--to", "0.3", "--for", "2s", "--json")
+    r = cli("--incident", "inc-e", "--new", "freeze", "--to", "0.3", "--for", "2s", "--json")
     assert r.exit_code == 0, r
     scope = cli("status", "--json").json()["budget"]["scopes"][0]
     assert scope["expires_at"] and scope["expired"] is False and scope["effective"]["admission"] == "frozen"
@@ -197,7 +197,7 @@ def test_concurrent_freeze_and_lift_second_sees_the_first_version(
             self.inner.close()
 
     monkeypatch.setattr(budget, "open_store", lambda rb: RacingStore(real_open(rb)))
-    r = cli("--incident", "inc-r", "freeze", "--to", "p50")
+    r = cli("--incident", "inc-r", "--new", "freeze", "--to", "p50")
     assert r.exit_code == 1, r
     assert "changed under you: you read version 0, the store now has version 1" in err(r)
     assert "bob" in err(r) and "Re-run" in err(r) and "Traceback" not in err(r)
@@ -211,7 +211,7 @@ def test_concurrent_freeze_and_lift_second_sees_the_first_version(
 
 
 def test_lift_refuses_when_someone_changed_the_caps_since(sandbox: Path, cli, store_kind: str) -> None:
-    assert cli("--incident", "inc-c", "freeze", "--to", "p50", "--json").exit_code == 0
+    assert cli("--incident", "inc-c", "--new", "freeze", "--to", "p50", "--json").exit_code == 0
     store = open_store(sandbox)
     store.compare_and_set(Caps("support-agent", freeze_usd=0.1, admission="frozen", updated_by="carol"), 1)
     r = cli("--incident", "inc-c", "freeze", "--lift")
@@ -225,7 +225,7 @@ def test_store_down_exits_1_with_a_clear_line(sandbox: Path, cli) -> None:
     write_traces(sandbox, COSTS)
     port = free_port()
     set_budget(sandbox, {"kind": "redis", "url": f"redis://127.0.0.1:{port}/0", "timeout_seconds": 0.5})
-    r = run_agentfire("--incident", "inc-d", "freeze", "--to", "p50", cwd=sandbox)
+    r = run_agentfire("--incident", "inc-d", "--new", "freeze", "--to", "p50", cwd=sandbox)
     assert r.exit_code == 1, r
     assert f"budget store redis://127.0.0.1:{port}/0" in err(r) and "Traceback" not in err(r)
     s = cli("status", "--json")
@@ -239,7 +239,7 @@ def test_garbage_in_the_store_is_an_error_not_a_freeze(sandbox: Path, cli, redis
     set_budget(sandbox, {"kind": "redis", "url": redis_server.url, "key_prefix": prefix})
     write_traces(sandbox, COSTS)
     redis.Redis.from_url(redis_server.url).hset(prefix + "support-agent", mapping={"version": "2", "hard_usd": "ten"})
-    r = cli("--incident", "inc-g", "freeze", "--to", "p50")
+    r = cli("--incident", "inc-g", "--new", "freeze", "--to", "p50")
     assert r.exit_code == 1 and "hard_usd is 'ten', not a number" in err(r)
     st = cli("status", "--json").json()["budget"]["scopes"][0]
     assert "hard_usd is 'ten'" in st["error"]
@@ -257,16 +257,16 @@ def test_garbage_in_the_store_is_an_error_not_a_freeze(sandbox: Path, cli, redis
 ])
 def test_bad_input_is_exit_2_and_changes_nothing(sandbox: Path, cli, args: list[str], needle: str) -> None:
     write_traces(sandbox, COSTS)
-    r = cli("--incident", "inc-b", "freeze", *args)
+    r = cli("--incident", "inc-b", "--new", "freeze", *args)
     assert r.exit_code == 2 and needle in err(r), r
     assert SqliteBudgetStore(sandbox / ".agentfire/budget.sqlite").read("support-agent").version == 0
 
 
 def test_percentile_of_an_empty_window_is_not_done(sandbox: Path, cli) -> None:
     write_traces(sandbox, COSTS, minutes_ago=180)
-    r = cli("--incident", "inc-w", "freeze", "--to", "p50", "--window", "1h")
+    r = cli("--incident", "inc-w", "--new", "freeze", "--to", "p50", "--window", "1h")
     assert r.exit_code == 1 and "no trajectories started in the last 1h" in err(r)
-    wide = cli("--incident", "inc-w", "freeze", "--to", "p50", "--window", "4h", "--json")
+    wide = cli("--incident", "inc-w", "--new", "freeze", "--to", "p50", "--window", "4h", "--json")
     assert wide.exit_code == 0 and wide.json()["distribution"]["n"] == 10
 
 
@@ -277,7 +277,7 @@ def test_help_has_an_example(cli) -> None:
 
 def test_lift_from_a_tampered_journal_is_refused(sandbox: Path, cli) -> None:
     write_traces(sandbox, COSTS)
-    assert cli("--incident", "inc-t", "freeze", "--to", "p50", "--json").exit_code == 0
+    assert cli("--incident", "inc-t", "--new", "freeze", "--to", "p50", "--json").exit_code == 0
     path = sandbox / ".agentfire/incidents/inc-t.jsonl"
     entries = [json.loads(l) for l in path.read_text().splitlines()]
     for e in entries:

@@ -24,9 +24,13 @@ def journal(root: Path, incident: str) -> list[dict]:
 
 
 def test_start_injects_arms_the_kill_switch_and_pages(sandbox: Path, cli) -> None:
-    # the kill switch is off before the drill (a previous incident); the drill arms it
-    assert cli("--incident", "inc-before", "kill", "--json").exit_code == 0
-    r = run_agentfire("--incident", "drill-1", "gameday", "start", "wrong_recipient", "--seed", "11",
+    # the kill switch is off before the drill (set by hand, no incident holds it); the drill arms it
+    from agentfire import killswitch
+    from agentfire.config import load_runbook
+
+    rb = load_runbook(sandbox / "runbook.yaml")
+    assert all(r.outcome.ok for r in killswitch.flip_regions(rb, list(rb.regions), on=False, comment="t"))
+    r = run_agentfire("--incident", "drill-1", "--new", "gameday", "start", "wrong_recipient", "--seed", "11",
                       "--traces", "100", "--json", cwd=sandbox)
     assert r.exit_code == 0, r
     doc = r.json()
@@ -41,7 +45,7 @@ def test_start_injects_arms_the_kill_switch_and_pages(sandbox: Path, cli) -> Non
 
 
 def test_score_of_an_untouched_drill_fails_and_says_why(sandbox: Path) -> None:
-    assert run_agentfire("--incident", "drill-2", "gameday", "start", "destructive_sql", "--seed", "3",
+    assert run_agentfire("--incident", "drill-2", "--new", "gameday", "start", "destructive_sql", "--seed", "3",
                          "--traces", "60", cwd=sandbox).exit_code == 0
     r = run_agentfire("gameday", "score", "drill-2", "--json", cwd=sandbox)
     assert r.exit_code == 1
@@ -62,7 +66,7 @@ def test_unknown_scenario_and_target_are_usage_errors(sandbox: Path) -> None:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_every_scenario_passes_a_scripted_drill_on_the_sandbox(sandbox: Path, scenario: str) -> None:
     out = sandbox / "drill.md"
-    r = run_agentfire("--incident", f"drill-{scenario}", "gameday", "run", scenario, "--auto", "--seed", "21",
+    r = run_agentfire("--incident", f"drill-{scenario}", "--new", "gameday", "run", scenario, "--auto", "--seed", "21",
                       "--traces", "200", "--out", str(out), "--json", cwd=sandbox, timeout=300)
     assert r.exit_code == 0, r
     doc = r.json()
@@ -85,7 +89,7 @@ def test_a_broken_runbook_line_is_named_fiction(sandbox: Path) -> None:
     steps[1]["command"] = "agentfire freeze --to p50 --window notaduration"
     cfg["steps"] = steps
     (sandbox / "runbook.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    r = run_agentfire("--incident", "drill-rot", "gameday", "run", "runaway_loop", "--auto", "--seed", "2",
+    r = run_agentfire("--incident", "drill-rot", "--new", "gameday", "run", "runaway_loop", "--auto", "--seed", "2",
                       "--traces", "60", "--json", cwd=sandbox, timeout=300)
     assert r.exit_code == 1
     lines = {l["step"]: l["verdict"] for l in r.json()["runbook_lines"]}
@@ -118,14 +122,18 @@ def test_drill_on_real_unleash_redis_and_phoenix(tmp_path: Path, unleash_server,
     (root / "runbook.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     # the agent is off before the drill: arming must turn it on for real
     unleash_server.set_admin(unleash_flag, "production", False)
-    r = run_agentfire("--config", str(root / "runbook.yaml"), "--incident", "drill-stg", "gameday", "run",
+    before = unleash_server.client_view(unleash_flag)
+    r = run_agentfire("--config", str(root / "runbook.yaml"), "--incident", "drill-stg", "--new", "gameday", "run",
                       scenario, "--auto", "--target", "staging", "--seed", str(random.randint(1000, 99999)), "--traces", "30", "--json",
                       cwd=root, timeout=600, env={"UNLEASH_ADMIN_TOKEN": unleash_server.admin_token})
     assert r.exit_code == 0, r
     score = r.json()
     assert score["passed"] and all(c["ok"] for c in score["checks"].values()), score["checks"]
-    # what the agents see, from the server itself: off in both environments
-    assert unleash_server.client_view(unleash_flag) == {"development": False, "production": False}
+    # both environments were off when the runbook ended (what the score saw) ...
+    assert score["checks"]["every_region_ended_off"]["got"] == {"us-east": False, "eu-west": False}
+    # ... and the drill then put back what it changed: what the agents see, from the server itself
+    assert score["restored"] is True
+    assert unleash_server.client_view(unleash_flag) == before and before["production"] is False
     entries = [json.loads(l) for l in (root / "incidents/drill-stg.jsonl").read_text().splitlines()]
     arm = [e for e in entries if e["action"] == "gameday.arm"][0]
     assert {x["region"]: x["before"] for x in arm["regions"]}["us-east"] is False

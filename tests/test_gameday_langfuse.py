@@ -49,7 +49,7 @@ def test_every_scenario_passes_a_scripted_drill_on_langfuse(sandbox: Path, fake:
                                                             scenario: str) -> None:
     _langfuse_runbook(sandbox)
     inc = f"drill-lf-{scenario}"
-    r = run_agentfire("--incident", inc, "gameday", "run", scenario, "--auto", "--target", "staging",
+    r = run_agentfire("--incident", inc, "--new", "gameday", "run", scenario, "--auto", "--target", "staging",
                       "--seed", "31", "--traces", "30", "--json", cwd=sandbox, env=fake.env(), timeout=300)
     assert r.exit_code == 0, r
     score = r.json()
@@ -118,7 +118,7 @@ def test_phoenix_spans_carry_no_langfuse_attributes() -> None:
 def test_start_waits_for_lagging_ingestion(sandbox: Path) -> None:
     _langfuse_runbook(sandbox)
     with FakeLangfuse(ingestion_lag_reads=3) as fake:
-        r = run_agentfire("--incident", "drill-lag", "gameday", "start", "runaway_loop", "--target", "staging",
+        r = run_agentfire("--incident", "drill-lag", "--new", "gameday", "start", "runaway_loop", "--target", "staging",
                           "--seed", "8", "--traces", "20", "--json", cwd=sandbox, env=fake.env(), timeout=120)
         assert r.exit_code == 0, r
         # it read until everything was there: more than one scan of the window
@@ -131,7 +131,7 @@ def test_ingestion_refused_is_a_clear_error_and_nothing_is_journaled(sandbox: Pa
     _langfuse_runbook(sandbox)
     fake.inject(401, path=OTEL_PATH, times=100,
                 body={"message": "Invalid credentials. Confirm that you've configured the correct host."})
-    r = run_agentfire("--incident", "drill-401", "gameday", "run", "wrong_recipient", "--auto", "--target",
+    r = run_agentfire("--incident", "drill-401", "--new", "gameday", "run", "wrong_recipient", "--auto", "--target",
                       "staging", "--seed", "4", "--traces", "20", "--json", cwd=sandbox, env=fake.env(), timeout=120)
     assert r.exit_code == 1, r
     assert "HTTP 401" in r.stderr and "Langfuse" in r.stderr and "key" in r.stderr
@@ -146,7 +146,7 @@ def test_ingestion_refused_is_a_clear_error_and_nothing_is_journaled(sandbox: Pa
 def test_wrong_keys_are_refused_without_echoing_them(sandbox: Path, fake: FakeLangfuse) -> None:
     _langfuse_runbook(sandbox)
     env = dict(fake.env(), LANGFUSE_SECRET_KEY="sk-lf-wrong-0000000000")
-    r = run_agentfire("--incident", "drill-badkey", "gameday", "start", "destructive_sql", "--target", "staging",
+    r = run_agentfire("--incident", "drill-badkey", "--new", "gameday", "start", "destructive_sql", "--target", "staging",
                       "--traces", "20", cwd=sandbox, env=env, timeout=120)
     assert r.exit_code == 1, r
     assert "HTTP 401" in r.stderr and "sk-lf-wrong" not in r.stdout + r.stderr

@@ -77,7 +77,7 @@ def test_close_refuses_without_a_case_then_writes_the_report(sandbox, cli):
 
 def test_close_json_and_no_blast_radius(sandbox, cli):
     write_store(sandbox, ("t-j", trace_rows("t-j", WRONG_RECIPIENT)))
-    assert cli("--incident", "inc-j", "capture", "t-j", "--step", "2", "--expected", "x").exit_code == 0
+    assert cli("--incident", "inc-j", "--new", "capture", "t-j", "--step", "2", "--expected", "x").exit_code == 0
     r = cli("incident", "close", "inc-j", "--json")
     assert r.exit_code == 0, r
     doc = r.json()
@@ -88,7 +88,7 @@ def test_close_json_and_no_blast_radius(sandbox, cli):
 
 def test_close_refuses_when_the_case_left_the_eval_set(sandbox, cli):
     write_store(sandbox, ("t-g", trace_rows("t-g", WRONG_RECIPIENT)))
-    assert cli("--incident", "inc-g", "capture", "t-g", "--step", "4", "--expected", "x").exit_code == 0
+    assert cli("--incident", "inc-g", "--new", "capture", "t-g", "--step", "4", "--expected", "x").exit_code == 0
     (sandbox / "evals" / "regressions.jsonl").write_text("")  # someone removed it by hand
     r = cli("incident", "close", "inc-g")
     assert r.exit_code == 1 and "no longer in" in r.stderr
@@ -96,7 +96,7 @@ def test_close_refuses_when_the_case_left_the_eval_set(sandbox, cli):
 
 def test_close_with_verify_stays_open_until_the_suite_is_green(sandbox, cli):
     write_store(sandbox, ("t-v", trace_rows("t-v", WRONG_RECIPIENT)))
-    assert cli("--incident", "inc-v", "capture", "t-v", "--step", "4", "--expected", "x").exit_code == 0
+    assert cli("--incident", "inc-v", "--new", "capture", "t-v", "--step", "4", "--expected", "x").exit_code == 0
     failing = f"{sys.executable} -c 'raise SystemExit(3)'"
     r = cli("incident", "close", "inc-v", "--verify", failing)
     assert r.exit_code == 1 and "exited 3" in r.stderr and "stays open" in r.stderr
@@ -113,7 +113,7 @@ def test_close_without_id_takes_the_latest_open_incident(sandbox, cli):
     r = cli("incident", "close")
     assert r.exit_code == 2 and "no open incident" in r.stderr
     write_store(sandbox, ("t-l", trace_rows("t-l", WRONG_RECIPIENT)))
-    assert cli("--incident", "inc-l", "capture", "t-l", "--step", "4", "--expected", "x").exit_code == 0
+    assert cli("--incident", "inc-l", "--new", "capture", "t-l", "--step", "4", "--expected", "x").exit_code == 0
     r = cli("incident", "close")
     assert r.exit_code == 0, r
     assert "inc-l" in r.stderr
@@ -122,7 +122,7 @@ def test_close_without_id_takes_the_latest_open_incident(sandbox, cli):
 def test_list_shows_open_and_closed(sandbox, cli):
     _open_incident(sandbox, "inc-open")
     write_store(sandbox, ("t-c", trace_rows("t-c", WRONG_RECIPIENT)))
-    assert cli("--incident", "inc-done", "capture", "t-c", "--step", "4", "--expected", "x").exit_code == 0
+    assert cli("--incident", "inc-done", "--new", "capture", "t-c", "--step", "4", "--expected", "x").exit_code == 0
     assert cli("incident", "close", "inc-done").exit_code == 0
     r = cli("incident", "list", "--json")
     assert r.exit_code == 0, r
@@ -147,7 +147,7 @@ def test_report_renders_hostile_trace_content_inertly(sandbox, cli):
     hostile_tool = "send|email\x1b[31m[bold]x[/bold]\nrow"
     steps = [("TOOL", "read", {}, {}), ("TOOL", hostile_tool, {"to": "x"}, {})]
     write_store(sandbox, ("t-h", trace_rows("t-h", steps)))
-    assert cli("--incident", "inc-h", "capture", "t-h", "--step", "2", "--expected", "x").exit_code == 0
+    assert cli("--incident", "inc-h", "--new", "capture", "t-h", "--step", "2", "--expected", "x").exit_code == 0
     assert cli("incident", "close", "inc-h").exit_code == 0
     md = (_incidents(sandbox) / "inc-h.report.md").read_text()
     assert "\x1b" not in md
@@ -165,7 +165,7 @@ def test_the_runbook_names_the_suite_close_runs(sandbox, cli, tmp_path):
     doc["evals"] = {"path": "evals/regressions.jsonl", "verify": f"{sys.executable} {suite}"}
     (sandbox / "runbook.yaml").write_text(yaml.safe_dump(doc))
     write_store(sandbox, ("t-s", trace_rows("t-s", WRONG_RECIPIENT)))
-    assert cli("--incident", "inc-s", "capture", "t-s", "--step", "4").exit_code == 0
+    assert cli("--incident", "inc-s", "--new", "capture", "t-s", "--step", "4").exit_code == 0
     r = cli("incident", "close", "inc-s")
     assert r.exit_code == 1 and "stays open" in r.stderr and marker.exists()
     r = cli("incident", "close", "inc-s", "--verify", f"{sys.executable} -c pass")

@@ -28,7 +28,7 @@ def live(cli) -> dict[str, bool | None]:
 
 
 def test_torn_last_line_is_tolerated_and_sealed_by_the_next_append(sandbox: Path, cli) -> None:
-    assert cli("--incident", "inc-torn", "kill", "--region", "us-east,eu-west", "--json").exit_code == 0
+    assert cli("--incident", "inc-torn", "--new", "kill", "--region", "us-east,eu-west", "--json").exit_code == 0
     path = journal_path(sandbox, "inc-torn")
     intact = path.read_bytes()
     path.write_bytes(intact + b'{"ts":"2026-11-23T10:00:00.000Z","incident":"inc-torn","action":"kil')
@@ -48,7 +48,7 @@ def test_torn_last_line_is_tolerated_and_sealed_by_the_next_append(sandbox: Path
 
 
 def test_corrupt_middle_line_is_a_clear_error_naming_the_line(sandbox: Path, cli) -> None:
-    assert cli("--incident", "inc-bad", "kill", "--region", "us-east", "--json").exit_code == 0
+    assert cli("--incident", "inc-bad", "--new", "kill", "--region", "us-east", "--json").exit_code == 0
     path = journal_path(sandbox, "inc-bad")
     lines = path.read_text().splitlines(keepends=True)
     lines.insert(1, "{not json at all\n")
@@ -71,9 +71,9 @@ def test_corrupt_middle_line_is_a_clear_error_naming_the_line(sandbox: Path, cli
 
 
 def test_undo_without_incident_picks_the_latest_incident_with_a_kill(sandbox: Path, cli) -> None:
-    assert cli("--incident", "inc-first", "kill", "--region", "us-east", "--json").exit_code == 0
+    assert cli("--incident", "inc-first", "--new", "kill", "--region", "us-east", "--json").exit_code == 0
     time.sleep(0.02)  # journals are ordered by mtime
-    assert cli("--incident", "inc-second", "kill", "--region", "eu-west", "--json").exit_code == 0
+    assert cli("--incident", "inc-second", "--new", "kill", "--region", "eu-west", "--json").exit_code == 0
     time.sleep(0.02)
     # a newer incident without a kill (another minute's journal) is not the one to undo
     Journal(sandbox / ".agentfire/incidents", "inc-other").append("note", actor="t", text="no kill here")
@@ -97,7 +97,7 @@ def test_undo_without_any_kill_is_a_usage_error(sandbox: Path) -> None:
 def test_two_concurrent_kill_processes_on_the_same_files(sandbox: Path, cli) -> None:
     assert cli("status").exit_code == 0  # the files exist, agent on
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
-    cmd = [sys.executable, "-m", "agentfire", "--incident", "inc-race", "kill", "--yes", "--json"]
+    cmd = [sys.executable, "-m", "agentfire", "--incident", "inc-race", "--new", "kill", "--yes", "--json"]
     procs = [subprocess.Popen(cmd, cwd=sandbox, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     results = [(p.wait(timeout=60), *p.communicate()) for p in procs]

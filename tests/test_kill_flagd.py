@@ -13,7 +13,7 @@ def flag_doc(root: Path, region: str) -> dict:
 
 
 def test_kill_all_regions_confirms_each_and_journals(sandbox: Path, cli) -> None:
-    r = cli("--incident", "inc-test", "kill", "--region", "all", "--json")
+    r = cli("--incident", "inc-test", "--new", "kill", "--region", "all", "--json")
     assert r.exit_code == 0, r
     doc = r.json()
     assert doc["incident"] == "inc-test" and doc["flag"] == "agent.enabled" and doc["all_off"] is True
@@ -35,7 +35,7 @@ def test_kill_all_regions_confirms_each_and_journals(sandbox: Path, cli) -> None
 
 
 def test_second_kill_is_already_off_and_status_reads_live(sandbox: Path, cli) -> None:
-    assert cli("--incident", "inc-a", "kill", "--json").exit_code == 0
+    assert cli("--incident", "inc-a", "--new", "kill", "--json").exit_code == 0
     r = cli("--incident", "inc-a", "kill", "--json")
     assert r.exit_code == 0
     assert {x["outcome"] for x in r.json()["regions"]} == {"ALREADY_OFF"}
@@ -46,8 +46,8 @@ def test_second_kill_is_already_off_and_status_reads_live(sandbox: Path, cli) ->
 
 def test_undo_restores_only_regions_this_incident_turned_off(sandbox: Path, cli) -> None:
     # eu-west is off before the incident (someone killed it by hand earlier)
-    assert cli("--incident", "inc-old", "kill", "--region", "eu-west", "--json").exit_code == 0
-    assert cli("--incident", "inc-new", "kill", "--region", "all", "--json").exit_code == 0
+    assert cli("--incident", "inc-old", "--new", "kill", "--region", "eu-west", "--json").exit_code == 0
+    assert cli("--incident", "inc-new", "--new", "kill", "--region", "all", "--json").exit_code == 0
     r = cli("--incident", "inc-new", "kill", "--undo", "--json")
     assert r.exit_code == 0, r
     outcomes = {x["region"]: x["outcome"] for x in r.json()["regions"]}
@@ -70,7 +70,7 @@ def test_corrupt_flag_file_is_left_untouched_and_region_fails(sandbox: Path, cli
     cli("status")
     bad = sandbox / ".agentfire/flags/eu-west.flagd.json"
     bad.write_text('{"flags": {"agent.enabled": ')
-    r = cli("--incident", "inc-c", "kill", "--json")
+    r = cli("--incident", "inc-c", "--new", "kill", "--json")
     assert r.exit_code == 1
     outcomes = {x["region"]: x["outcome"] for x in r.json()["regions"]}
     assert outcomes == {"us-east": "CONFIRMED", "eu-west": "ERROR", "ap-south": "CONFIRMED"}
@@ -85,7 +85,7 @@ def test_targeting_is_stashed_on_kill_and_restored_on_undo(sandbox: Path, cli) -
     rule = {"if": [{"in": ["@beta", {"var": "email"}]}, "on", None]}
     doc["flags"]["agent.enabled"]["targeting"] = rule
     p.write_text(json.dumps(doc))
-    assert cli("--incident", "inc-t", "kill", "--region", "us-east", "--json").exit_code == 0
+    assert cli("--incident", "inc-t", "--new", "kill", "--region", "us-east", "--json").exit_code == 0
     killed = json.loads(p.read_text())["flags"]["agent.enabled"]
     assert "targeting" not in killed and killed["defaultVariant"] == "off"
     assert cli("--incident", "inc-t", "kill", "--undo", "--region", "us-east").exit_code == 0

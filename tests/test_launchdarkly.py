@@ -141,7 +141,7 @@ def test_fault_matrix(ld, cli, case: str) -> None:
     setup, want, still_on = MATRIX[case]
     setup(fake)
     inc = "inc-" + case.replace(" ", "-")
-    r = cli("--incident", inc, "kill", "--region", DEFAULT, "--yes", "--json")
+    r = cli("--incident", inc, "--new", "kill", "--region", DEFAULT, "--yes", "--json")
     rows = check_kill(root, fake, r, inc)
     assert rows["ld-prod"]["outcome"] == want, (case, rows["ld-prod"], r)
     assert rows["ld-prod"]["detail"], "a failure always says why"
@@ -155,7 +155,7 @@ def test_fault_matrix(ld, cli, case: str) -> None:
 def test_approval_request_is_created_and_named(ld, cli) -> None:
     root, fake = ld
     fake.envs["production"].approval_required = True
-    r = cli("--incident", "inc-appr", "kill", "--region", "ld-prod", "--yes", "--json", "--reason", "wrong emails")
+    r = cli("--incident", "inc-appr", "--new", "kill", "--region", "ld-prod", "--yes", "--json", "--reason", "wrong emails")
     rows = check_kill(root, fake, r, "inc-appr")
     row = rows["ld-prod"]
     assert row["outcome"] == "PENDING_APPROVAL" and row["after"] is True
@@ -171,7 +171,7 @@ def test_approval_request_refused_says_approval_was_required(ld, cli) -> None:
     root, fake = ld
     fake.envs["production"].approval_required = True
     fake.inject("production", "status", status=403, on="approval")
-    r = cli("--incident", "inc-appr403", "kill", "--region", "ld-prod,ld-eu", "--yes", "--json")
+    r = cli("--incident", "inc-appr403", "--new", "kill", "--region", "ld-prod,ld-eu", "--yes", "--json")
     rows = check_kill(root, fake, r, "inc-appr403")
     assert rows["ld-prod"]["outcome"] == "AUTH"
     assert rows["ld-prod"]["detail"].startswith("approval required in production, and approval request: HTTP 403")
@@ -188,7 +188,7 @@ def test_second_kill_reuses_the_pending_approval_request(ld, cli) -> None:
     """The walk re-runs kill while blast finds trajectories open: approvers see ONE request."""
     root, fake = ld
     fake.envs["production"].approval_required = True
-    first = check_kill(root, fake, cli("--incident", "inc-again", "kill", "--region", "ld-prod", "--yes",
+    first = check_kill(root, fake, cli("--incident", "inc-again", "--new", "kill", "--region", "ld-prod", "--yes",
                                        "--json"), "inc-again")["ld-prod"]
     assert first["outcome"] == "PENDING_APPROVAL" and len(fake.approvals) == 1
     request_id = fake.approvals[0]["_id"]
@@ -211,7 +211,7 @@ def test_kill_reuses_an_open_request_someone_else_filed(ld, cli) -> None:
                               created=1764000000000)  # 2025-11-24T16:00:00Z
     newer = fake.add_approval(FLAG, "production", "turnFlagOff", requestor="member-oncall-3",
                               created=1764000600000)
-    row = check_kill(root, fake, cli("--incident", "inc-other", "kill", "--region", "ld-prod", "--yes",
+    row = check_kill(root, fake, cli("--incident", "inc-other", "--new", "kill", "--region", "ld-prod", "--yes",
                                      "--json"), "inc-other")["ld-prod"]
     assert row["outcome"] == "PENDING_APPROVAL"
     assert len(fake.approvals) == 2 and not fake.requests_for("production", "POST")
@@ -229,7 +229,7 @@ def test_only_an_open_request_counts(ld, cli, earlier: str) -> None:
                             else "approved", applied=earlier == "applied")
     if earlier == "failed":
         fake.approvals[-1]["status"] = old["status"] = "failed"
-    row = check_kill(root, fake, cli("--incident", "inc-" + earlier, "kill", "--region", "ld-prod", "--yes",
+    row = check_kill(root, fake, cli("--incident", "inc-" + earlier, "--new", "kill", "--region", "ld-prod", "--yes",
                                      "--json"), "inc-" + earlier)["ld-prod"]
     assert row["outcome"] == "PENDING_APPROVAL"
     if earlier == "approved":
@@ -248,7 +248,7 @@ def test_kill_and_undo_requests_are_distinct(ld, cli) -> None:
     # an open turnFlagOn (someone asked to turn the agent back on) is no kill request
     fake.envs["eu"].approval_required = True
     turn_on = fake.add_approval(FLAG, "eu", "turnFlagOn")
-    row = check_kill(root, fake, cli("--incident", "inc-dist", "kill", "--region", "ld-eu", "--yes",
+    row = check_kill(root, fake, cli("--incident", "inc-dist", "--new", "kill", "--region", "ld-eu", "--yes",
                                      "--json"), "inc-dist")["ld-eu"]
     assert row["outcome"] == "PENDING_APPROVAL"
     assert [a["instructions"] for a in fake.approvals] == [[{"kind": "turnFlagOn"}], [{"kind": "turnFlagOff"}]]
@@ -257,7 +257,7 @@ def test_kill_and_undo_requests_are_distinct(ld, cli) -> None:
     assert f"approval request {turn_on['_id']} to turnFlagOn is still open too: decline it" in row["detail"]
 
     # the other way: production was killed, then needs approval; an open turnFlagOff is no undo request
-    assert check_kill(root, fake, cli("--incident", "inc-dist2", "kill", "--region", "ld-prod", "--yes",
+    assert check_kill(root, fake, cli("--incident", "inc-dist2", "--new", "kill", "--region", "ld-prod", "--yes",
                                       "--json"), "inc-dist2")["ld-prod"]["outcome"] == "CONFIRMED"
     fake.envs["production"].approval_required = True
     turn_off = fake.add_approval(FLAG, "production", "turnFlagOff")
@@ -285,7 +285,7 @@ def test_listing_refused_falls_back_to_creating_one(ld, cli) -> None:
     fake.envs["production"].approval_required = True
     fake.add_approval(FLAG, "production", "turnFlagOff")  # invisible to a token that may not list
     fake.inject("production", "status", status=403, on="approval-list")
-    r = cli("--incident", "inc-nolist", "kill", "--region", "ld-prod", "--yes", "--json")
+    r = cli("--incident", "inc-nolist", "--new", "kill", "--region", "ld-prod", "--yes", "--json")
     row = check_kill(root, fake, r, "inc-nolist")["ld-prod"]
     assert row["outcome"] == "PENDING_APPROVAL"
     assert len(fake.approvals) == 2
@@ -301,7 +301,7 @@ def test_listing_and_creating_refused_says_both(ld, cli) -> None:
     fake.envs["production"].approval_required = True
     fake.inject("production", "status", status=403, on="approval-list")
     fake.inject("production", "status", status=403, on="approval")
-    row = check_kill(root, fake, cli("--incident", "inc-none", "kill", "--region", "ld-prod", "--yes",
+    row = check_kill(root, fake, cli("--incident", "inc-none", "--new", "kill", "--region", "ld-prod", "--yes",
                                      "--json"), "inc-none")["ld-prod"]
     assert row["outcome"] == "AUTH" and not fake.approvals
     assert row["detail"].startswith("approval required in production, and approval request: HTTP 403")
@@ -329,7 +329,7 @@ def test_fake_lists_approval_requests_as_the_api_does(launchdarkly_fake: LaunchD
 
 def test_missing_and_wrong_credentials(ld, cli) -> None:
     root, fake = ld
-    r = cli("--incident", "inc-auth", "kill", "--region", "ld-badtoken,ld-noproject,ld-staging", "--yes", "--json")
+    r = cli("--incident", "inc-auth", "--new", "kill", "--region", "ld-badtoken,ld-noproject,ld-staging", "--yes", "--json")
     rows = check_kill(root, fake, r, "inc-auth")
     assert rows["ld-badtoken"]["outcome"] == "AUTH"
     assert rows["ld-noproject"]["outcome"] == "NOT_FOUND"
@@ -341,7 +341,7 @@ def test_hung_write_is_cut_at_the_deadline_and_others_still_reported(ld, cli) ->
     root, fake = ld
     fake.inject("production", "hang", seconds=30)
     started = time.monotonic()
-    r = cli("--incident", "inc-hang", "kill", "--region", DEFAULT, "--yes", "--json", "--deadline", "2")
+    r = cli("--incident", "inc-hang", "--new", "kill", "--region", DEFAULT, "--yes", "--json", "--deadline", "2")
     elapsed = time.monotonic() - started
     assert elapsed < 2 + 3, elapsed  # generous bound: the deadline plus start-up and teardown
     rows = check_kill(root, fake, r, "inc-hang")
@@ -353,7 +353,7 @@ def test_hung_write_is_cut_at_the_deadline_and_others_still_reported(ld, cli) ->
 def test_request_timeout_is_timeout_within_the_deadline(ld, cli) -> None:
     root, fake = ld
     fake.inject("staging", "hang", on="read", seconds=5)
-    r = cli("--incident", "inc-slow", "kill", "--region", "ld-quick,ld-eu", "--yes", "--json")
+    r = cli("--incident", "inc-slow", "--new", "kill", "--region", "ld-quick,ld-eu", "--yes", "--json")
     rows = check_kill(root, fake, r, "inc-slow")
     assert rows["ld-quick"]["outcome"] == "TIMEOUT"
     assert "request timeout" in rows["ld-quick"]["detail"]
@@ -374,7 +374,7 @@ def test_retries_honour_retry_after_and_ratelimit_reset(ld, cli) -> None:
     fake.inject("production", "status", status=429, retry_after=1, times=1)
     fake.inject("staging", "status", status=429, reset_in=1.2, times=1)  # X-Ratelimit-Reset, epoch ms
     fake.inject("eu", "status", status=429, retry_after=30, times=1)  # beyond the 2 s cap
-    r = cli("--incident", "inc-429", "kill", "--region", "ld-prod,ld-staging,ld-eu", "--yes", "--json")
+    r = cli("--incident", "inc-429", "--new", "kill", "--region", "ld-prod,ld-staging,ld-eu", "--yes", "--json")
     rows = check_kill(root, fake, r, "inc-429")
     assert {x["outcome"] for x in rows.values()} == {"CONFIRMED"}
     assert 0.9 <= _gap(fake, "production") < 3.0
@@ -384,7 +384,7 @@ def test_retries_honour_retry_after_and_ratelimit_reset(ld, cli) -> None:
 
 def test_requests_follow_the_api_contract(ld, cli) -> None:
     root, fake = ld
-    r = cli("--incident", "inc-contract", "kill", "--region", "ld-prod", "--yes", "--json", "--reason", "r1")
+    r = cli("--incident", "inc-contract", "--new", "kill", "--region", "ld-prod", "--yes", "--json", "--reason", "r1")
     assert check_kill(root, fake, r, "inc-contract")["ld-prod"]["outcome"] == "CONFIRMED"
     reqs = fake.requests_for("production")
     assert [(q.method, q.query) for q in reqs] == [
@@ -448,7 +448,7 @@ def test_dry_run_sends_dry_run_and_changes_nothing(ld, cli) -> None:
 def test_undo_turns_on_only_what_this_incident_turned_off(ld, cli) -> None:
     root, fake = ld
     fake.set_on(FLAG, "eu", False)  # off before the incident: must stay off
-    r = cli("--incident", "inc-u", "kill", "--region", DEFAULT, "--yes", "--json")
+    r = cli("--incident", "inc-u", "--new", "kill", "--region", DEFAULT, "--yes", "--json")
     rows = check_kill(root, fake, r, "inc-u")
     assert rows["ld-eu"]["outcome"] == "ALREADY_OFF" and r.exit_code == 0
     u = cli("--incident", "inc-u", "kill", "--undo", "--region", DEFAULT, "--yes", "--json")
@@ -466,7 +466,7 @@ def test_undo_turns_on_only_what_this_incident_turned_off(ld, cli) -> None:
 
 def test_undo_that_needs_approval_is_pending_not_restored(ld, cli) -> None:
     root, fake = ld
-    assert cli("--incident", "inc-ua", "kill", "--region", "ld-prod", "--yes", "--json").exit_code == 0
+    assert cli("--incident", "inc-ua", "--new", "kill", "--region", "ld-prod", "--yes", "--json").exit_code == 0
     fake.envs["production"].approval_required = True
     u = cli("--incident", "inc-ua", "kill", "--undo", "--region", "ld-prod", "--yes", "--json")
     assert u.exit_code == 1
@@ -515,7 +515,7 @@ def test_no_token_leaks_even_without_the_redaction_net(ld, cli, monkeypatch: pyt
     fake.envs["production"].approval_required = True
     fake.inject("staging", "cut")
     fake.inject("eu", "status", status=500)
-    r = cli("--incident", "inc-leak", "kill", "--region", "all", "--yes", "--json", "--deadline", "10")
+    r = cli("--incident", "inc-leak", "--new", "kill", "--region", "all", "--yes", "--json", "--deadline", "10")
     rows = check_kill(root, fake, r, "inc-leak")
     assert rows["ld-badtoken"]["outcome"] == "AUTH" and rows["ld-prod"]["outcome"] == "PENDING_APPROVAL"
     t = cli("--incident", "inc-leak", "kill", "--region", "all", "--yes")  # the table renderer too
@@ -529,7 +529,7 @@ def test_rate_limit_longer_than_the_deadline_is_rate_limited_not_timeout(ld, cli
     write_runbook(root, fake.url, max_retries=4, retry_cap=5)
     fake.inject("production", "status", status=429, retry_after=3)
     started = time.monotonic()
-    r = cli("--incident", "inc-rl", "kill", "--region", "ld-prod,ld-eu", "--yes", "--json", "--deadline", "4")
+    r = cli("--incident", "inc-rl", "--new", "kill", "--region", "ld-prod,ld-eu", "--yes", "--json", "--deadline", "4")
     assert time.monotonic() - started < 4 + 3
     rows = check_kill(root, fake, r, "inc-rl")
     assert rows["ld-prod"]["outcome"] == "RATE_LIMITED", rows["ld-prod"]
@@ -542,7 +542,7 @@ def test_hung_region_as_a_real_process_exits_by_the_deadline(ld) -> None:
     root, fake = ld
     fake.inject("eu", "hang", seconds=30)
     started = time.monotonic()
-    r = run_agentfire("--incident", "inc-proc", "kill", "--region", "ld-prod,ld-eu", "--yes", "--json",
+    r = run_agentfire("--incident", "inc-proc", "--new", "kill", "--region", "ld-prod,ld-eu", "--yes", "--json",
                       "--deadline", "2", cwd=root, timeout=30)
     assert time.monotonic() - started < 2 + 6  # deadline plus interpreter start-up on a busy machine
     assert r.exit_code == 1, r

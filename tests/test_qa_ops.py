@@ -23,7 +23,7 @@ def test_unwritable_journal_still_reports_the_freeze(sandbox):
     # "nothing changed") with nothing on stdout; now the change is shown, loudly flagged, exit 1
     cfg = write_variant(sandbox, "nojournal.yaml", "  dir: .agentfire/incidents", "  dir: blocker/incidents")
     (sandbox / "blocker").write_bytes(b"a file\n")
-    r = run_agentfire("--config", str(cfg), "--incident", "inc-nj", "freeze", "--to", "0.5", "--yes", "--json",
+    r = run_agentfire("--config", str(cfg), "--incident", "inc-nj", "--new", "freeze", "--to", "0.5", "--yes", "--json",
                       cwd=sandbox)
     assert_one_error(r, 1, "journal could not be written", "blocker/incidents")
     doc = json.loads(r.stdout)
@@ -40,7 +40,7 @@ def test_unwritable_journal_still_reports_the_freeze(sandbox):
 ])
 def test_runbook_malformed_answers_file_is_a_usage_error_that_runs_nothing(sandbox, cli, content, needle):
     (sandbox / "answers.yaml").write_bytes(content)
-    r = cli("--incident", "inc-ans", "runbook", "--auto", "--answers", "answers.yaml", "--json")
+    r = cli("--incident", "inc-ans", "--new", "runbook", "--auto", "--answers", "answers.yaml", "--json")
     assert_one_error(r, 2, needle)
     assert r.stdout == ""
     assert not (sandbox / ".agentfire" / "incidents" / "inc-ans.jsonl").exists()  # nothing ran
@@ -62,7 +62,7 @@ def _runbook_with_freeze_command(sandbox, name: str, command: str, step_id: str 
 ])
 def test_runbook_step_template_is_checked_with_the_config(sandbox, cli, template, needle):
     cfg = _runbook_with_freeze_command(sandbox, "tpl.yaml", template)
-    r = cli("--config", str(cfg), "--incident", "inc-tpl", "runbook", "--auto", "--trace", "tr-1", "--json")
+    r = cli("--config", str(cfg), "--incident", "inc-tpl", "--new", "runbook", "--auto", "--trace", "tr-1", "--json")
     assert_one_error(r, 2, "tpl.yaml:", "steps.1.command", needle)
     assert not (sandbox / ".agentfire" / "incidents" / "inc-tpl.jsonl").exists()  # kill did not run
 
@@ -70,19 +70,19 @@ def test_runbook_step_template_is_checked_with_the_config(sandbox, cli, template
 def test_runbook_duplicate_step_id_is_a_config_error(sandbox, cli):
     # two steps with id kill: the second (the freeze command) never ran and the report said "ok"
     cfg = _runbook_with_freeze_command(sandbox, "dup.yaml", "agentfire freeze --to p50", step_id="kill")
-    r = cli("--config", str(cfg), "--incident", "inc-dup", "runbook", "--auto", "--trace", "tr-1", "--json")
+    r = cli("--config", str(cfg), "--incident", "inc-dup", "--new", "runbook", "--auto", "--trace", "tr-1", "--json")
     assert_one_error(r, 2, "dup.yaml:", "'kill' is used twice")
 
 
 def test_runbook_unknown_variable_says_nothing_provides_it(sandbox, cli):
     cfg = _runbook_with_freeze_command(sandbox, "unk.yaml", "agentfire freeze --to {budget_level}")
-    r = cli("--config", str(cfg), "--incident", "inc-unk", "runbook", "--auto", "--trace", "tr-1", "--json")
+    r = cli("--config", str(cfg), "--incident", "inc-unk", "--new", "runbook", "--auto", "--trace", "tr-1", "--json")
     assert_one_error(r, 2, "{budget_level}", "no step provides", "--answers")
 
 
 def test_report_markdown_neutralises_control_characters(sandbox, cli):
     # a reason or an actor with an ESC reached the terminal raw through `report` (markdown on stdout)
-    r = cli("--actor", "dana\x1b[31m", "--incident", "inc-esc", "kill", "--region", "us-east", "--yes",
+    r = cli("--actor", "dana\x1b[31m", "--incident", "inc-esc", "--new", "kill", "--region", "us-east", "--yes",
             "--reason", "why\x1b]0;pwned\x07")
     assert r.exit_code == 0, r
     md = cli("report", "inc-esc")
@@ -94,7 +94,7 @@ def test_report_markdown_neutralises_control_characters(sandbox, cli):
 def test_second_undo_says_already_restored(sandbox, cli):
     # a re-run undo said "this incident did not turn it off (it was off before...)": false, and
     # an on-call re-running the runbook would go looking for who turned it off
-    assert cli("--incident", "inc-u2", "kill", "--region", "all", "--yes").exit_code == 0
+    assert cli("--incident", "inc-u2", "--new", "kill", "--region", "all", "--yes").exit_code == 0
     assert cli("--incident", "inc-u2", "kill", "--undo", "--yes").exit_code == 0
     again = cli("--incident", "inc-u2", "kill", "--undo", "--yes", "--json")
     assert again.exit_code == 0, again
@@ -126,7 +126,7 @@ def test_garbage_incident_from_the_environment_is_named(sandbox, cli):
     # "invalid incident id 'bad id!'" with no --incident on the command line: where did it come from?
     r = cli("kill", "--region", "all", "--yes", env={"AGENTFIRE_INCIDENT": "bad id!"})
     assert_one_error(r, 2, "'bad id!'", "$AGENTFIRE_INCIDENT")
-    assert cli("--incident", "bad id!", "kill", "--region", "all", "--yes").exit_code == 2
+    assert cli("--incident", "bad id!", "--new", "kill", "--region", "all", "--yes").exit_code == 2
 
 
 def test_region_all_mixed_with_names_is_explained(sandbox, cli):
@@ -138,7 +138,7 @@ def test_region_all_mixed_with_names_is_explained(sandbox, cli):
 @pytest.mark.parametrize("value", ["0", "-5", "nan", "inf"])
 def test_runbook_step_timeout_out_of_range_is_a_usage_error_before_any_step(sandbox, cli, value):
     # 0/-5 "failed" the kill step at once (journaled); nan and inf were tracebacks mid-step
-    r = cli("--incident", "inc-st", "runbook", "--auto", "--trace", "tr-1", "--step-timeout", value, "--json")
+    r = cli("--incident", "inc-st", "--new", "runbook", "--auto", "--trace", "tr-1", "--step-timeout", value, "--json")
     assert r.exit_code == 2, r
     assert "Traceback" not in r.stderr and r.stdout == ""
     assert not (sandbox / ".agentfire" / "incidents" / "inc-st.jsonl").exists()
@@ -171,7 +171,7 @@ def test_flagd_unknown_default_variant_is_not_already_off(sandbox, cli):
     doc["flags"]["agent.enabled"]["defaultVariant"] = "of"
     path.write_text(json.dumps(doc))
     assert cli("status", "--region", "us-east", "--json").json()["regions"][0]["on"] is True
-    r = cli("--incident", "inc-dv", "kill", "--region", "us-east", "--yes", "--json")
+    r = cli("--incident", "inc-dv", "--new", "kill", "--region", "us-east", "--yes", "--json")
     assert r.exit_code == 0, r
     assert r.json()["regions"][0]["outcome"] == "CONFIRMED"
     assert json.loads(path.read_text())["flags"]["agent.enabled"]["defaultVariant"] == "off"

@@ -54,7 +54,7 @@ def test_auto_walk_runs_every_step_in_order_and_journals_them(sandbox: Path) -> 
     write_steps(sandbox)
     answers = sandbox / "answers.yaml"
     answers.write_text("variables: {region: eu-west}\n")
-    r = run_agentfire("--incident", "inc-walk", "runbook", "--auto", "--answers", str(answers), "--json", cwd=sandbox)
+    r = run_agentfire("--incident", "inc-walk", "--new", "runbook", "--auto", "--answers", str(answers), "--json", cwd=sandbox)
     assert r.exit_code == 0, r
     doc = r.json()
     assert [(s["step"], s["status"]) for s in doc["steps"]] == [("kill", "ok"), ("wait", "ok"), ("status", "ok")]
@@ -73,14 +73,14 @@ def test_auto_walk_stops_at_a_failing_step_with_exit_1(sandbox: Path) -> None:
     write_steps(sandbox, wait_cmd="false")
     answers = sandbox / "answers.yaml"
     answers.write_text("variables: {region: all}\n")
-    r = run_agentfire("--incident", "inc-fail", "runbook", "--auto", "--answers", str(answers), "--json", cwd=sandbox)
+    r = run_agentfire("--incident", "inc-fail", "--new", "runbook", "--auto", "--answers", str(answers), "--json", cwd=sandbox)
     assert r.exit_code == 1
     assert [(s["step"], s["status"]) for s in r.json()["steps"]] == [("kill", "ok"), ("wait", "failed"), ("status", "pending")]
 
 
 def test_missing_variable_in_auto_mode_is_a_usage_error(sandbox: Path) -> None:
     write_steps(sandbox)
-    r = run_agentfire("--incident", "inc-var", "runbook", "--auto", cwd=sandbox)
+    r = run_agentfire("--incident", "inc-var", "--new", "runbook", "--auto", cwd=sandbox)
     # the status step needs {region}, which nothing provides
     assert r.exit_code == 2
     assert "{region} (step status)" in r.stderr and "Traceback" not in r.stderr
@@ -94,7 +94,7 @@ def test_interrupted_walk_resumes_at_the_first_unfinished_step(sandbox: Path) ->
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
     first = sandbox / "first.yaml"
     first.write_text("variables: {region: all}\n")
-    p = subprocess.Popen([sys.executable, "-m", "agentfire", "--incident", "inc-resume", "runbook", "--auto",
+    p = subprocess.Popen([sys.executable, "-m", "agentfire", "--incident", "inc-resume", "--new", "runbook", "--auto",
                           "--trace", "tr-1", "--answers", str(first)], cwd=sandbox, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, start_new_session=True)
     journal = sandbox / ".agentfire/incidents/inc-resume.jsonl"
@@ -125,7 +125,7 @@ def test_report_matches_the_journal(sandbox: Path) -> None:
     write_steps(sandbox)
     answers = sandbox / "answers.yaml"
     answers.write_text("variables: {region: all}\n")
-    assert run_agentfire("--incident", "inc-rep", "runbook", "--auto", "--answers", str(answers), cwd=sandbox).exit_code == 0
+    assert run_agentfire("--incident", "inc-rep", "--new", "runbook", "--auto", "--answers", str(answers), cwd=sandbox).exit_code == 0
     r = run_agentfire("report", "inc-rep", "--json", cwd=sandbox)
     assert r.exit_code == 0
     doc = r.json()
@@ -149,7 +149,7 @@ def test_interactive_walk_through_a_pty_with_quit_and_resume(sandbox: Path) -> N
     write_steps(sandbox)
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", COLUMNS="160", TERM="dumb")
     env.pop("CI", None)
-    cmd = [sys.executable, "-m", "agentfire", "--incident", "inc-pty", "runbook", "--trace", "tr-9"]
+    cmd = [sys.executable, "-m", "agentfire", "--incident", "inc-pty", "--new", "runbook", "--trace", "tr-9"]
     child = pexpect.spawn(cmd[0], cmd[1:], cwd=str(sandbox), env=env, encoding="utf-8", timeout=60)
     child.expect("step 1/3: kill")
     child.expect(r"\[r\]un")
@@ -162,6 +162,7 @@ def test_interactive_walk_through_a_pty_with_quit_and_resume(sandbox: Path) -> N
     child.close()
     assert child.exitstatus == 1
 
+    cmd.remove("--new")  # the incident exists now
     child = pexpect.spawn(cmd[0], cmd[1:], cwd=str(sandbox), env=env, encoding="utf-8", timeout=60)
     child.expect("resuming incident inc-pty")
     child.expect("step 2/3: wait")

@@ -62,7 +62,7 @@ def test_triage_json_shape_and_journal(sandbox: Path, cli) -> None:
     cli("sandbox", "seed", "--scenario", "papered_error", "--traces", "60")
     truth = load_truth(TRACES, "papered_error")
     tid = truth["examples"][0]
-    r = cli("--incident", "inc-7", "triage", tid, "--json")
+    r = cli("--incident", "inc-7", "--new", "triage", tid, "--json")
     assert r.exit_code == 0, r
     doc = r.json()
     assert set(doc) == {"trace_id", "header", "steps", "findings", "diff", "verdict", "problems"}

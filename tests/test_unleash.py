@@ -120,7 +120,7 @@ def test_kill_status_undo_round_trip_as_the_client_api_sees_it(dep: Deployment, 
     assert s.exit_code == 0, s
     assert {r["region"]: r["on"] for r in s.json()["regions"]} == {"us-east": True, "eu-west": True, FLAGD_REGION: True}
 
-    k = cli("--incident", "inc-ul", "kill", "--region", "all", "--yes", "--reason", "wrong recipients", "--json")
+    k = cli("--incident", "inc-ul", "--new", "kill", "--region", "all", "--yes", "--reason", "wrong recipients", "--json")
     assert k.exit_code == 0, k
     doc = k.json()
     assert doc["all_off"] is True and doc["flag"] == flag
@@ -157,7 +157,7 @@ def test_kill_status_undo_round_trip_as_the_client_api_sees_it(dep: Deployment, 
 
 
 def test_kill_one_region_touches_only_its_environment(dep: Deployment, cli) -> None:
-    k = cli("--incident", "inc-one", "kill", "--region", "us-east", "--json")
+    k = cli("--incident", "inc-one", "--new", "kill", "--region", "us-east", "--json")
     assert k.exit_code == 0, k
     assert outcomes(k) == {"us-east": "CONFIRMED"}
     assert dep.server.client_view(dep.flag) == {"development": True, "production": False}
@@ -167,7 +167,7 @@ def test_kill_one_region_touches_only_its_environment(dep: Deployment, cli) -> N
 def test_undo_leaves_off_an_environment_that_was_off_before_the_incident(dep: Deployment, cli) -> None:
     srv, flag = dep.server, dep.flag
     srv.set_admin(flag, "development", False)  # someone turned it off by hand earlier
-    k = cli("--incident", "inc-pre", "kill", "--json")
+    k = cli("--incident", "inc-pre", "--new", "kill", "--json")
     assert k.exit_code == 0, k
     assert outcomes(k) == {"us-east": "CONFIRMED", "eu-west": "ALREADY_OFF", FLAGD_REGION: "CONFIRMED"}
     u = cli("--incident", "inc-pre", "kill", "--undo", "--json")
@@ -178,7 +178,7 @@ def test_undo_leaves_off_an_environment_that_was_off_before_the_incident(dep: De
 
 def test_real_process_kill_and_undo_keep_the_token_secret(dep: Deployment) -> None:
     env = {"AGENTFIRE_CONFIG": str(dep.config)}
-    k = run_agentfire("--incident", "inc-proc", "kill", "--region", "all", cwd=dep.root, env=env)
+    k = run_agentfire("--incident", "inc-proc", "--new", "kill", "--region", "all", cwd=dep.root, env=env)
     assert k.exit_code == 0, k
     assert k.stdout.count("CONFIRMED") == 3
     assert dep.server.client_view(dep.flag) == {"development": False, "production": False}
@@ -205,7 +205,7 @@ def test_dry_run_leaves_the_server_unchanged(dep: Deployment, cli) -> None:
 def test_region_whose_flag_does_not_exist_is_not_found_and_the_others_confirm(dep: Deployment, cli) -> None:
     # eu-west looks in a project that has no such flag
     dep.write(dep.default_regions(project="no-such-project"))
-    r = cli("--incident", "inc-nf", "kill", "--json")
+    r = cli("--incident", "inc-nf", "--new", "kill", "--json")
     assert r.exit_code == 1, r
     assert outcomes(r) == {"us-east": "CONFIRMED", "eu-west": "NOT_FOUND", FLAGD_REGION: "CONFIRMED"}
     nf = next(x for x in r.json()["regions"] if x["region"] == "eu-west")
@@ -221,7 +221,7 @@ def test_region_whose_flag_does_not_exist_is_not_found_and_the_others_confirm(de
 def test_flag_missing_from_the_server_entirely(dep: Deployment, cli) -> None:
     dep.flag = "agent.never-created"
     dep.write()
-    r = cli("--incident", "inc-nf2", "kill", "--json")
+    r = cli("--incident", "inc-nf2", "--new", "kill", "--json")
     assert r.exit_code == 1, r
     assert outcomes(r) == {"us-east": "NOT_FOUND", "eu-west": "NOT_FOUND", FLAGD_REGION: "CONFIRMED"}
 
@@ -231,7 +231,7 @@ def test_wrong_admin_token_is_auth(dep: Deployment, cli, monkeypatch: pytest.Mon
     dep.extra_secrets.append(wrong)
     monkeypatch.setenv("AF_TEST_WRONG_TOKEN", wrong)
     dep.write(dep.default_regions(token_env="AF_TEST_WRONG_TOKEN"))
-    r = cli("--incident", "inc-auth", "kill", "--json")
+    r = cli("--incident", "inc-auth", "--new", "kill", "--json")
     assert r.exit_code == 1, r
     assert outcomes(r) == {"us-east": "CONFIRMED", "eu-west": "AUTH", FLAGD_REGION: "CONFIRMED"}
     detail = next(x["detail"] for x in r.json()["regions"] if x["region"] == "eu-west")
@@ -242,7 +242,7 @@ def test_wrong_admin_token_is_auth(dep: Deployment, cli, monkeypatch: pytest.Mon
 
 def test_backend_token_instead_of_admin_token_is_auth(dep: Deployment, cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(TOKEN_ENV, dep.server.backend_tokens["production"])
-    r = cli("--incident", "inc-403", "kill", "--region", "us-east", "--json")
+    r = cli("--incident", "inc-403", "--new", "kill", "--region", "us-east", "--json")
     assert r.exit_code == 1, r
     assert outcomes(r) == {"us-east": "AUTH"}
     assert "403" in r.json()["regions"][0]["detail"]
@@ -252,7 +252,7 @@ def test_backend_token_instead_of_admin_token_is_auth(dep: Deployment, cli, monk
 
 def test_unknown_environment_is_not_found(dep: Deployment, cli) -> None:
     dep.write({"us-east": dep.unleash_region("production"), "staging": dep.unleash_region("staging")})
-    r = cli("--incident", "inc-env", "kill", "--json")
+    r = cli("--incident", "inc-env", "--new", "kill", "--json")
     assert r.exit_code == 1, r
     assert outcomes(r) == {"us-east": "CONFIRMED", "staging": "NOT_FOUND"}
     assert "staging" in next(x["detail"] for x in r.json()["regions"] if x["region"] == "staging")
@@ -266,7 +266,7 @@ def test_missing_token_variable_is_those_regions_auth_rows_and_the_others_are_ki
 ) -> None:
     # issue 12 item 8: one region's missing credential no longer aborts the kill everywhere
     monkeypatch.delenv(TOKEN_ENV)
-    r = cli("--incident", "inc-noenv", "kill", "--region", "all", "--json")
+    r = cli("--incident", "inc-noenv", "--new", "kill", "--region", "all", "--json")
     assert r.exit_code == 1, r
     assert "Traceback" not in r.stderr
     rows = {x["region"]: x for x in r.json()["regions"]}
@@ -282,7 +282,7 @@ def test_missing_token_variable_is_those_regions_auth_rows_and_the_others_are_ki
 def test_unreachable_server_is_unreachable_and_the_others_confirm(dep: Deployment, cli) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     dep.write(dep.default_regions(url=closed), max_retries=1)
-    r = cli("--incident", "inc-down", "kill", "--json")
+    r = cli("--incident", "inc-down", "--new", "kill", "--json")
     assert r.exit_code == 1, r
     assert outcomes(r) == {"us-east": "CONFIRMED", "eu-west": "UNREACHABLE", FLAGD_REGION: "CONFIRMED"}
 
@@ -368,7 +368,7 @@ def test_guard_reads_through_the_unleash_sdk_with_a_backend_token(dep: Deploymen
     monkeypatch.delenv(TOKEN_ENV)  # the agent's environment has no admin token at all
     assert guard.agent_enabled(region="us-east", config=str(dep.config)).enabled is True
     monkeypatch.setenv(TOKEN_ENV, dep.server.admin_token)
-    k = cli("--incident", "inc-client", "kill", "--region", "us-east", "--json")
+    k = cli("--incident", "inc-client", "--new", "kill", "--region", "us-east", "--json")
     assert k.exit_code == 0, k
     (row,) = k.json()["regions"]
     # the read-back evaluated the flag the way the agents do: the SDK with the backend token
@@ -412,7 +412,7 @@ def test_agent_process_unleash_kill_undo_down_hung(dep: Deployment, monkeypatch:
         with GuardAgent("us-east", dep.config, env=agent_env, context={"targetingKey": "user-1"}) as agent:
             agent.wait_for(True, 30)
             agent.mark()
-            k = run_agentfire("--incident", "inc-uproc", "kill", "--region", "us-east", "--yes", cwd=dep.root)
+            k = run_agentfire("--incident", "inc-uproc", "--new", "kill", "--region", "us-east", "--yes", cwd=dep.root)
             assert k.exit_code == 0, k
             assert "agents see this within ~1 s" in k.stderr
             agent.wait_for(False, 15, reason_has="kill switch is off")

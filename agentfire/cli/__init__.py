@@ -43,8 +43,11 @@ def _global(
     ),
     incident: Optional[str] = typer.Option(
         None, "--incident", envvar="AGENTFIRE_INCIDENT", metavar="INCIDENT",
-        help="Incident to journal into. Without it, a command that changes something opens a new one.",
+        help="Incident to journal into (it must exist, unless --new). Without it, a command that "
+             "changes something opens a new one.",
     ),
+    new: bool = typer.Option(False, "--new", help="Open a new incident (with the --incident id, if given)."),
+    reopen: bool = typer.Option(False, "--reopen", help="Act in a closed incident again (journaled)."),
     actor: Optional[str] = typer.Option(None, "--actor", help="Who is acting (default: login name)."),
     json_out: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
     wide: bool = typer.Option(
@@ -59,7 +62,8 @@ def _global(
 
     _output.WIDE = wide
 
-    ctx.obj = AppState(config=config, incident=incident, actor=actor or default_actor(), json=json_out)
+    ctx.obj = AppState(config=config, incident=incident, actor=actor or default_actor(), json=json_out,
+                       new=new, reopen=reopen)
 
 
 def main() -> None:

@@ -44,6 +44,8 @@ class AppState:
     incident: str | None = None
     actor: str = ""
     json: bool = False
+    new: bool = False
+    reopen: bool = False
     _runbook: Any = field(default=None, repr=False)
 
     def runbook(self) -> Any:
@@ -51,24 +53,69 @@ class AppState:
             from agentfire.config import load_runbook
 
             self._runbook = load_runbook(self.config)
+            if self.incident and not self.new:
+                # a drill's commands (the walk runs them with its incident) see only what the
+                # runbook's gameday: section lets drills touch
+                from agentfire.journal import INCIDENT_ID, Journal, is_drill
+
+                if INCIDENT_ID.match(self.incident) and is_drill(
+                        Journal(self._runbook.journal_dir, self.incident)):
+                    self._runbook = self._runbook.for_drill()
         return self._runbook
 
-    def journal(self, *, create: bool) -> Any:
-        """The journal of --incident; with create=True and no --incident, a new incident."""
-        from agentfire.journal import Journal, check_incident_id, new_incident_id
+    def journal(self, *, create: bool, allow_closed: bool = False) -> Any:
+        """The journal of --incident; with create=True and no --incident, a new incident.
+
+        Nothing is written here: a new incident is announced (and exists) only when its first
+        entry is written, so a command that fails validation opens nothing. An --incident with no
+        journal is an error unless --new (a typo must not split an incident in two), and a closed
+        incident takes new actions only with --reopen, journaled (undo and lift are allowed:
+        `incident close` offers them)."""
+        from agentfire.errors import UsageError
+        from agentfire.journal import Journal, check_incident_id, closed_entry, new_incident_id
 
         rb = self.runbook()
         if self.incident:
-            return Journal(rb.journal_dir, check_incident_id(self.incident))
-        if not create:
+            inc = check_incident_id(self.incident)
+            journal = Journal(rb.journal_dir, inc)
+            if self.new:
+                if journal.exists():
+                    raise UsageError(f"--new: incident {inc!r} already exists in {rb.journal_dir}; "
+                                     "leave out --new to act in it, or choose another id")
+                return Journal(rb.journal_dir, inc, before_first_append=self._announce)
+            if not journal.exists():
+                raise UsageError(
+                    f"no incident {inc!r} in {rb.journal_dir}{self._origin(inc)}: check the id "
+                    "(agentfire incident list), or pass --new to open an incident with this id")
+            closed = closed_entry(journal.entries())
+            if closed is not None and not allow_closed:
+                if not self.reopen:
+                    raise UsageError(
+                        f"incident {inc} was closed at {closed.get('ts')} by {closed.get('actor')}: "
+                        "pass --reopen to act in it again (journaled), or leave out --incident to "
+                        "open a new one")
+                return Journal(rb.journal_dir, inc, before_first_append=self._reopened)
+            return journal
+        if not create and not self.new:
             return None
         self.incident = new_incident_id()
-        err_console().print(
-            Text.assemble("opened incident ", (self.incident, "bold"),
-                          f"  (export AGENTFIRE_INCIDENT={self.incident} to keep using it)")
-        )
-        return Journal(rb.journal_dir, self.incident)
+        return Journal(rb.journal_dir, self.incident, before_first_append=self._announce)
 
+    @staticmethod
+    def _origin(incident: str) -> str:
+        return (" (from $AGENTFIRE_INCIDENT: unset it, or export the right id)"
+                if os.environ.get("AGENTFIRE_INCIDENT") == incident else "")
+
+    def _announce(self, journal: Any) -> None:
+        err_console().print(
+            Text.assemble("opened incident ", (journal.incident, "bold"),
+                          f"  (export AGENTFIRE_INCIDENT={journal.incident} to keep using it)")
+        )
+
+    def _reopened(self, journal: Any) -> None:
+        journal.append("incident.reopen", actor=self.actor, outcome="REOPENED",
+                       before={"status": "closed"}, after={"status": "open"})
+        err_console().print(Text.assemble("reopened incident ", (journal.incident, "bold")))
 
     def journal_to_restore(self, action: str, what: str) -> Any:
         """The journal of --incident, else of the latest incident with `action` (said aloud),
@@ -81,7 +128,14 @@ class AppState:
                 raise fail(f"no incident has a {action} to {what}; pass --incident ID", EXIT_USAGE)
             self.incident = latest
             err_console().print(Text(f"{what}: incident {latest} (the latest with a {action})"))
-        return self.journal(create=False)
+        return self.journal(create=False, allow_closed=True)
+
+    def amend_closed(self, journal: Any) -> None:
+        """After an undo or lift: a closed incident's report gets it (incident close offered it)."""
+        from agentfire.incident import amend_closed_report, report_paths
+
+        if amend_closed_report(journal):
+            err_console().print(Text(f"added to the closed incident's report {report_paths(journal)[0]}"))
 
 
 def state(ctx: typer.Context) -> AppState:

@@ -148,6 +148,8 @@ def freeze(
         warn(w)
     if change.journal_error:
         raise fail(f"the journal could not be written: {change.journal_error}", 1)
+    if lift_ and not dry_run:
+        st.amend_closed(journal)
     if not dry_run and not change.confirmed:
         raise fail(f"{change.action} of scope {change.scope!r} is NOT confirmed: the read-back differs "
                    "from what was written (see 'read back')", 1)

@@ -50,7 +50,7 @@ def start_cmd(
     from agentfire import drill
 
     st = state(ctx)
-    rb = st.runbook()
+    rb = st.runbook().for_drill()  # only what the runbook's gameday: section lets drills touch
     if page and not rb.model.watch.routes:
         raise fail("--page sends through watch.routes in runbook.yaml, and it lists none", 2)
     journal = st.journal(create=True)
@@ -100,7 +100,8 @@ def _render_score(doc: dict[str, Any]) -> None:
     out_console().print(Text("PASSED" if doc["passed"] else "FAILED", style="bold green" if doc["passed"] else "bold red"))
 
 
-def _score(ctx: typer.Context, incident: Optional[str], out: Optional[Path], json_out: bool) -> dict[str, Any]:
+def _score(ctx: typer.Context, incident: Optional[str], out: Optional[Path], json_out: bool,
+           extra: dict[str, Any] | None = None) -> dict[str, Any]:
     from agentfire import drill
     from agentfire.journal import Journal, check_incident_id, latest_incident_with
 
@@ -110,7 +111,9 @@ def _score(ctx: typer.Context, incident: Optional[str], out: Optional[Path], jso
     if not inc:
         raise fail("no drill to score: start one with agentfire gameday start SCENARIO", 1)
     journal = Journal(rb.journal_dir, check_incident_id(inc))
-    doc = drill.score(rb, journal)
+    doc = drill.score(rb if getattr(rb, "drill_scope", None) else rb.for_drill(), journal)
+    if extra:
+        doc.update(extra)
     md = drill.score_markdown(doc)
     if out:
         write_out(out, doc, md)
@@ -147,38 +150,52 @@ def run_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the synthetic trajectories."),
     traces: Optional[int] = typer.Option(None, "--traces", help="How many trajectories to inject."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the score as markdown (.md) or JSON (.json)."),
+    keep: bool = typer.Option(False, "--keep", help="Leave the regions and caps as the drill ended (default: restore them)."),
     json_out: bool = typer.Option(False, "--json", help="The score as JSON on stdout."),
 ) -> None:
     """The whole drill scripted end to end: start, walk the runbook with --auto, score. Exit 0 only
-    if every step worked and every answer was right: put it in CI so the runbook never rots."""
+    if every step worked and every answer was right: put it in CI so the runbook never rots.
+    It ends by putting back what it changed (regions as before the drill, its freeze lifted)
+    unless --keep, and says what state it left."""
     from agentfire import drill
-    from agentfire.walk import Walk
+    from agentfire.walk import Walk, walk_lock
 
     if not auto:
         raise fail("gameday run needs --auto (a person walks a drill with gameday start + runbook)", 2)
     st = state(ctx)
-    rb = st.runbook()
+    rb = st.runbook().for_drill()  # only what the runbook's gameday: section lets drills touch
     journal = st.journal(create=True)
+    quiet = want_json(ctx, json_out)
     started = drill.start(rb, journal, actor=st.actor, scenario=scenario, target=target, seed=seed,
                           traces=traces)
-    quiet = want_json(ctx, json_out)
     if not quiet:
         _page(started)
-    walk = Walk(rb, journal, st.actor, {"trace_id": started.alert_trace_id})
-    while (step := walk.next_step()) is not None:
-        command = walk.propose(step)
-        rec, result = walk.run(step, command)
-        if not quiet:
-            style = "green" if rec.status == "ok" else "bold red"
-            err_console().print(Text(f"{step.id}: {rec.status.upper()} ({result.duration_ms} ms)  ", style=style)
-                                + safe_text(command, 200))
-        if rec.status != "ok":
-            err_console().print(safe_text(result.stderr.strip()[-1500:], 1500, style="red"))
-            break
-    doc = _score(ctx, journal.incident, out, json_out)
-    if not quiet:
-        left_behind(rb, journal)
-    if not doc["passed"]:
+    with walk_lock(journal, st.actor):
+        try:
+            walk = Walk(rb, journal, st.actor, {"trace_id": started.alert_trace_id})
+            while (step := walk.next_step()) is not None:
+                command = walk.propose(step)
+                rec, result = walk.run(step, command)
+                if not quiet:
+                    style = "green" if rec.status == "ok" else "bold red"
+                    err_console().print(Text(f"{step.id}: {rec.status.upper()} ({result.duration_ms} ms)  ",
+                                             style=style) + safe_text(command, 200))
+                if rec.status != "ok":
+                    err_console().print(safe_text(result.stderr.strip()[-1500:], 1500, style="red"))
+                    break
+        finally:
+            # the score reads this observation; then the drill puts back what it changed, even
+            # when a step failed or the walk was interrupted (a drill never leaves it killed)
+            drill.observe(rb, journal, st.actor, "runbook ended")
+            restored = None if keep else drill.restore(rb, journal, st.actor)
+            left = restored["left"] if restored else drill.state_left(rb)
+            if not quiet:
+                _say_left(left, restored, keep)
+                if keep:
+                    left_behind(rb, journal)  # what the drill left, and the commands that reset it
+    doc = _score(ctx, journal.incident, out, json_out,
+                 extra={"restored": None if restored is None else restored["restored"], "left": left})
+    if not doc["passed"] or (restored is not None and not restored["restored"]):
         raise typer.Exit(1)
     if not quiet:
         sys.stderr.flush()
@@ -205,7 +222,14 @@ def left_behind(rb: Any, journal: Any) -> None:
         resets.append(f"agentfire --incident {journal.incident} freeze --lift --yes")
     cases = [e.get("case_id") for e in entries if e.get("action") == "capture" and e.get("case_id")]
     if cases:
-        state_left.append(f"case {cases[-1]} is in {rb.model.evals.path}")
+        from agentfire.evalset import evalset_for
+
+        path = evalset_for(rb).path  # the drill eval set
+        try:
+            path = path.relative_to(rb.base_dir)
+        except ValueError:
+            pass
+        state_left.append(f"case {cases[-1]} is in {path}")
     if not any(e.get("action") == "incident.close" for e in entries):
         state_left.append(f"incident {journal.incident} is open")
         resets.append(f"agentfire incident close {journal.incident}")
@@ -215,3 +239,18 @@ def left_behind(rb: Any, journal: Any) -> None:
     for r in resets:
         console.print(Text.assemble(("reset: ", "bold"), (r, "cyan")), soft_wrap=True)
 
+
+def _say_left(left: dict[str, Any], restored: Any, keep: bool) -> None:
+    regions = ", ".join(f"{n} {'?' if on is None else 'on' if on else 'OFF'}" for n, on in left["regions"].items())
+    caps = left.get("caps")
+    frozen = [c["scope"] for c in caps if (c.get("effective") or {}).get("admission") == "frozen"] \
+        if isinstance(caps, list) else []
+    if keep:
+        head, style = "left as the drill ended (--keep)", "bold yellow"
+    elif restored and restored["restored"]:
+        head, style = "restored what the drill changed", "green"
+    else:
+        head, style = "could NOT restore everything the drill changed", "bold red"
+    err_console().print(Text(f"{head}: agent {regions}; spend "
+                             + (f"frozen on {', '.join(frozen)}" if frozen else "not frozen by the drill"),
+                             style=style))

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from agentfire.cli._app import (
     app, emit_json, err_console, fail, handles_errors, out_console, safe_text, state, want_json,
+    warn,
 )
 from agentfire.cli._output import id_column, optional_column, print_table
 
@@ -54,13 +55,20 @@ def close_cmd(
             raise fail(f"no open incident in {rb.journal_dir}; pass an incident id", 2)
         err_console().print(Text(f"closing {chosen} (the latest open incident)"))
     journal = Journal(rb.journal_dir, check_incident_id(chosen))
+    from agentfire.journal import is_drill
+
+    if is_drill(journal) and not getattr(rb, "drill_scope", None):
+        rb = rb.for_drill()  # its cases are in the drill eval set
     console = err_console()
-    verify = verify or rb.model.evals.verify
-    if verify and console.is_terminal and not want_json(ctx, json_out):
-        with console.status(f"running {verify} ..."):
+    shown = verify or (None if getattr(rb, "drill_scope", None) else rb.model.evals.verify)
+    if shown and console.is_terminal and not want_json(ctx, json_out):
+        with console.status(f"running {shown} ..."):
             result = core.close(rb, journal, actor=st.actor, verify=verify)
     else:
         result = core.close(rb, journal, actor=st.actor, verify=verify)
+    if not result.already_closed:
+        for left in result.report.get("still_in_effect", []):
+            warn(f"{left['detail']}: restore with `{left['restore']}` (it is added to the report)")
     if want_json(ctx, json_out):
         emit_json(result.to_json())
         return
@@ -105,3 +113,70 @@ def list_cmd(
                       Text(r.opened_at or ""), Text(r.closed_at or ""), Text(str(r.actions)),
                       Text(", ".join(r.cases)), safe_text(r.problem or r.last_action or "", 200))
     print_table(table)
+
+
+@incident_app.command("current", epilog="Example: agentfire incident current --json")
+@handles_errors
+def current_cmd(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Which incident the next command will journal into (--incident, else $AGENTFIRE_INCIDENT),
+    and whether it exists and is open. Exit 1 when the id names no incident (commands would
+    refuse it unless --new)."""
+    from agentfire import incident as core
+    from agentfire.journal import Journal, check_incident_id
+
+    import os
+
+    st = state(ctx)
+    rb = st.runbook()
+    doc: dict = {"incident": st.incident, "source": None, "exists": False, "status": None,
+                 "journal": None, "latest_open": core.latest_open(rb)}
+    code = 0
+    if st.incident:
+        inc = check_incident_id(st.incident)
+        journal = Journal(rb.journal_dir, inc)
+        doc["source"] = ("$AGENTFIRE_INCIDENT" if os.environ.get("AGENTFIRE_INCIDENT") == inc
+                         and not _on_command_line(inc) else "--incident")
+        doc["exists"] = journal.exists()
+        doc["journal"] = str(journal.path)
+        if doc["exists"]:
+            summary = core.summarize(journal)
+            doc["status"] = summary.status
+            doc["next_action"] = (
+                f"commands journal into {inc}" if summary.status == "open" else
+                f"{inc} is closed: actions are refused unless --reopen (kill --undo and "
+                "freeze --lift are allowed)")
+        elif st.new:
+            doc["next_action"] = f"the next command that changes something opens {inc} (--new)"
+        else:
+            doc["next_action"] = (f"commands will refuse: {inc} has no journal in {rb.journal_dir} "
+                                  "(a typo or a stale id? pass --new to open it)")
+            code = 1
+    else:
+        doc["next_action"] = ("the next command that changes something opens a new incident "
+                              "(pass --incident ID or export AGENTFIRE_INCIDENT to use one)")
+    if want_json(ctx, json_out):
+        emit_json(doc)
+    else:
+        if st.incident:
+            style = {"open": "bold yellow", "closed": "green"}.get(doc["status"] or "", "bold red")
+            out_console().print(Text.assemble(
+                ("incident ", ""), (st.incident, "bold"), f"  (from {doc['source']})  ",
+                ((doc["status"] or "NO JOURNAL").upper(), style)))
+        else:
+            out_console().print(Text("no incident selected"))
+        out_console().print(safe_text(doc["next_action"], 400))
+        if doc["latest_open"] and doc["latest_open"] != st.incident:
+            out_console().print(Text(f"latest open incident: {doc['latest_open']}"))
+    if code:
+        raise typer.Exit(code)
+
+
+def _on_command_line(incident: str) -> bool:
+    import sys
+
+    argv = sys.argv[1:]
+    return any(a == "--incident" and argv[i + 1:i + 2] == [incident] or a == f"--incident={incident}"
+               for i, a in enumerate(argv))

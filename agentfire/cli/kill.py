@@ -134,6 +134,8 @@ def kill(
         warn(w)
     if result.journal_error:
         raise fail(f"the journal could not be written: {result.journal_error}", 1)
+    if undo and not dry_run:
+        st.amend_closed(journal)
     if result.interrupted:
         stopped = [r.region for r in result.regions if r.outcome.value == "INTERRUPTED"]
         raise fail(f"interrupted: {', '.join(stopped) or 'no region'} not finished; what finished is "

@@ -102,7 +102,8 @@ def runbook(
     Resumable: run it again with the same --incident and it continues at the first unfinished step.
     Exit 0 when every step ended ok (or was skipped by a person), 1 otherwise."""
     from agentfire import report as report_mod
-    from agentfire.walk import Walk, load_answers, plan, unprovided
+    from agentfire.journal import is_drill
+    from agentfire.walk import Walk, load_answers, plan, plan_problems, template_names, walk_lock
 
     st = state(ctx)
     rb = st.runbook()
@@ -115,37 +116,52 @@ def runbook(
     if not auto and not interactive():
         raise fail("no terminal: use --auto (with --trace or --answers) to walk without a person", 2)
     overrides = (ans.get("steps") or {}) if auto else {}
-    missing = unprovided(plan(rb), base, overrides)
-    if missing:
-        listed = ", ".join(f"{{{name}}} (step {step})" for step, name in missing)
-        message = (f"no step provides {listed}: give it in the --answers file's variables, "
-                   "or fix the step's command in runbook.yaml")
-        if auto:  # before anything runs: a drill must not stop half-way at a typo
-            raise fail(message, 2)
-        err_console().print(Text(message + " (you can edit the command when its step comes up)",
-                                 style="yellow"))
     resumed = bool(st.incident)
-    journal = st.journal(create=True)
+    journal = st.journal(create=True)  # nothing is written until the walk starts
     if "trace_id" not in base and journal.exists():
         remembered = _remembered_trace(journal)  # a resumed walk remembers its trace
         if remembered:
             base["trace_id"] = remembered
     walk = Walk(rb, journal, st.actor, base)
-    if resumed and any(r.status != "pending" for r in walk.state().values()):
-        err_console().print(Text(f"resuming incident {journal.incident}"
-                                 + (f" (trace {base['trace_id']})" if base.get("trace_id") else ""), style="bold"))
-    if not journal.exists():
-        journal.append("runbook.start", actor=st.actor, trace_id=base.get("trace_id"), auto=auto)
-    elif trace and trace != _remembered_trace(journal):
-        journal.append("runbook.trace", actor=st.actor, trace_id=trace)
-    try:
-        _walk_steps(ctx, walk, journal, auto=auto, overrides=overrides, step_timeout=step_timeout,
-                    json_out=json_out)
-    except (KeyboardInterrupt, EOFError, click_abort()):
-        # Ctrl-C during a step or at a prompt, Ctrl-D at a prompt: the step is proposed again
-        err_console().print()
-        _resume_hint(ctx, journal, walk)
-        raise typer.Exit(130) from None
+    recs = walk.state()
+    pending = [s for s in walk.steps if not recs[s.id].done]
+    problem = plan_problems(pending, walk.values(), overrides)
+    if problem and not auto and "trace_id" not in walk.values() and any(
+            "trace_id" in template_names(s.command) for s in pending):
+        # a person is here: ask for the alert's trace id now, not after kill and freeze ran
+        walk.base_values["trace_id"] = typer.prompt("trace id from the alert", err=True).strip()
+        problem = plan_problems(pending, walk.values(), overrides)
+    if problem:
+        if auto:  # before anything runs: a walk must not stop half-way, after kill and freeze
+            raise fail(problem, 2)
+        err_console().print(Text(problem + " (you can edit the command when its step comes up)",
+                                 style="yellow"))
+    with walk_lock(journal, st.actor) as stale:
+        if stale:
+            err_console().print(Text(
+                f"taking over a stale walk lock: pid {stale.get('pid')} on {stale.get('host')} "
+                f"(since {stale.get('since')}) is gone", style="yellow"))
+        if resumed and any(r.status != "pending" for r in walk.state().values()):
+            err_console().print(Text(f"resuming incident {journal.incident}"
+                                     + (f" (trace {base['trace_id']})" if base.get("trace_id") else ""),
+                                     style="bold"))
+        given = walk.base_values.get("trace_id")
+        if not journal.exists():
+            journal.append("runbook.start", actor=st.actor, trace_id=given, auto=auto)
+        elif given and given != _remembered_trace(journal):
+            journal.append("runbook.trace", actor=st.actor, trace_id=given)
+        try:
+            _walk_steps(ctx, walk, journal, auto=auto, overrides=overrides, step_timeout=step_timeout,
+                        json_out=json_out)
+        except (KeyboardInterrupt, EOFError, click_abort()):
+            # Ctrl-C during a step or at a prompt, Ctrl-D at a prompt: the step is proposed again
+            err_console().print()
+            _resume_hint(ctx, journal, walk)
+            raise typer.Exit(130) from None
+        if is_drill(journal):  # what the drill is scored on: the regions as this walk ended
+            from agentfire import drill
+
+            drill.observe(walk.runbook, journal, st.actor, "runbook ended")
     doc = report_mod.build(journal, walk.steps)
     if want_json(ctx, json_out):
         emit_json(doc)

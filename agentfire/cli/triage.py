@@ -55,6 +55,7 @@ def triage(
     st = state(ctx)
     rb = st.runbook()
     as_json = want_json(ctx, json_out)
+    journal = st.journal(create=False)  # a mistyped --incident fails before the trace is read
     console = err_console()
     if console.is_terminal and not as_json:
         with console.status(f"reading {trace_id} ..."):
@@ -62,7 +63,6 @@ def triage(
     else:
         report = core.run(rb, trace_id, golden, mode=mode, args=args_mode)
 
-    journal = st.journal(create=False)
     if journal is not None:
         journal.append("triage", actor=st.actor, trace_id=report.trajectory.trace_id, outcome="verdict",
                        verdict=report.verdict.to_json(), findings=len(report.findings),
