@@ -201,7 +201,7 @@ def test_kill_is_mismatch_when_agents_are_still_served_on(sandbox: Path, cli) ->
     """The file says off, but the agents of us-east evaluate another source that still serves
     on: CONFIRMED only when the agents' evaluation says off."""
     edit_region(sandbox, "us-east", openfeature_provider=memory_provider({"agent.enabled": True}))
-    r = cli("--incident", "inc-mm", "kill", "--json")
+    r = cli("--incident", "inc-mm", "--new", "kill", "--json")
     assert r.exit_code == 1, r
     rows = {x["region"]: x for x in r.json()["regions"]}
     assert rows["us-east"]["outcome"] == "MISMATCH"
@@ -211,7 +211,7 @@ def test_kill_is_mismatch_when_agents_are_still_served_on(sandbox: Path, cli) ->
 
 
 def test_kill_prints_how_fast_agents_see_it(sandbox: Path) -> None:
-    r = run_agentfire("--incident", "inc-fast", "kill", "--yes", cwd=sandbox)
+    r = run_agentfire("--incident", "inc-fast", "--new", "kill", "--yes", cwd=sandbox)
     assert r.exit_code == 0, r
     assert "agents see this within ~0.2 s: us-east: flagd file: on the agents' next call" in r.stderr
 
@@ -239,7 +239,7 @@ def test_agent_process_kill_undo_malformed_and_missing(sandbox: Path) -> None:
     with GuardAgent("eu-west", sandbox / "runbook.yaml") as agent:
         agent.wait_for(True, 30)
         agent.mark()
-        k = run_agentfire("--incident", "inc-p", "kill", "--yes", cwd=sandbox)
+        k = run_agentfire("--incident", "inc-p", "--new", "kill", "--yes", cwd=sandbox)
         assert k.exit_code == 0, k
         off = agent.wait_for(False, 10, reason_has="kill switch is off")
         assert off["fallback"]

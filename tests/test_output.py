@@ -40,7 +40,7 @@ def run_pty(sandbox: Path, *args: str, columns: int = 80) -> tuple[int, str]:
 def seeded(sandbox: Path, cli) -> Path:
     r = cli("sandbox", "seed", "--scenario", "wrong_recipient")
     assert r.exit_code == 0, r
-    assert cli("--incident", INCIDENT, "kill", "--yes").exit_code == 0
+    assert cli("--incident", INCIDENT, "--new", "kill", "--yes").exit_code == 0
     return sandbox
 
 

@@ -103,7 +103,7 @@ def test_trace_ids_by_unique_prefix_and_with_whitespace(sandbox: Path, cli) -> N
 
 def test_next_lines_are_working_commands(sandbox: Path, cli) -> None:
     cli("sandbox", "seed", "--scenario", "wrong_recipient")
-    k = cli("--incident", "inc-next", "kill", "--yes")
+    k = cli("--incident", "inc-next", "--new", "kill", "--yes")
     assert k.exit_code == 0
     follow = _next_lines(k.stderr)
     assert follow == ["agentfire --incident inc-next freeze --to p50", "agentfire --incident inc-next kill --undo"]
@@ -197,5 +197,5 @@ def test_traces_and_links_on_phoenix(phoenix_server, sandbox: Path, cli) -> None
     flagged = next(t for t in doc["traces"] if t["top_finding"] and t["top_finding"]["severity"] == "high")
     tri = cli("triage", flagged["trace_id"])
     assert flagged["url"] in tri.stdout
-    cap = cli("--incident", "inc-ph", "capture", flagged["trace_id"], "--expected", "ask first")
+    cap = cli("--incident", "inc-ph", "--new", "capture", flagged["trace_id"], "--expected", "ask first")
     assert cap.exit_code == 0 and flagged["url"] in cap.stdout
