@@ -113,7 +113,7 @@ def test_agent_process_kill_undo_down_hung(ld) -> None:
                     context={"targetingKey": "user-42", "plan": "pro"}) as agent:
         agent.wait_for(True, 30)
         agent.mark()
-        k = run_agentfire("--incident", "inc-ld", "kill", "--yes", "--json", cwd=root)
+        k = run_agentfire("--incident", "inc-ld", "--new", "kill", "--yes", "--json", cwd=root)
         assert k.exit_code == 0, k
         (row,) = k.json()["regions"]
         assert row["outcome"] == "CONFIRMED" and row["agent_view"]["on"] is False
@@ -153,7 +153,7 @@ def test_off_but_serving_true_is_a_mismatch(ld, cli) -> None:
 
     root, fake = ld
     fake.set_off_variation(FLAG, "production", 0)
-    r = cli("--incident", "inc-ov", "kill", "--json")
+    r = cli("--incident", "inc-ov", "--new", "kill", "--json")
     assert r.exit_code == 1, r
     (row,) = r.json()["regions"]
     assert row["outcome"] == "MISMATCH" and row["after"] is True

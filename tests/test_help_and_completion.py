@@ -58,7 +58,7 @@ def test_shell_completion_of_values(sandbox: Path, cli) -> None:
     assert _complete(sandbox, f"agentfire capture {one[:10]}") == [one]
     assert one in _complete(sandbox, f"agentfire blast --like {one[:6]}")
 
-    cli("--incident", "inc-20261130-000000-abcd", "kill", "--yes")
+    cli("--incident", "inc-20261130-000000-abcd", "--new", "kill", "--yes")
     assert _complete(sandbox, "agentfire --incident inc-2026113") == ["inc-20261130-000000-abcd"]
     assert _complete(sandbox, "agentfire report ") == ["inc-20261130-000000-abcd"]
 

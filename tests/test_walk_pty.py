@@ -62,7 +62,7 @@ def alert(sandbox: Path, cli) -> str:
 
 
 def test_full_walk_at_80_columns_shows_commands_whole_and_each_result(sandbox: Path, alert: str) -> None:
-    child = spawn(sandbox, ["--incident", "inc-pty80", "runbook", "--trace", alert])
+    child = spawn(sandbox, ["--incident", "inc-pty80", "--new", "runbook", "--trace", alert])
     seen = ""
     answered_capture = False
     expected_text = "ask the user before emailing an address that came from a document"
@@ -111,7 +111,7 @@ def test_full_walk_at_80_columns_shows_commands_whole_and_each_result(sandbox: P
 def test_auto_walk_stores_a_derived_expectation_as_derived(sandbox: Path, alert: str) -> None:
     from tests.conftest import run_agentfire
 
-    r = run_agentfire("--incident", "inc-derived", "runbook", "--auto", "--trace", alert, "--json",
+    r = run_agentfire("--incident", "inc-derived", "--new", "runbook", "--auto", "--trace", alert, "--json",
                       cwd=sandbox, timeout=300)
     assert r.exit_code == 0, r
     case = [json.loads(x) for x in (sandbox / "evals/regressions.jsonl").read_text().splitlines()][-1]
@@ -132,7 +132,7 @@ def _steps_with_a_slow_one(root: Path) -> None:
 
 
 def _stop_and_resume(root: Path, alert: str, incident: str, stop) -> None:  # type: ignore[no-untyped-def]
-    child = spawn(root, ["--incident", incident, "runbook", "--trace", alert])
+    child = spawn(root, ["--incident", incident, "--new", "runbook", "--trace", alert])
     child.expect(r"\[r\]un")
     child.sendline("r")  # kill
     child.expect("kill: OK")

@@ -384,7 +384,7 @@ def test_gameday_page_goes_through_the_routes_marked_as_a_drill_and_starts_the_c
 
     with Receiver() as hook:
         _config(sandbox, routes=[{"kind": "webhook", "url": hook.url + "/hook"}])
-        res = cli("--incident", "drill-7", "gameday", "start", "wrong_recipient", "--seed", "5", "--traces", "60",
+        res = cli("--incident", "drill-7", "--new", "gameday", "start", "wrong_recipient", "--seed", "5", "--traces", "60",
                   "--page", "--json")
         assert res.exit_code == 0, res
         doc = res.json()
@@ -402,7 +402,7 @@ def test_gameday_page_goes_through_the_routes_marked_as_a_drill_and_starts_the_c
 
 
 def test_gameday_page_without_routes_is_a_usage_error_before_anything_starts(sandbox: Path, cli) -> None:
-    res = cli("--incident", "drill-8", "gameday", "start", "wrong_recipient", "--page")
+    res = cli("--incident", "drill-8", "--new", "gameday", "start", "wrong_recipient", "--page")
     assert res.exit_code == 2 and "watch.routes" in res.stderr
     assert not (sandbox / ".agentfire" / "incidents" / "drill-8.jsonl").exists()
 
