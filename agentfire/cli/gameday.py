@@ -189,10 +189,9 @@ def run_cmd(
             drill.observe(rb, journal, st.actor, "runbook ended")
             restored = None if keep else drill.restore(rb, journal, st.actor)
             left = restored["left"] if restored else drill.state_left(rb)
-            if not quiet:
-                _say_left(left, restored, keep)
-                if keep:
-                    left_behind(rb, journal)  # what the drill left, and the commands that reset it
+            _say_left(left, restored, keep)  # on stderr, --json or not
+            if keep and not quiet:
+                left_behind(rb, journal)  # what the drill left, and the commands that reset it
     doc = _score(ctx, journal.incident, out, json_out,
                  extra={"restored": None if restored is None else restored["restored"], "left": left})
     if not doc["passed"] or (restored is not None and not restored["restored"]):
