@@ -70,7 +70,7 @@ def test_token_echoed_by_the_server_is_redacted_in_tables_guard_and_journal(
     echo = ("token " + TOKEN + " refused; as sent: " + quote(TOKEN, safe="") + " / "
             + quote_plus(TOKEN) + " / " + base64.b64encode(TOKEN.encode()).decode())
     launchdarkly_fake.inject("production", "status", status=403, on="read", message=echo)
-    r = cli("--incident", "inc-echo", "kill", "--yes")  # the table, not --json
+    r = cli("--incident", "inc-echo", "--new", "kill", "--yes")  # the table, not --json
     assert r.exit_code == 1, r
     assert "refused" in r.stdout  # the server's words are shown...
     s = cli("status")
@@ -166,7 +166,7 @@ def test_guard_fails_closed_fast_on_an_alias_bomb(ops: Path) -> None:
 def test_unset_variable_in_a_path_is_a_config_error(ops: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AF_UNSET_STATE_DIR", raising=False)
     runbook(ops, budget={"kind": "sqlite", "path": "$AF_UNSET_STATE_DIR/budget.sqlite"})
-    r = cli("--incident", "inc-var", "freeze", "--to", "0.40", "--window", "1h")
+    r = cli("--incident", "inc-var", "--new", "freeze", "--to", "0.40", "--window", "1h")
     assert r.exit_code == 2, r
     assert "$AF_UNSET_STATE_DIR" in r.stderr and "not set" in r.stderr
     assert not (ops / "$AF_UNSET_STATE_DIR").exists()  # no store the agents never read
@@ -175,7 +175,7 @@ def test_unset_variable_in_a_path_is_a_config_error(ops: Path, cli, monkeypatch:
     bad = [c for c in d.json()["checks"] if not c["ok"]]
     assert any("$AF_UNSET_STATE_DIR" in c["detail"] for c in bad), bad
     monkeypatch.setenv("AF_UNSET_STATE_DIR", str(ops / "state"))
-    assert cli("--incident", "inc-var", "freeze", "--to", "0.40").exit_code == 0
+    assert cli("--incident", "inc-var", "--new", "freeze", "--to", "0.40").exit_code == 0
     assert (ops / "state/budget.sqlite").exists()
 
 
@@ -219,7 +219,7 @@ def test_kill_deadline_in_runbook_is_range_checked(ops: Path, cli, value: str) -
 
 @pytest.mark.parametrize("value", ["inf", "nan", "1e9"])
 def test_kill_deadline_option_is_range_checked(sandbox: Path, cli, value: str) -> None:
-    r = cli("--incident", "inc-d", "kill", "--yes", "--deadline", value)
+    r = cli("--incident", "inc-d", "--new", "kill", "--yes", "--deadline", value)
     assert r.exit_code == 2, r
     assert "deadline" in r.stderr
     assert not (sandbox / ".agentfire/incidents/inc-d.jsonl").exists()
@@ -229,7 +229,7 @@ def test_kill_deadline_option_is_range_checked(sandbox: Path, cli, value: str) -
                                  "redis://127.0.0.1:6379/notadb", "redis://[::1/0"])
 def test_malformed_redis_url_is_one_line(ops: Path, cli, url: str) -> None:
     runbook(ops, budget={"kind": "redis", "url": url})
-    for args in (("status",), ("--incident", "inc-u", "freeze", "--to", "0.4"), ("doctor",)):
+    for args in (("status",), ("--incident", "inc-u", "--new", "freeze", "--to", "0.4"), ("doctor",)):
         r = cli(*args)
         assert r.exit_code in (1, 2), (args, r)
         assert "Traceback" not in r.stderr
@@ -267,7 +267,7 @@ def test_status_shows_a_freeze_that_is_gone_from_the_store(ops: Path, cli, redis
 
     prefix = f"af-gone-{time.monotonic_ns()}:"
     runbook(ops, budget={"kind": "redis", "url": redis_server.url, "key_prefix": prefix})
-    assert cli("--incident", "inc-frz", "freeze", "--to", "0.40").exit_code == 0
+    assert cli("--incident", "inc-frz", "--new", "freeze", "--to", "0.40").exit_code == 0
     ok = cli("status", "--json")
     assert ok.exit_code == 0, ok
     # the store restarts without persistence: the freeze is silently gone

@@ -80,7 +80,7 @@ def test_missing_credential_is_that_regions_auth_row_while_others_are_killed(
     })
     monkeypatch.delenv("LD_ACCESS_TOKEN", raising=False)
     monkeypatch.setenv("LD_EU_TOKEN", TOKEN)
-    r = cli("--incident", "inc-cred", "kill", "--yes", "--json")
+    r = cli("--incident", "inc-cred", "--new", "kill", "--yes", "--json")
     assert r.exit_code == 1, r
     rows = {x["region"]: x for x in r.json()["regions"]}
     assert rows["ld-prod"]["outcome"] == "AUTH" and "$LD_ACCESS_TOKEN" in rows["ld-prod"]["detail"]
@@ -128,7 +128,7 @@ def test_kill_deadline_holds_when_a_flag_file_blocks(ops: Path) -> None:
     fifo = _fifo_ops(ops)
     try:
         started = time.monotonic()
-        r = run_agentfire("--incident", "inc-fifo", "kill", "--yes", "--deadline", "2", "--json",
+        r = run_agentfire("--incident", "inc-fifo", "--new", "kill", "--yes", "--deadline", "2", "--json",
                           cwd=ops, timeout=60)
         elapsed = time.monotonic() - started
     finally:
@@ -191,7 +191,7 @@ def test_lock_held_by_another_process_gets_the_remaining_deadline(ops: Path) -> 
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         started = time.monotonic()
-        r = run_agentfire("--incident", "inc-lock", "kill", "--yes", "--deadline", "2", "--json",
+        r = run_agentfire("--incident", "inc-lock", "--new", "kill", "--yes", "--deadline", "2", "--json",
                           cwd=ops, timeout=60)
         elapsed = time.monotonic() - started
     finally:
@@ -214,7 +214,7 @@ def test_ctrl_c_stops_the_kill_and_journals_what_happened(ops: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", COLUMNS="200",
                AGENTFIRE_CONFIG=str(ops / "runbook.yaml"))
     env.pop("AGENTFIRE_INCIDENT", None)
-    p = subprocess.Popen([sys.executable, "-m", "agentfire", "--incident", "inc-int", "kill", "--yes",
+    p = subprocess.Popen([sys.executable, "-m", "agentfire", "--incident", "inc-int", "--new", "kill", "--yes",
                           "--deadline", "60", "--json"], cwd=ops, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
@@ -262,7 +262,7 @@ def test_undo_restores_a_region_a_retried_kill_turned_off(sandbox: Path, cli) ->
     eu = sandbox / ".agentfire/flags/eu-west.flagd.json"
     good = eu.read_text()
     eu.write_text("{ not json")  # first kill cannot read eu-west
-    r1 = cli("--incident", "inc-r", "kill", "--yes", "--json")
+    r1 = cli("--incident", "inc-r", "--new", "kill", "--yes", "--json")
     assert r1.exit_code == 1
     eu.write_text(good)
     r2 = cli("--incident", "inc-r", "kill", "--yes", "--json")  # the retry turns it off
@@ -277,7 +277,7 @@ def test_undo_restores_a_region_a_retried_kill_turned_off(sandbox: Path, cli) ->
 def test_undo_orders_kills_by_time_not_journal_order(sandbox: Path, cli) -> None:
     """Two on-calls kill at once: the one that found the region already off journals first."""
     cli("status")
-    assert cli("--incident", "inc-two", "kill", "--region", "us-east", "--yes").exit_code == 0
+    assert cli("--incident", "inc-two", "--new", "kill", "--region", "us-east", "--yes").exit_code == 0
     assert cli("--incident", "inc-two", "kill", "--region", "us-east", "--yes").exit_code == 0
     path = sandbox / ".agentfire/incidents/inc-two.jsonl"
     lines = path.read_text().splitlines()
@@ -293,10 +293,10 @@ def test_undo_orders_kills_by_time_not_journal_order(sandbox: Path, cli) -> None
 
 def test_bare_undo_picks_the_latest_incident_that_turned_a_region_off(sandbox: Path, cli) -> None:
     cli("status")
-    assert cli("--incident", "inc-1-real", "kill", "--yes").exit_code == 0
+    assert cli("--incident", "inc-1-real", "--new", "kill", "--yes").exit_code == 0
     time.sleep(0.05)
     # a second incident's kill finds everything already off: it turned nothing off
-    assert cli("--incident", "inc-2-late", "kill", "--yes").exit_code == 0
+    assert cli("--incident", "inc-2-late", "--new", "kill", "--yes").exit_code == 0
     u = cli("kill", "--undo", "--yes", "--json")
     assert u.exit_code == 0, u
     assert u.json()["incident"] == "inc-1-real"
@@ -311,7 +311,7 @@ def test_bare_undo_picks_the_latest_incident_that_turned_a_region_off(sandbox: P
 
 def test_all_restored_is_a_live_read(sandbox: Path, cli) -> None:
     cli("status")
-    assert cli("--incident", "inc-live", "kill", "--yes").exit_code == 0
+    assert cli("--incident", "inc-live", "--new", "kill", "--yes").exit_code == 0
     assert cli("--incident", "inc-live", "kill", "--undo", "--yes").exit_code == 0
     # afterwards something turns us-east off again by hand
     p = sandbox / ".agentfire/flags/us-east.flagd.json"
@@ -339,7 +339,7 @@ def test_dry_run_exits_1_when_a_region_cannot_be_read(sandbox: Path, cli) -> Non
 def test_fallback_line_names_only_confirmed_regions(sandbox: Path, cli) -> None:
     cli("status")
     (sandbox / ".agentfire/flags/eu-west.flagd.json").write_text("{ not json")
-    r = cli("--incident", "inc-fb", "kill", "--yes")
+    r = cli("--incident", "inc-fb", "--new", "kill", "--yes")
     assert r.exit_code == 1
     line = [l for l in r.stderr.splitlines() if "approved fallback" in l]
     assert line, r.stderr

@@ -131,7 +131,7 @@ def test_report_is_rendered_on_a_terminal_and_markdown_in_a_pipe(seeded: Path, c
 
 def test_freeze_shows_its_plan_before_asking(seeded: Path, cli) -> None:
     pexpect = pytest.importorskip("pexpect")
-    child = spawn(seeded, "--incident", INCIDENT, "freeze", "--to", "p50")
+    child = spawn(seeded, "--incident", INCIDENT, "--new", "freeze", "--to", "p50")
     child.expect(r"\? \[y/N\]")
     before = ANSI.sub("", child.before.replace("\r", ""))
     child.sendline("n")

@@ -64,7 +64,7 @@ def write(root: Path, fake: LaunchDarklyFake, **over: Any) -> None:
 
 
 def outcome(cli: Any) -> dict[str, Any]:
-    r = cli("--incident", f"inc-tls-{free_port()}", "kill", "--json")
+    r = cli("--incident", f"inc-tls-{free_port()}", "--new", "kill", "--json")
     return r.json()["regions"][0]
 
 
