@@ -756,6 +756,21 @@ def _validate_provider(
 
 
 def load_runbook(path: str | os.PathLike[str] | None = None) -> Runbook:
+    """Read and validate runbook.yaml (see _load_runbook), with pydantic's plugin discovery off:
+    it reads the entry points of every installed distribution (tens of ms of every command's
+    start) and the runbook needs no plugin (typer turns it off for its parameters the same way)."""
+    previous = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
+    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
+    try:
+        return _load_runbook(path)
+    finally:
+        if previous is None:
+            os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
+        else:
+            os.environ["PYDANTIC_DISABLE_PLUGINS"] = previous
+
+
+def _load_runbook(path: str | os.PathLike[str] | None = None) -> Runbook:
     """Find, parse and validate runbook.yaml. Raises ConfigError with file:line: field: what."""
     cfg_path = find_config(path)
     try:

@@ -399,3 +399,78 @@ def test_the_memory_limit_comes_from_the_machine_unless_the_env_sets_it(monkeypa
     assert limit.replace(" ", "").upper().startswith(("700MB", "667.5MIB", "667MIB", "700.0MB"))
     real = files_scan.machine_memory()
     assert real is None or real > 0
+
+
+# --- start-up: what can wait ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, name", [
+    (["status"], "status"), (["--config", "x.yaml", "--incident", "inc-1", "kill", "--region", "all"], "kill"),
+    (["--json", "sandbox", "seed"], "sandbox"), (["--help"], None), ([], None), (["--actor", "kill"], None),
+])
+def test_the_invoked_command_is_found_after_the_global_options(argv: list[str], name: str | None) -> None:
+    from agentfire.cli import _invoked
+
+    assert _invoked(argv) == name
+
+
+def test_main_builds_only_the_invoked_command_and_restores_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import typer.main
+
+    from agentfire.cli import app, main
+
+    built: list[list[str]] = []
+    real = typer.main.get_group
+
+    def get_group(t: Any) -> Any:
+        group = real(t)
+        built.append(sorted(group.commands))
+        return group
+
+    monkeypatch.setattr(typer.main, "get_group", get_group)
+    before = (list(app.registered_commands), list(app.registered_groups))
+    monkeypatch.setattr(sys, "argv", ["agentfire", "--json", "status", "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 0 and built == [["status"]]
+    assert (app.registered_commands, app.registered_groups) == before
+    monkeypatch.setattr(sys, "argv", ["agentfire", "kil"])  # unknown: every command, and a suggestion
+    with pytest.raises(SystemExit):
+        main()
+    assert len(built[-1]) > 10 and "kill" in built[-1]
+
+
+def test_commands_and_groups_still_run_as_processes(sandbox: Path) -> None:
+    from tests.conftest import run_agentfire
+
+    r = run_agentfire("--json", "status")
+    assert r.exit_code == 0 and json.loads(r.stdout)
+    r = run_agentfire("sandbox", "scenarios")
+    assert r.exit_code == 0 and "runaway_loop" in r.stdout
+    r = run_agentfire("kil")
+    assert r.exit_code == 2 and "kill" in r.stderr
+
+
+def test_the_runbook_is_read_without_pydantic_plugin_discovery(sandbox: Path) -> None:
+    """Discovery reads the entry points of every installed distribution at each start."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.metadata as m, os, sys\n"
+        "calls = []\n"
+        "real = m.distributions\n"
+        "m.distributions = lambda *a, **k: (calls.append(1), real(*a, **k))[1]\n"
+        "from agentfire.config import load_runbook\n"
+        "load_runbook(sys.argv[1])\n"
+        "print(len(calls), os.environ.get('PYDANTIC_DISABLE_PLUGINS'))\n"
+    )
+    from tests.conftest import REPO
+
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
+    env.pop("PYDANTIC_DISABLE_PLUGINS", None)
+    out = subprocess.run([sys.executable, "-c", code, str(sandbox / "runbook.yaml")], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0", "None"]  # no scan, and the environment as it was

@@ -66,7 +66,50 @@ def _global(
                        new=new, reopen=reopen)
 
 
+# global options that take a value (skipped when looking for the command name in argv)
+_GLOBAL_VALUED = ("--config", "--incident", "--actor")
+
+
+def _invoked(argv: list[str]) -> str | None:
+    """The command name in argv (after the global options), or None."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            return None
+        if a in _GLOBAL_VALUED:
+            i += 2
+            continue
+        if a.startswith("-"):
+            i += 1
+            continue
+        return a
+    return None
+
+
+def _only(name: str | None) -> tuple[list, list] | None:
+    """Keep on `app` only the command (or command group) `name`; returns what to restore.
+
+    Typer turns every registered command into a click command at each start (signature, type
+    hints, options: about 40 commands); the one being run is the only one needed. Anything
+    ambiguous (no name, an unknown one: click then lists and suggests) keeps them all."""
+    from typer.main import get_command_name
+
+    if name is None:
+        return None
+    cmds = [c for c in app.registered_commands
+            if (c.name or get_command_name(c.callback.__name__ if c.callback else "")) == name]
+    groups = [g for g in app.registered_groups if (g.name or g.typer_instance.info.name) == name]
+    if len(cmds) + len(groups) != 1:
+        return None
+    saved = (list(app.registered_commands), list(app.registered_groups))
+    app.registered_commands[:] = cmds
+    app.registered_groups[:] = groups
+    return saved
+
+
 def main() -> None:
+    import os
     import sys
 
     # The CLI process runs on asyncio only. Installed but unused, trio is imported by httpcore just
@@ -74,7 +117,13 @@ def main() -> None:
     # HTTP command's start. A None entry in sys.modules makes those optional imports fail fast.
     for unused in ("trio", "httpx._main"):
         sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
-    app(prog_name="agentfire")
+    # shell completion lists every command: only a real run builds just its own
+    saved = None if os.environ.get("_AGENTFIRE_COMPLETE") else _only(_invoked(sys.argv[1:]))
+    try:
+        app(prog_name="agentfire")
+    finally:
+        if saved is not None:
+            app.registered_commands[:], app.registered_groups[:] = saved
 
 
 # after every command and the global callback are registered: one metavar style in --help
