@@ -264,3 +264,24 @@ def test_agent_process_kill_undo_malformed_and_missing(sandbox: Path) -> None:
         agent.mark()
         path.write_text(good)
         agent.wait_for(True, 10)
+
+
+def test_third_party_provider_by_entry_point(sandbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider package that registers itself in the 'openfeature.provider' entry-point group
+    is named by its entry point alone (an installed distribution's metadata, on sys.path)."""
+    import sys
+
+    from agentfire import guard
+
+    site = tmp_path / "site"
+    dist = site / "acme_flags-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-flags\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[openfeature.provider]\nacme = tests.fakes.memory_openfeature:provider\n")
+    monkeypatch.setattr(sys, "path", [str(site), *sys.path])
+    edit_region(sandbox, "us-east", openfeature_provider={"provider": "acme", "options": {"flags": {"agent.enabled": True}}})
+    d = guard.agent_enabled("us-east")
+    assert d.enabled, d.reason
+    edit_region(sandbox, "us-east", openfeature_provider={"provider": "acme", "options": {"flags": {"agent.enabled": False}}})
+    assert not guard.agent_enabled("us-east")
