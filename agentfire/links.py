@@ -46,7 +46,8 @@ def linker(runbook: Any) -> Linker:
         project_id = section.project_id or phoenix_project_id(section)
         if not project_id:
             return _no_link
-        root = f"{_clean(section.ui_url or section.url)}/projects/{quote(project_id, safe='')}/traces/"
+        # a node id is base64 ("UHJvamVjdDox", "...Ng=="): its padding stays as the UI writes it
+        root = f"{_clean(section.ui_url or section.url)}/projects/{quote(project_id, safe='=')}/traces/"
         return lambda trace_id: root + quote(str(trace_id), safe="")
     return _no_link
 
