@@ -23,7 +23,7 @@ from agentfire.config import TriageSection
 from agentfire.trajectory import Step, Trajectory
 from agentfire.triage._index import Index
 from agentfire.triage._text import (
-    canonical, destructive_sql_re, flat, matches_any, production_re, short,
+    _text_of, canonical, destructive_sql_re, flat, matches_any, production_re, short,
 )
 from agentfire.triage.grounding import Facts, facts_in, unsupported
 
@@ -242,7 +242,7 @@ def _values(value: Any) -> frozenset[str]:
     hit = _VALUES_CACHE.get(text)
     if hit is None:
         hit = frozenset(_values_of(text))
-        if len(text) <= 20_000:  # a loop repeats its texts: each distinct one is scanned once
+        if len(text) <= 4096:  # a loop repeats its texts: each distinct one is scanned once
             if len(_VALUES_CACHE) >= 4096:
                 _VALUES_CACHE.clear()
             _VALUES_CACHE[text] = hit
@@ -259,7 +259,7 @@ def _instruction(value: Any) -> str | None:
         return _INSTRUCTION_CACHE[text]
     m = INSTRUCTION.search(text)
     hit = short(text[max(0, m.start() - 40): m.end() + 80], 160) if m else None
-    if len(text) <= 20_000:
+    if len(text) <= 4096:
         if len(_INSTRUCTION_CACHE) >= 1024:
             _INSTRUCTION_CACHE.clear()
         _INSTRUCTION_CACHE[text] = hit
@@ -505,8 +505,6 @@ def policy_violations(traj: Trajectory, cfg: TriageSection, rules: Iterable[Any]
             if isinstance(inp, list) and inp:
                 for msg in reversed(inp[-6:]):
                     if isinstance(msg, dict) and msg.get("role") == "user":
-                        from agentfire.triage._text import _text_of
-
                         last_user = _text_of(msg) or last_user
                         break
             continue

@@ -61,7 +61,7 @@ def facts_in(value: Any, *, only_ids: bool = False) -> dict[str, str]:
     if hit is None:
         hit = {}
         _scan(text[:MAX_TEXT], hit, only_ids)
-        if len(text) <= 20_000:
+        if len(text) <= 4096:
             if len(_CACHE) >= CACHE_SIZE:
                 _CACHE.clear()
             _CACHE[key] = hit
