@@ -217,7 +217,10 @@ def test_a_store_that_cannot_be_read_is_a_round_error_exit_1_and_the_position_st
     r = watch.run_round(rb, now=NOW, since_s=600)
     assert not r.ok and "could not be read" in r.errors[0] and "missing-store" in r.errors[0]
     state = json.loads(watch.state_path(rb).read_text())
-    assert state["position"] is None  # nothing read: the next round reads the same window
+    # nothing read: the next round, even much later, reads from where this one meant to start
+    assert state["position"] == "2026-11-20T11:50:00.000Z"
+    later = watch.run_round(rb, now=NOW + timedelta(hours=3), since_s=600)
+    assert later.position_before == NOW - timedelta(seconds=600)
     res = cli("watch", "--once")
     assert res.exit_code == 1
     assert "round error" in res.stderr and "missing-store" in res.stderr

@@ -202,6 +202,8 @@ def _round(runbook: Any, state: dict[str, Any], *, now: datetime | None, since_s
     except _ReadFailed as exc:
         result.store = exc.store
         result.errors.append(str(exc))
+        # a first run that could not read keeps its starting point: the next round reads from there
+        state["position"] = iso(position)
     result.read_ms = int((time.monotonic() - t0) * 1000)
 
     groups: dict[str, dict[str, Any]] = state["groups"]

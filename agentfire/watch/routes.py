@@ -137,7 +137,7 @@ def slack_message(a: dict[str, Any], action: str) -> dict[str, Any]:
     blocks.append({"type": "context", "elements": [
         {"type": "mrkdwn", "text": _cut(f"agentfire watch · since {a['fired_at']}"
                                         + (f" · resolved {a['resolved_at']}" if a.get("resolved_at") else ""), 300)}]})
-    return {"text": _cut(f"{header}: {a['summary']}", SLACK_TEXT_MAX), "blocks": blocks}
+    return {"text": _cut(f"{drill}{status}: {a['summary']}", SLACK_TEXT_MAX), "blocks": blocks}
 
 
 def _mrkdwn(text: str) -> str:
