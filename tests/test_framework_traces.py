@@ -230,14 +230,10 @@ def test_golden_diff_across_frameworks() -> None:
         assert not looped.matched and looped.divergence.actual.tool == "search_docs", (fw, looped.to_json())
 
 
-# --- verdicts wrong because of detector logic (issue #10's detectors), not of the mapping -------
-# Marked xfail (not strict, so a fix elsewhere cannot turn main red): each fails today for the
-# reason given; once it shows as XPASS in the summary, the mark comes off.
+# --- verdicts that depended on detector logic (issue #10's detectors), not on the mapping -------
 
 
-@pytest.mark.xfail(strict=False, reason="DETECTOR LOGIC (#10): a trajectory that ended in error on a failed "
-                   "tool call (no model turn after it) gets no finding; unreacted_errors only looks at "
-                   "finished trajectories. The mapping gives status=error and the ERROR tool step.")
+# a trajectory that ended in error on a failed tool call (no model turn after it) (#10)
 @pytest.mark.parametrize("fw", ["openai_agents", "openai_agents_redacted"])
 def test_detector_names_the_failed_call_of_a_run_that_raised(fw: str) -> None:
     t = trajs(fw)[AGENT_RAISED.key]
@@ -245,9 +241,7 @@ def test_detector_names_the_failed_call_of_a_run_that_raised(fw: str) -> None:
     assert v.call_step_index == t.tool_steps[0].index and v.severity in ("high", "medium"), v.sentence
 
 
-@pytest.mark.xfail(strict=False, reason="DETECTOR LOGIC (#10): the loop detector compares arguments the tracer "
-                   "did not record (Step.not_recorded) as equal and says 'called 3 times with the same "
-                   "arguments'; it should say the arguments are unknown (here the verdict is right by luck).")
+# arguments the tracer did not record (Step.not_recorded) are unknown, not equal (#10)
 def test_loop_evidence_does_not_claim_equal_arguments_when_none_were_recorded() -> None:
     t = trajs("openai_agents_redacted")["repeated_search"]
     loops = [f for f in _verdict(t).findings if f.kind == "loop"]

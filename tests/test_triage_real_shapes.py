@@ -361,10 +361,15 @@ def test_multi_agent_failed_execution_that_the_next_agent_builds_on() -> None:
 
 
 def test_multi_agent_healthy_run_has_no_alarm_and_still_names_a_place_to_read() -> None:
-    report = triage_trajectory(agents_trace(verified=True), CFG)
+    t = agents_trace(verified=True)
+    report = triage_trajectory(t, CFG)
     assert loud(report.findings) == []
     v = report.verdict
     assert v.kind == "none" and v.step_index == 5 and v.confidence == "none"
+    # a framework's plumbing span echoing the last message is not an agent's turn
+    t.steps.append(Step(index=6, id="s6", parent_id=None, kind="agent", name="graph", plumbing=True,
+                        output={"role": "assistant", "content": "Final answer: 1843"}))
+    assert triage_trajectory(t, CFG).verdict.step_index == 5
 
 
 def message_only(run_output: str, after: str) -> Trajectory:

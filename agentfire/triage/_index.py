@@ -35,8 +35,8 @@ def is_model_turn(s: Step) -> bool:
     a multi-agent or message-only trace)."""
     if s.kind == "model":
         return True
-    if s.kind == "tool":
-        return False
+    if s.kind == "tool" or getattr(s, "plumbing", False):
+        return False  # a framework's graph node or chain echoing the model's message is not a turn
     msg = _message(s.output)
     return msg is not None and msg.get("role") == "assistant"
 

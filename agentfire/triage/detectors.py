@@ -142,9 +142,14 @@ def loops(traj: Trajectory, cfg: TriageSection, idx: Index | None = None) -> lis
     seen: dict[str, list[int]] = defaultdict(list)
     epoch = 0  # successful state changes so far: a read repeated after one is a fresh read
     keys: dict[int, str] = {}
+    unknown: set[int] = set()  # calls whose arguments the tracer did not record
     for p in tools:
         read = idx.cls[p] in ("read", "pure")
-        key = f"{idx.steps[p].name}\x00{canonical(idx.args[p])}"
+        if "arguments" in (getattr(idx.steps[p], "not_recorded", None) or ()):
+            unknown.add(p)
+            key = f"{idx.steps[p].name}\x00(not recorded)"
+        else:
+            key = f"{idx.steps[p].name}\x00{canonical(idx.args[p])}"
         keys[p] = key
         seen[f"{epoch}\x00{key}" if read else key].append(p)
         if idx.cls[p] == "mutation" and idx.error[p] is None:
@@ -154,6 +159,11 @@ def loops(traj: Trajectory, cfg: TriageSection, idx: Index | None = None) -> lis
         if len(calls) >= cfg.loop_min_repeats:
             flagged.update(calls)
             shown = ", ".join(str(idx.steps[c].index) for c in calls[:8]) + (", …" if len(calls) > 8 else "")
+            if calls[0] in unknown:  # the same tool again and again; whether with the same arguments is unknown
+                out.append(_at(idx, calls[1], "loop", "medium",
+                               f"{idx.steps[calls[0]].name} called {len(calls)} times (steps {shown}; the tracer "
+                               "did not record its arguments, so whether they repeat is unknown); the first repeat is here"))
+                continue
             out.append(_at(idx, calls[1], "loop", "high",
                            f"{_repr(idx, calls[0])} called {len(calls)} times with the same "
                            f"arguments (steps {shown}); the first repeat is here"))
@@ -382,6 +392,11 @@ def unreacted_errors(traj: Trajectory, cfg: TriageSection, idx: Index | None = N
             if retry is not None:
                 continue  # retried before saying anything
             c = next_model[e + 1]
+            if traj.status == "error" and c is None:
+                # the run itself ended in error at this call: nothing carried on, it stopped here
+                out.append(_at(idx, e, "unreacted_error", "low" if warning else "medium",
+                               f"{s.name} failed ({err}) and the trajectory ended in error there"))
+                continue
             if traj.status == "finished" or c is not None:
                 where = c if c is not None else idx.decision_of(e)
                 sev = "low" if warning or not mutation else "medium"
