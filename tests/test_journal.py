@@ -81,7 +81,7 @@ def test_undo_without_incident_picks_the_latest_incident_with_a_kill(sandbox: Pa
 
     r = run_agentfire("kill", "--undo", "--json", cwd=sandbox)
     assert r.exit_code == 0, r
-    assert "undo: incident inc-second (the latest with a kill)" in r.stderr
+    assert "undo: incident inc-second (the latest that turned a region off)" in r.stderr
     doc = json.loads(r.stdout)
     assert doc["incident"] == "inc-second"
     assert {x["region"]: x["outcome"] for x in doc["regions"]}["eu-west"] == "CONFIRMED"
