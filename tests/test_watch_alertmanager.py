@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -109,3 +109,12 @@ def test_an_incident_in_phoenix_pages_alertmanager_with_the_trace_link(sandbox: 
     assert alert["annotations"]["off_rails_step"] == str(first["off_rails_step"])
     assert alert["generatorURL"].startswith(phoenix_server.url + "/projects/")
     assert alert["generatorURL"].endswith("/traces/" + first["trace_id"])
+    # later: every failing trajectory has ended or gone stale (the rootless ones read whole), the
+    # alert is updated, then resolved once they stop; one page in all
+    seed_now = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+    r = watch.run_round(rb, now=seed_now + timedelta(minutes=20))
+    assert r.ok and r.alerts[0]["trajectories"] == len(seeded.truth["failing"])
+    r = watch.run_round(rb, now=seed_now + timedelta(minutes=20) + timedelta(seconds=rb.model.watch.resolve_after_seconds + 60))
+    assert r.ok and [a["action"] for a in r.alerts] == ["resolve"]
+    am.wait_for(lambda: [n for n in am.notifications() if n["status"] == "resolved"])
+    assert len(_firing(am)) == 1
