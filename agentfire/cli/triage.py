@@ -149,6 +149,8 @@ def render(report: Any, *, last: int, full: bool, url: Optional[str] = None) -> 
         elif s.is_tool:
             what = safe_text(j["args"], limit)
             output = safe_text(j["output"], limit)
+        elif s.is_model and "output" in s.not_recorded:
+            what, output = Text("(model output not recorded by the tracer)", style="yellow"), Text("")
         elif s.is_model:
             calls = j["tool_calls"] or []
             what = safe_text(j["text"] or "", limit)

@@ -150,7 +150,7 @@ def test_redacted_arguments_show_as_not_recorded(conformance, sandbox, cli) -> N
     use_store(sandbox, conformance, "openai_agents_redacted")
     tid = conformance.trace_id("openai_agents_redacted", "delete_production")
     r = cli("triage", tid, "--last", "0", env=conformance.env)
-    assert "arguments not recorded" in r.stdout, r.stdout
+    assert "arguments not recorded" in r.stdout and "model output not recorded" in r.stdout, r.stdout
     doc = cli("triage", tid, "--json", env=conformance.env).json()
     (sql,) = [s for s in doc["steps"] if s["kind"] == "tool"]
     assert sql["name"] == "run_sql" and sql["not_recorded"] == ["arguments"] and sql["args"] == {}
