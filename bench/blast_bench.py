@@ -64,17 +64,28 @@ def generate_10m(path: Path, n: int = 10_000_000) -> None:
     os.replace(tmp, path)
 
 
+# Linux carries a parent's RSS into the ru_maxrss of a child it forks (and across exec): a bench
+# that parsed a 125 MB JSON answer would report every later child at that size. A tiny wrapper
+# process starts the measured one and reports the peak RSS of its own children.
+WRAP = """
+import json, os, resource, subprocess, sys, time
+t = time.monotonic()
+code = subprocess.call(sys.argv[2:], stdout=open(sys.argv[1] + '.out', 'w'), stderr=open(sys.argv[1] + '.err', 'w'))
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+json.dump({'wall': time.monotonic() - t, 'rss_kb': ru.ru_maxrss, 'cpu': ru.ru_utime + ru.ru_stime, 'code': code},
+          open(sys.argv[1], 'w'))
+"""
+
+
 def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> dict:
-    """Run one process: wall time, its own peak RSS (wait4; the max over all children is the
-    max of these), CPU seconds, exit code, stdout."""
-    out, err = cwd / "stdout.txt", cwd / "stderr.txt"
-    with open(out, "w") as fo, open(err, "w") as fe:
-        t = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fo, stderr=fe)
-        _pid, status, ru = os.wait4(proc.pid, 0)
-        wall = time.monotonic() - t
-    return {"wall_s": round(wall, 2), "rss_mb": round(ru.ru_maxrss / 1024), "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
-            "code": os.waitstatus_to_exitcode(status), "stdout": out.read_text(), "stderr": err.read_text()}
+    """Run one process: wall time, its own peak RSS (the max over all runs is reported), CPU
+    seconds, exit code, stdout."""
+    report = cwd / "measure.json"
+    subprocess.run([sys.executable, "-c", WRAP, str(report), *cmd], cwd=cwd, env=env, check=True)
+    r = json.loads(report.read_text())
+    out, err = Path(f"{report}.out"), Path(f"{report}.err")
+    return {"wall_s": round(r["wall"], 2), "rss_mb": round(r["rss_kb"] / 1024), "cpu_s": round(r["cpu"], 2),
+            "code": r["code"], "stdout": out.read_text(), "stderr": err.read_text()}
 
 
 PLAIN = """

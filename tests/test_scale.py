@@ -385,8 +385,10 @@ def test_the_memory_limit_comes_from_the_machine_unless_the_env_sets_it(monkeypa
     from agentfire.blast import files_scan
 
     monkeypatch.delenv("AGENTFIRE_DUCKDB_MEMORY", raising=False)
+    monkeypatch.setattr(files_scan, "machine_memory", lambda: 4 << 30)
+    assert files_scan.memory_limit() == f"{int((4 << 30) * 0.10) >> 20}MB"  # a tenth
     monkeypatch.setattr(files_scan, "machine_memory", lambda: 24 << 30)
-    assert files_scan.memory_limit() == f"{int((24 << 30) * 0.10) >> 20}MB"
+    assert files_scan.memory_limit() == "768MB"  # the ceiling
     monkeypatch.setattr(files_scan, "machine_memory", lambda: 1 << 30)
     assert files_scan.memory_limit() == "256MB"  # the floor
     monkeypatch.setenv("AGENTFIRE_DUCKDB_MEMORY", "700MB")

@@ -31,6 +31,10 @@ from agentfire.errors import NotDoneError
 MEMORY_ENV = "AGENTFIRE_DUCKDB_MEMORY"
 MEMORY_FRACTION = 0.10  # of the machine's (or the container's) memory, when the env does not say
 MEMORY_FLOOR = 256 << 20
+# DuckDB fills its buffer pool up to the limit (a non-selective 10M-row scan reached 2.2 GB under
+# a 2.4 GB limit, and completed in 1 GB under 768 MB, spilling): an on-call tool on a shared box
+# stays under a gigabyte unless the env says otherwise
+MEMORY_CEILING = 768 << 20
 ProgressHook = Callable[[dict[str, Any]], None]
 
 
@@ -53,14 +57,14 @@ def machine_memory() -> int | None:
 
 def memory_limit() -> str:
     """DuckDB's memory limit: $AGENTFIRE_DUCKDB_MEMORY (like 700MB or 2GB) when set, else a tenth
-    of the machine's memory (at least 256 MB): a shared on-call box keeps the rest."""
+    of the machine's memory, at least 256 MB and at most 768 MB: a shared on-call box keeps the rest."""
     env = os.environ.get(MEMORY_ENV, "").strip()
     if env:
         return env
     total = machine_memory()
     if not total:
         return "1GB"
-    return f"{max(MEMORY_FLOOR, int(total * MEMORY_FRACTION)) >> 20}MB"
+    return f"{min(MEMORY_CEILING, max(MEMORY_FLOOR, int(total * MEMORY_FRACTION))) >> 20}MB"
 
 
 def connect(limit: str | None = None, threads: int | None = None) -> Any:
