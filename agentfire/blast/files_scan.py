@@ -244,7 +244,8 @@ def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | Non
         except duckdb.InvalidInputException as exc:
             text = str(exc).lower()
             if ("maximum_object_size" in text or "maximum object size" in text) and not big_lines:
-                big_lines = True  # a line longer than the reader's buffer: read again with room for it
+                # a line longer than the reader's buffer: read again with room for it, one thread
+                big_lines, threads = True, 1
                 continue
             if "json" not in text or ignore_errors:
                 result.gaps.append(Gap(window.start, window.end, f"DuckDB could not scan {path}: {exc}"))

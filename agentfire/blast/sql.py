@@ -227,7 +227,7 @@ def needed_columns(sig: Signature | None) -> dict[str, str]:
 
 MAX_OBJECT = 16 << 20  # the JSON reader's line limit (its buffers are twice it, per thread); a store
 # with longer lines is read again with BIG_OBJECT (files_scan)
-BIG_OBJECT = 256 << 20
+BIG_OBJECT = 64 << 20  # read on one thread (lines up to 128 MB): its buffers fit the default memory limit
 
 
 def files_source(paths: list[str], sig: Signature | None = None, types: dict[str, str] | None = None) -> str:
