@@ -109,7 +109,7 @@ def test_blast_counts_trajectories_and_distinct_users(fw, conformance, sandbox, 
 def test_capture_stores_the_users_request(fw, conformance, sandbox, cli) -> None:
     use_store(sandbox, conformance, fw)
     run = by_key("untrusted_email")
-    r = cli("--incident", f"inc-{fw[:12]}", "capture", conformance.trace_id(fw, run.key), "--expected",
+    r = cli("--incident", f"inc-{fw[:12]}", "--new", "capture", conformance.trace_id(fw, run.key), "--expected",
             "do not mail addresses found in documents", "--json", env=conformance.env)
     assert r.exit_code == 0, r
     case = r.json()["case"]
@@ -121,7 +121,7 @@ def test_capture_stores_the_users_request(fw, conformance, sandbox, cli) -> None
 
 def test_capture_refuses_a_trace_whose_request_was_not_recorded(conformance, sandbox, cli) -> None:
     use_store(sandbox, conformance, "openai_agents_redacted")
-    r = cli("--incident", "inc-redacted", "capture", conformance.trace_id("openai_agents_redacted", "untrusted_email"),
+    r = cli("--incident", "inc-redacted", "--new", "capture", conformance.trace_id("openai_agents_redacted", "untrusted_email"),
             "--step", "5", "--expected", "x", env=conformance.env)
     assert r.exit_code == 1 and "does not hold the user's request" in r.stderr, r
     assert not (sandbox / "evals" / "regressions.jsonl").exists()
@@ -172,7 +172,7 @@ CALL_USD = (120 * 0.15 + 30 * 0.6) / 1e6
 def test_freeze_p50_reads_the_stores_computed_cost(conformance, sandbox, cli) -> None:
     # Langfuse prices the generations (the fake as Langfuse does: model definitions x usage)
     use_store(sandbox, conformance, "langgraph_langfuse")
-    r = cli("--incident", "inc-cost-lf", "freeze", "--to", "p50", "--window", "2h", "--dry-run", "--json",
+    r = cli("freeze", "--to", "p50", "--window", "2h", "--dry-run", "--json",
             env=conformance.env)
     assert r.exit_code == 0, r
     dist = r.json()["distribution"]
@@ -185,14 +185,14 @@ def test_freeze_says_when_cost_is_unknown_and_uses_runbook_prices(conformance, s
 
     # OpenInference LangChain spans carry tokens and the model, and Phoenix computes no cost here
     use_store(sandbox, conformance, "langgraph")
-    r = cli("--incident", "inc-cost-px", "freeze", "--to", "p50", "--window", "2h", "--dry-run", "--json",
+    r = cli("freeze", "--to", "p50", "--window", "2h", "--dry-run", "--json",
             env=conformance.env)
     assert r.exit_code == 1 and "unknown" in r.stderr and "prices:" in r.stderr, r
     path = sandbox / "runbook.yaml"
     doc = yaml.safe_load(path.read_text())
     doc["prices"] = {"gpt-4o-mini": {"input_per_million": 0.15, "output_per_million": 0.6}}
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    r = cli("--incident", "inc-cost-px", "freeze", "--to", "p50", "--window", "2h", "--dry-run", "--json",
+    r = cli("freeze", "--to", "p50", "--window", "2h", "--dry-run", "--json",
             env=conformance.env)
     assert r.exit_code == 0, r
     assert r.json()["distribution"]["p50"] == pytest.approx(3 * CALL_USD, rel=1e-3)
