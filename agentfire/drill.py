@@ -73,24 +73,54 @@ def _arm(runbook: Runbook, journal: Journal, actor: str) -> list[dict[str, Any]]
     return regions
 
 
-def _conflicts(runbook: Runbook, journal: Journal) -> list[str]:
-    """What another open incident changed and this drill would undo: a region it killed that
-    arming would turn on, a scope it froze that the drill's freeze and lift would rewrite."""
-    from agentfire.budget import default_scope
-    from agentfire.incident import list_all, still_in_effect
+def held_off(journal: Journal) -> set[str]:
+    """Regions this incident wants off: its last word on each was a kill that left it off
+    (CONFIRMED, or ALREADY_OFF: off before, and this incident relies on it), not undone since."""
+    held: set[str] = set()
+    for e in journal.iter_entries():
+        if e.get("action") == "kill":
+            held |= {r.get("region") for r in e.get("regions") or []
+                     if r.get("outcome") in ("CONFIRMED", "ALREADY_OFF")}
+        elif e.get("action") == "kill.undo":
+            held -= {r.get("region") for r in e.get("regions") or []
+                     if r.get("outcome") in ("CONFIRMED", "ALREADY_ON")}
+    return held
 
-    scope = default_scope(runbook)
-    out = []
+
+def _held_by_others(runbook: Runbook, journal: Journal) -> tuple[dict[str, str], dict[str, str]]:
+    """(region -> incident, scope -> incident) that other open incidents hold: regions they
+    want off, scopes they froze and have not lifted."""
+    from agentfire.budget import freezes_to_lift
+    from agentfire.incident import list_all
+
+    regions: dict[str, str] = {}
+    scopes: dict[str, str] = {}
     for s in list_all(runbook):
         if s.status != "open" or s.id == journal.incident:
             continue
-        for left in still_in_effect(Journal(runbook.journal_dir, s.id)):
-            if left["what"] == "kill":
-                mine = [r for r in left["regions"] if r in runbook.regions]
-                if mine:
-                    out.append(f"incident {s.id} killed the agent in {', '.join(mine)}")
-            elif left["what"] == "freeze" and left["scope"] == scope:
-                out.append(f"incident {s.id} froze spend on scope {scope}")
+        other = Journal(runbook.journal_dir, s.id)
+        for r in held_off(other):
+            regions.setdefault(r, s.id)
+        for scope in {str(e.get("scope")) for e in other.iter_entries() if e.get("action") == "freeze"}:
+            if freezes_to_lift(other, scope) is not None:
+                scopes.setdefault(scope, s.id)
+    return regions, scopes
+
+
+def _conflicts(runbook: Runbook, journal: Journal) -> list[str]:
+    """What another open incident holds and this drill would undo: a region it wants off that
+    arming would turn on, a scope it froze that the drill's freeze and lift would rewrite."""
+    from agentfire.budget import default_scope
+
+    regions, scopes = _held_by_others(runbook, journal)
+    by_incident: dict[str, list[str]] = {}
+    for r, inc in regions.items():
+        if r in runbook.regions:
+            by_incident.setdefault(inc, []).append(r)
+    out = [f"incident {inc} killed the agent in {', '.join(sorted(rs))}" for inc, rs in by_incident.items()]
+    scope = default_scope(runbook)
+    if scope in scopes:
+        out.append(f"incident {scopes[scope]} froze spend on scope {scope}")
     return out
 
 
@@ -115,6 +145,12 @@ def restore(runbook: Runbook, journal: Journal, actor: str) -> dict[str, Any]:
             if r.get("region") in runbook.regions and isinstance(r.get("before"), bool)}
     live = {r.region: r.on for r in killswitch.status(runbook, region_spec=",".join(want))} if want else {}
     flips: list[dict[str, Any]] = []
+    # a real incident that killed one of the drill's regions meanwhile keeps it off
+    held, _ = _held_by_others(runbook, journal)
+    for n in [n for n in want if n in held and want[n] is True]:
+        flips.append({"region": n, "outcome": "SKIPPED", "before": live.get(n), "after": live.get(n),
+                      "detail": f"held off by open incident {held[n]}: left off"})
+        del want[n]
     for on in (True, False):
         names = [n for n, w in want.items() if w is on and live.get(n) is not on]
         if names:
@@ -131,7 +167,7 @@ def restore(runbook: Runbook, journal: Journal, actor: str) -> dict[str, Any]:
             lifts.append({"scope": scope, "outcome": change.outcome})
         except Exception as exc:  # noqa: BLE001  (reported and journaled, never hidden)
             lifts.append({"scope": scope, "outcome": "NOT_DONE", "detail": str(exc)})
-    ok = all(f.get("outcome") in ("CONFIRMED", "ALREADY_ON", "ALREADY_OFF") for f in flips) and \
+    ok = all(f.get("outcome") in ("CONFIRMED", "ALREADY_ON", "ALREADY_OFF", "SKIPPED") for f in flips) and \
         all(x["outcome"] == "CONFIRMED" for x in lifts)
     left = state_left(runbook)
     journal.append("gameday.restore", actor=actor, regions=flips, lifts=lifts, left=left,

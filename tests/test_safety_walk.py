@@ -484,3 +484,39 @@ def test_staging_drill_waits_for_its_own_spans_not_the_project_total(tmp_path: P
         assert state["gets"] > state["visible_after"], "returned before this drill's spans were readable"
     finally:
         server.shutdown()
+
+
+def test_a_drill_refuses_a_region_a_real_incident_relies_on_being_off(sandbox: Path) -> None:
+    # off before the incident (by hand); the real incident's kill says ALREADY_OFF and relies on it
+    from agentfire import killswitch
+    from agentfire.config import load_runbook
+
+    rb = load_runbook(sandbox / "runbook.yaml")
+    assert all(r.outcome.ok for r in killswitch.flip_regions(rb, ["ap-south"], on=False, comment="t"))
+    assert run_agentfire("--incident", "inc-real", "--new", "kill", "--region", "ap-south", "--yes",
+                         cwd=sandbox).exit_code == 0
+    r = run_agentfire("gameday", "start", "wrong_recipient", "--traces", "40", cwd=sandbox)
+    assert r.exit_code == 1 and "inc-real" in r.stderr and "ap-south" in r.stderr, r
+    assert flags_on(sandbox)["ap-south"] is False
+
+
+def test_restoring_a_drill_leaves_off_what_a_real_incident_killed_meanwhile(sandbox: Path) -> None:
+    from agentfire import drill
+    from agentfire.config import load_runbook
+    from agentfire.journal import Journal
+
+    r = run_agentfire("gameday", "start", "wrong_recipient", "--seed", "9", "--traces", "100", "--json",
+                      cwd=sandbox)
+    assert r.exit_code == 0, r
+    inc, trace = r.json()["incident"], r.json()["alert_trace_id"]
+    # mid-drill, a real incident kills us-east (the drill's kill has not run yet)
+    assert run_agentfire("--incident", "inc-real", "--new", "kill", "--region", "us-east", "--yes",
+                         cwd=sandbox).exit_code == 0
+    assert run_agentfire("--incident", inc, "runbook", "--auto", "--trace", trace, cwd=sandbox,
+                         timeout=300).exit_code == 0
+    rb = load_runbook(sandbox / "runbook.yaml").for_drill()
+    out = drill.restore(rb, Journal(rb.journal_dir, inc), "t")
+    assert out["restored"] is True
+    assert flags_on(sandbox) == {"us-east": False, "eu-west": True, "ap-south": True}
+    skipped = [f for f in out["regions"] if f["outcome"] == "SKIPPED"]
+    assert [f["region"] for f in skipped] == ["us-east"] and "inc-real" in skipped[0]["detail"]
