@@ -588,9 +588,10 @@ def normalise(traj: Any, root: dict[str, Any] | None) -> None:
             if first_user is None:
                 first_user = user_request(s.input)
         s.plumbing = _is_plumbing(s, s.id in ids_with_children)
+    models = _ModelTurns(steps)  # built once: matching each tool to a turn stays linear
     for s in steps:
         if s.kind == "tool":
-            _normalise_tool(s, calls_by_id, steps)
+            _normalise_tool(s, calls_by_id, models)
     _errors_once(steps)
     for s in steps:  # an error of its own is never folded away
         if s.plumbing and s.level == "ERROR":
@@ -620,7 +621,7 @@ def normalise_step(s: Any) -> None:
     if s.kind == "model":
         _normalise_model(s)
     elif s.kind == "tool":
-        _normalise_tool(s, {}, [])
+        _normalise_tool(s, {}, _ModelTurns([]))
 
 
 def _errors_once(steps: list[Any]) -> None:
@@ -652,7 +653,7 @@ def _normalise_model(s: Any) -> None:
         s.output = None
 
 
-def _normalise_tool(s: Any, calls_by_id: dict[str, dict[str, Any]], steps: list[Any]) -> None:
+def _normalise_tool(s: Any, calls_by_id: dict[str, dict[str, Any]], steps: "_ModelTurns") -> None:
     md = s.metadata if isinstance(s.metadata, dict) else {}
     call_id = md.get("tool_call_id")
     # output: a LangChain ToolMessage envelope
@@ -705,10 +706,26 @@ def _same(recorded: Any, value: Any) -> bool:
     return recorded == value or (isinstance(recorded, (str, int, float)) and str(recorded) == str(value))
 
 
-def _calling(s: Any, steps: list[Any]) -> dict[str, Any] | None:
-    """The tool call of this tool's name in the closest model step before it (no id recorded)."""
-    before = [m for m in steps if m.kind == "model" and m.start and s.start and m.start <= s.start]
-    for m in reversed(before):
+class _ModelTurns:
+    """The model steps with a start time, in time order, with their starts (for bisect)."""
+
+    LOOK_BACK = 64  # model turns searched back from a tool for its call
+
+    def __init__(self, steps: list[Any]):
+        self.models = sorted((m for m in steps if m.kind == "model" and m.start), key=lambda m: m.start)
+        self.starts = [m.start for m in self.models]
+
+
+def _calling(s: Any, steps: _ModelTurns) -> dict[str, Any] | None:
+    """The tool call of this tool's name in the closest model step before it (no id recorded).
+    A bisect and a bounded look back, not a scan of every earlier step per tool (quadratic: a
+    50,000-step trajectory took minutes)."""
+    import bisect
+
+    if not s.start or not steps.models:
+        return None
+    end = bisect.bisect_right(steps.starts, s.start)
+    for m in reversed(steps.models[max(0, end - _ModelTurns.LOOK_BACK):end]):
         out = m.output if isinstance(m.output, dict) else {}
         for c in out.get("tool_calls") or []:
             if c.get("name") == s.name:
