@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 import httpx
@@ -99,6 +100,10 @@ async def call(
         if isinstance(exc, httpx.ProxyError):
             raise FlagError(Outcome.UNREACHABLE, f"{what}: the proxy {proxy or ''} failed: {exc}") from None
         raise FlagError(Outcome.UNREACHABLE, f"{what}: {type(exc).__name__}: {exc}{via}") from None
+    except ssl.SSLError as exc:
+        # TLS 1.3 sends a refused client certificate as an alert on the first read, which some
+        # httpcore versions let through unwrapped: the region is unreachable, not an unknown error
+        raise FlagError(Outcome.UNREACHABLE, f"{what}: TLS: {exc}") from None
     except asyncio.TimeoutError:
         raise FlagError(Outcome.TIMEOUT, f"{what}: deadline passed") from None
     if response.status_code not in ok:
