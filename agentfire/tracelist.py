@@ -80,7 +80,8 @@ def _top(findings: list[Any]) -> Any:
 def _row(traj: Trajectory, runbook: Any) -> tuple[TraceRow, list[Any]]:
     from agentfire.triage.detectors import run_detectors
 
-    findings = run_detectors(traj, runbook.model.triage)
+    # the team's policies too, as triage and watch check them: `--finding policy` must see them
+    findings = run_detectors(traj, runbook.model.triage, runbook.model.policies)
     top = _top([f for f in findings if f.severity != "low"]) or _top(findings)
     errors = sum(1 for s in traj.steps if s.level == "ERROR")
     return TraceRow(

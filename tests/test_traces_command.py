@@ -199,3 +199,17 @@ def test_traces_and_links_on_phoenix(phoenix_server, sandbox: Path, cli) -> None
     assert flagged["url"] in tri.stdout
     cap = cli("--incident", "inc-ph", "--new", "capture", flagged["trace_id"], "--expected", "ask first")
     assert cap.exit_code == 0 and flagged["url"] in cap.stdout
+
+
+def test_traces_checks_the_runbooks_policies(sandbox: Path, cli) -> None:
+    """`traces --finding policy` finds what triage's policy check finds (the runbook's `policies:`)."""
+    cli("sandbox", "seed", "--scenario", "wrong_recipient")
+    assert cli("traces", "--since", "2d", "--limit", "1000", "--finding", "policy", "--json").json()["traces"] == []
+    cfg = yaml.safe_load((sandbox / "runbook.yaml").read_text())
+    cfg["policies"] = [{"name": "no outbound mail", "never": ["send_email"]}]
+    (sandbox / "runbook.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    rows = cli("traces", "--since", "2d", "--limit", "1000", "--finding", "policy", "--json").json()["traces"]
+    sent = cli("traces", "--since", "2d", "--limit", "1000", "--tool", "send_email", "--json").json()["traces"]
+    assert rows and {r["trace_id"] for r in rows} == {r["trace_id"] for r in sent}
+    tri = cli("triage", rows[0]["trace_id"], "--json").json()
+    assert any(f["kind"] == "policy" and "no outbound mail" in json.dumps(f) for f in tri["findings"])
