@@ -77,3 +77,16 @@ def redact_obj(obj: object) -> object:
     if isinstance(obj, (list, tuple)):
         return [redact_obj(v) for v in obj]
     return obj
+
+
+def redact_json_text(text: str) -> str:
+    """redact() for JSON text (a streamed document): a secret is also looked for as JSON escapes it."""
+    if not _SEEN or not isinstance(text, str):
+        return text
+    import json
+
+    for value in _forms():
+        for form in {value, json.dumps(value, ensure_ascii=False)[1:-1]}:
+            if form in text:
+                text = text.replace(form, "***")
+    return text

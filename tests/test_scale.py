@@ -480,3 +480,56 @@ def test_the_runbook_is_read_without_pydantic_plugin_discovery(sandbox: Path) ->
     out = subprocess.run([sys.executable, "-c", code, str(sandbox / "runbook.yaml")], env=env,
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == ["0", "None"]  # no scan, and the environment as it was
+
+
+@pytest.mark.parametrize("flags", [dict(tool="read_inbox"), dict(level="ERROR"),
+                                   dict(tool="read_inbox", then=["send_email"], args=["to~landlord"])],
+                         ids=lambda f: json.dumps(f))
+def test_hits_kept_in_duckdb_sum_up_and_stream_as_the_python_objects_do(
+        blast_store: tuple[Path, list[dict[str, Any]]], flags: dict[str, Any]) -> None:
+    """A files-store blast keeps its hits in DuckDB (HitRows): the counts, distinct users,
+    still-open ids and first/last hit computed there, and the hits streamed as JSON text, equal
+    what the Python objects give (and the Python reference matcher)."""
+    import dataclasses
+
+    from agentfire.blast import files_scan, from_flags
+    from tests.test_blast import reference
+
+    path, rows = blast_store
+    sig, window = from_flags(**flags), _blast_window()
+    want = reference(rows, sig, window)
+    got = files_scan.scan(path, sig, window)
+    assert isinstance(got.hits, files_scan.HitRows) and len(want) > 3
+    plain = dataclasses.replace(got, hits=list(got.hits))  # the per-object path of every other store
+    assert _found(got) == _found(plain) == want
+    assert got.user_ids == plain.user_ids == sorted({u for u, *_ in want.values() if u})
+    running = {t for t, (_u, status, *_r) in want.items() if status == "running"}
+    assert set(got.still_open_ids) == running and got.still_open_ids == plain.still_open_ids
+    assert (got.first_hit, got.last_hit) == (plain.first_hit, plain.last_hit) and got.first_hit is not None
+    assert got.summary_json() == plain.summary_json()
+    assert got.summary_json()["trajectories"] == len(want)
+    # the streamed document is the object path's document, hit for hit and in the same order
+    parts: list[str] = []
+    got.write_json(parts.append, {"kill_switch": {"x": 1}})
+    doc = json.loads("".join(parts))
+    assert doc["kill_switch"] == {"x": 1}
+    assert {k: v for k, v in doc.items() if k != "kill_switch"} == json.loads(json.dumps(plain.to_json(), default=str))
+    assert [json.loads(t) for t in got.hit_json_lines()] == [h.to_json() for h in plain.hits]
+    # slices and indexes read single rows in hit order
+    assert [h.trace_id for h in got.hits[1:3]] == [h.trace_id for h in plain.hits[1:3]]
+    assert got.hits[-1].trace_id == plain.hits[-1].trace_id
+
+
+def test_streamed_blast_json_redacts_secrets_also_as_json_escapes_them(
+        blast_store: tuple[Path, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentfire import secrets
+    from agentfire.blast import files_scan, from_flags
+
+    monkeypatch.setattr(secrets, "_SEEN", {"landlord"})
+    got = files_scan.scan(blast_store[0], from_flags(tool="send_email", args=["to~landlord"]), _blast_window())
+    parts: list[str] = []
+    got.write_json(parts.append, indent=2)
+    text = "".join(parts)
+    assert "landlord" not in text and "***" in text and json.loads(text)["trajectories"] == len(got.hits) > 0
+    monkeypatch.setattr(secrets, "_SEEN", {'tok"en\\x'})
+    assert secrets.redact_json_text(json.dumps({"a": 'say tok"en\\x now'})) == '{"a": "say *** now"}'

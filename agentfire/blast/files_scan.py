@@ -17,9 +17,9 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
-from agentfire.blast.result import BlastResult, Gap, Hit, ScanStats
+from agentfire.blast.result import BlastResult, Gap, Hit, HitsSummary, ScanStats
 from agentfire.blast.signature import Signature
 from agentfire.blast.sql import (
     BIG_OBJECT, FILES_COLUMNS, MAX_OBJECT, STATUS_TYPES, files_source, hits_query, lit, parquet_source,
@@ -168,6 +168,67 @@ def _stream(cur: Any) -> Any:
         yield from batch
 
 
+def _iso_sql(ms: str) -> str:
+    """agentfire.trajectory.iso of epoch milliseconds, in DuckDB."""
+    return f"strftime(epoch_ms({ms}), '%Y-%m-%dT%H:%M:%S.%gZ')"
+
+
+RESULT_TABLE = "agentfire_result"
+# Hit.to_json as DuckDB writes it: args parsed when they are JSON text, else the text
+HIT_JSON = ("to_json({'trace_id': trace_id, 'user_id': user_id, 'start': " + _iso_sql("start_ms")
+            + ", 'status': status, 'still_open': status = 'running', 'step_index': step_index, 'tool': tool, "
+            "'args': CASE WHEN json_valid(input) THEN json(input) ELSE to_json(input) END, "
+            "'hit_at': " + _iso_sql("hit_t") + "})::VARCHAR")
+HIT_COLUMNS = "trace_id, user_id, start_ms, status, step_index, hit_t, tool, input"
+
+
+class HitRows(Sequence[Hit]):
+    """The hits of one scan, kept in DuckDB in hit order (hit time, then trace id): the summary
+    (distinct users, the still-open ids, first and last hit) is computed there, the hits stream
+    out in batches (as JSON text for --json and --out, as Hit objects for what reads them), and a
+    Python object is built only for a hit something reads (the table shows twenty)."""
+
+    def __init__(self, con: Any, n: int, order: str) -> None:
+        self._con, self._n, self._order = con, n, order
+        users = [u for (u,) in con.execute(
+            f"SELECT DISTINCT user_id FROM {RESULT_TABLE} WHERE user_id IS NOT NULL AND user_id <> '' "
+            "ORDER BY user_id").fetchall()]
+        still_open = [t for (t,) in con.execute(
+            f"SELECT trace_id FROM {RESULT_TABLE} WHERE status = 'running' ORDER BY {order}").fetchall()]
+        first, last = con.execute(f"SELECT min(hit_t), max(hit_t) FROM {RESULT_TABLE}").fetchone()
+        self.summary = HitsSummary(users, still_open, _ms(first), _ms(last))
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _rows(self, select: str, limit: int | None = None, offset: int = 0) -> Any:
+        page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
+        return _stream(self._con.cursor().execute(
+            f"SELECT {select} FROM {RESULT_TABLE} ORDER BY {self._order}{page}"))
+
+    @staticmethod
+    def _hit(row: tuple[Any, ...]) -> Hit:
+        trace_id, user_id, start_ms, status, step_index, hit_t, tool, inp = row
+        return _ScannedHit(trace_id, user_id, _ms(start_ms), status, step_index, tool, inp, _ms(hit_t))
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            start, stop, step = i.indices(self._n)
+            if step != 1:
+                return list(self)[i]
+            return [self._hit(r) for r in self._rows(HIT_COLUMNS, max(0, stop - start), start)]
+        k = i + self._n if i < 0 else i
+        if not 0 <= k < self._n:
+            raise IndexError(i)
+        return next(self._hit(r) for r in self._rows(HIT_COLUMNS, 1, k))
+
+    def __iter__(self) -> Iterator[Hit]:
+        return (self._hit(r) for r in self._rows(HIT_COLUMNS))
+
+    def json_lines(self) -> Iterator[str]:
+        return (text for (text,) in self._rows(HIT_JSON))
+
+
 IN_LIST_MAX = 5_000  # up to this many hits, pass two names them in a literal list (a scan filter)
 
 
@@ -187,7 +248,7 @@ class _Scan:
             src = src.replace(f"maximum_object_size={MAX_OBJECT}", f"maximum_object_size={BIG_OBJECT}")
         return src
 
-    def run(self) -> tuple[list[Hit], int]:
+    def run(self) -> tuple[Sequence[Hit], int]:
         sig, w, con = self.sig, self.window, self.con
         query = hits_query(sig, self._src(sig=sig), FILES_COLUMNS, w.start, w.end)
         if len(sig.steps) == 1:  # the hits stay in DuckDB
@@ -213,11 +274,13 @@ class _Scan:
             only = f"{FILES_COLUMNS.trace_id} IN ({listed})"
         else:
             only = f"{FILES_COLUMNS.trace_id} IN (SELECT trace_id FROM agentfire_hits)"
-        cur = _execute(con, status_query(self._src(types=STATUS_TYPES), FILES_COLUMNS, "agentfire_hits", only),
-                       self.hook, 0.5, 0.5)
-        hits = [_ScannedHit(trace_id, user_id, _ms(start_ms), status, step_index, tool, inp, _ms(hit_t))
-                for trace_id, user_id, start_ms, status, step_index, hit_t, tool, inp in _stream(cur)]
-        return hits, n
+        # a table of the in-memory database (not TEMP): the hits stream out through cursors
+        _execute(con, f"CREATE OR REPLACE TABLE {RESULT_TABLE} AS "
+                 + status_query(self._src(types=STATUS_TYPES), FILES_COLUMNS, "agentfire_hits", only),
+                 self.hook, 0.5, 0.5)
+        (n,) = con.execute(f"SELECT count(*) FROM {RESULT_TABLE}").fetchone()
+        start_ms = int(w.start.timestamp() * 1000)
+        return HitRows(con, n, f"coalesce(hit_t, {start_ms}), trace_id"), n
 
 
 def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | None = None) -> BlastResult:
@@ -236,6 +299,7 @@ def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | Non
         result.warnings.append(f"the files store {path} holds no *.jsonl or *.parquet files: nothing to scan")
         return result
     limit, threads, ignore_errors, big_lines = memory_limit(), None, False, False
+    hits: Sequence[Hit] = []
     while True:
         con = connect(limit, threads)
         try:
@@ -270,12 +334,12 @@ def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | Non
             result.gaps.append(Gap(window.start, window.end, f"DuckDB could not scan {path}: {exc}"))
             break
         finally:
-            con.close()
+            if not isinstance(hits, HitRows):  # the hits stay in the connection until read
+                con.close()
     if result.gaps:
         stats.seconds = time.monotonic() - started
         return result
-    hits.sort(key=lambda h: (h.hit_at or window.start, h.trace_id))
-    result.hits = hits
+    result.hits = hits  # type: ignore[assignment]  # in hit order (HitRows sorts in DuckDB)
     stats.pages = len(files)
     stats.seconds = time.monotonic() - started
     if hook:

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from agentfire.blast.signature import Signature
 from agentfire.blast.window import Window
@@ -91,20 +91,32 @@ class BlastResult:
         return not self.gaps
 
     @property
+    def _summary(self) -> HitsSummary | None:
+        return getattr(self.hits, "summary", None)  # hits kept in the scan's engine, summed up there
+
+    @property
     def user_ids(self) -> list[str]:
-        return sorted({h.user_id for h in self.hits if h.user_id})
+        s = self._summary
+        return s.user_ids if s is not None else sorted({h.user_id for h in self.hits if h.user_id})
 
     @property
     def still_open_ids(self) -> list[str]:
-        return [h.trace_id for h in self.hits if h.still_open]
+        s = self._summary
+        return s.still_open_ids if s is not None else [h.trace_id for h in self.hits if h.still_open]
 
     @property
     def first_hit(self) -> datetime | None:
+        s = self._summary
+        if s is not None:
+            return s.first_hit
         times = [h.hit_at for h in self.hits if h.hit_at]
         return min(times) if times else None
 
     @property
     def last_hit(self) -> datetime | None:
+        s = self._summary
+        if s is not None:
+            return s.last_hit
         times = [h.hit_at for h in self.hits if h.hit_at]
         return max(times) if times else None
 
@@ -120,8 +132,8 @@ class BlastResult:
             "complete": self.complete, "lower_bound": self.lower_bound,
         }
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, hits: bool = True) -> dict[str, Any]:
+        doc = {
             **self.summary_json(),
             "signature": self.signature.to_json(),
             "window": self.window.to_json(),
@@ -133,8 +145,46 @@ class BlastResult:
             "scan": self.stats.to_json(),
             "warnings": self.warnings,
             "args_not_recorded_trace_ids": self.args_not_recorded,
-            "hits": [h.to_json() for h in self.hits],
         }
+        if hits:
+            doc["hits"] = [h.to_json() for h in self.hits]
+        return doc
+
+    def hit_json_lines(self) -> Iterator[str]:
+        """Each hit as one line of JSON text (Hit.to_json), in hit order: from the scan's engine
+        when it kept the hits (no Python object per hit), else from the hits."""
+        lines = getattr(self.hits, "json_lines", None)
+        if lines is not None:
+            yield from lines()
+            return
+        for h in self.hits:
+            yield json.dumps(h.to_json(), ensure_ascii=False, default=str)
+
+    def write_json(self, write: Callable[[str], Any], extra: dict[str, Any] | None = None,
+                   indent: int | None = None) -> None:
+        """The to_json() document, redacted, written in pieces: the hits are streamed one per
+        line (a non-selective blast lists hundreds of thousands), never one list in memory."""
+        from agentfire.secrets import redact_json_text, redact_obj
+
+        doc = {**self.to_json(hits=False), **(extra or {})}
+        head = json.dumps(redact_obj(doc), ensure_ascii=False, indent=indent, default=str)
+        pad = "\n" + " " * indent if indent else " "
+        write(head[:-1].rstrip() + "," + pad + '"hits": [')
+        n = 0
+        for text in self.hit_json_lines():
+            write(("," if n else "") + pad + (" " * (indent or 0)) + redact_json_text(text))
+            n += 1
+        write((pad if n else "") + "]" + ("\n" if indent else "") + "}\n")
+
+
+@dataclass
+class HitsSummary:
+    """What the summary says of hits kept in the scan's engine (computed there)."""
+
+    user_ids: list[str]
+    still_open_ids: list[str]
+    first_hit: datetime | None
+    last_hit: datetime | None
 
 
 CSV_COLUMNS = ("trace_id", "user_id", "start", "status", "still_open", "step_index", "tool", "args", "hit_at")
@@ -143,7 +193,9 @@ CSV_COLUMNS = ("trace_id", "user_id", "start", "status", "still_open", "step_ind
 def render_out(result: BlastResult, path: Path) -> bytes:
     suffix = path.suffix.lower()
     if suffix == ".json":
-        return (json.dumps(result.to_json(), ensure_ascii=False, indent=2, default=str) + "\n").encode()
+        parts: list[str] = []
+        result.write_json(parts.append, indent=2)
+        return "".join(parts).encode()
     if suffix == ".csv":
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")

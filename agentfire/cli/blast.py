@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from pathlib import Path
 from typing import Any, Optional
 
@@ -10,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agentfire.cli._app import (
-    app, emit_json, err_console, fail, handles_errors, out_console, safe_text, state, want_json, warn,
+    app, err_console, fail, handles_errors, out_console, safe_text, state, want_json, warn,
 )
 from agentfire.cli._output import (
     command_for, id_column, next_steps, optional_column, print_table, same_command,
@@ -117,10 +119,10 @@ def blast(
 
     ks = _killswitch_status(rb) if result.still_open_ids else None
     if as_json:
-        doc = result.to_json()
-        if ks is not None:
-            doc["kill_switch"] = ks
-        emit_json(doc)
+        # streamed: the hits go out one per line, never one document of every hit in memory
+        result.write_json(sys.stdout.write, {"kill_switch": ks} if ks is not None else None,
+                          indent=2 if sys.stdout.isatty() else None)
+        sys.stdout.flush()
     else:
         from agentfire.links import linker
 
