@@ -275,7 +275,9 @@ class _Scan:
             listed = ", ".join(lit(t) for (t,) in con.execute("SELECT trace_id FROM agentfire_hits").fetchall())
             only = f"{FILES_COLUMNS.trace_id} IN ({listed})"
         else:
-            only = f"{FILES_COLUMNS.trace_id} IN (SELECT trace_id FROM agentfire_hits)"
+            # the inner join with the hits in status_query keeps only their rows: a semi-join
+            # filter before it probed the same table twice (pass two 0.70 -> 0.53 s at 1M rows)
+            only = "true"
         # a table of the in-memory database (not TEMP): the hits stream out through cursors
         _execute(con, f"CREATE OR REPLACE TABLE {RESULT_TABLE} AS "
                  + status_query(self._src(types=STATUS_TYPES), FILES_COLUMNS, "agentfire_hits", only),
