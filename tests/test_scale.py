@@ -533,3 +533,20 @@ def test_streamed_blast_json_redacts_secrets_also_as_json_escapes_them(
     assert "landlord" not in text and "***" in text and json.loads(text)["trajectories"] == len(got.hits) > 0
     monkeypatch.setattr(secrets, "_SEEN", {'tok"en\\x'})
     assert secrets.redact_json_text(json.dumps({"a": 'say tok"en\\x now'})) == '{"a": "say *** now"}'
+
+
+def test_hits_kept_in_duckdb_write_the_csv_the_hit_objects_write(
+        blast_store: tuple[Path, list[dict[str, Any]]]) -> None:
+    """--out FILE.csv from the hits DuckDB keeps (times formatted there, no Hit object) is byte
+    for byte the CSV the Hit objects give."""
+    import dataclasses
+
+    from agentfire.blast import files_scan, from_flags
+    from agentfire.blast.result import render_out
+
+    for flags in (dict(tool="read_inbox"), dict(tool="send_email", args=["to~landlord"])):
+        got = files_scan.scan(blast_store[0], from_flags(**flags), _blast_window())
+        assert isinstance(got.hits, files_scan.HitRows) and len(got.hits) > 0
+        plain = dataclasses.replace(got, hits=list(got.hits))
+        fast, slow = render_out(got, Path("a.csv")), render_out(plain, Path("a.csv"))
+        assert fast == slow and fast.count(b"\n") == len(got.hits) + 1

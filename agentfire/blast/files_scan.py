@@ -227,6 +227,11 @@ class HitRows(Sequence[Hit]):
     def __iter__(self) -> Iterator[Hit]:
         return (self._hit(r) for r in self._rows(HIT_COLUMNS))
 
+    def csv_rows(self) -> Iterator[tuple[Any, ...]]:
+        """result.CSV_COLUMNS, times formatted as iso() does and args as stored (JSON text)."""
+        return self._rows(f"trace_id, user_id, {_iso_sql('start_ms')}, status, status = 'running', step_index, "
+                          f"tool, input, {_iso_sql('hit_t')}")
+
     def json_lines(self) -> Iterator[str]:
         return (text for (text,) in self._rows(HIT_JSON))
 

@@ -160,6 +160,19 @@ class BlastResult:
         for h in self.hits:
             yield json.dumps(h.to_json(), ensure_ascii=False, default=str)
 
+    def hit_csv_values(self) -> Iterator[tuple[Any, ...]]:
+        """Each hit's CSV_COLUMNS values (args as JSON text), in hit order: from the scan's engine
+        when it kept the hits (times formatted there, no Hit object), else from the hits."""
+        rows = getattr(self.hits, "csv_rows", None)
+        if rows is not None:
+            for *head, args, hit_at in rows():
+                yield (*head, json.dumps(_parsed_args(args), ensure_ascii=False, default=str), hit_at)
+            return
+        for h in self.hits:
+            row = h.to_json()
+            row["args"] = json.dumps(row["args"], ensure_ascii=False, default=str)
+            yield tuple(row[k] for k in CSV_COLUMNS)
+
     def write_json(self, write: Callable[[str], Any], extra: dict[str, Any] | None = None,
                    indent: int | None = None) -> None:
         """The to_json() document, redacted, written in pieces: the hits are streamed one per
@@ -200,13 +213,21 @@ def render_out(result: BlastResult, path: Path) -> bytes:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
         w.writeheader()
-        for h in result.hits:
-            row = h.to_json()
-            row["args"] = json.dumps(row["args"], ensure_ascii=False, default=str)
+        for values in result.hit_csv_values():
             # a cell starting with = + - @ is a formula in spreadsheets: legal opens this in Excel
-            w.writerow({k: _csv_safe(row[k]) for k in CSV_COLUMNS})
+            w.writerow(dict(zip(CSV_COLUMNS, map(_csv_safe, values))))
         return buf.getvalue().encode()
     raise UsageError(f"--out {path}: use a .csv or .json file name")
+
+
+def _parsed_args(value: Any) -> Any:
+    """A step's arguments as the files store's Hit reads them: parsed when they are JSON text."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except (json.JSONDecodeError, RecursionError):
+            pass
+    return value
 
 
 def _csv_safe(value: Any) -> Any:
