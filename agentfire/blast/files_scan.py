@@ -12,7 +12,6 @@ about 350 MB on two cores. DuckDB's own memory is capped (memory_limit()) and sp
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import threading
@@ -21,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from agentfire.blast.result import BlastResult, Gap, Hit, HitsSummary, ScanStats
+from agentfire.blast.result import BlastResult, Gap, Hit, HitsSummary, ScanStats, _parsed_args
 from agentfire.blast.signature import Signature
 from agentfire.blast.sql import (
     BIG_OBJECT, FILES_COLUMNS, MAX_OBJECT, STATUS_TYPES, files_source, hits_query, lit, parquet_source,
@@ -123,15 +122,6 @@ def first_embedding(sig: Signature, marks: list[dict[str, Any]] | None) -> dict[
     return None
 
 
-def _args(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except (json.JSONDecodeError, RecursionError):
-            pass
-    return value
-
-
 _UNPARSED = object()
 
 
@@ -151,7 +141,7 @@ class _ScannedHit(Hit):
     @property  # type: ignore[override]
     def args(self) -> Any:
         if self._parsed is _UNPARSED:
-            self._parsed = _args(self._text)
+            self._parsed = _parsed_args(self._text)
         return self._parsed
 
     @args.setter
