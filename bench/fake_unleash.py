@@ -46,8 +46,16 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # quiet
         return
 
-    def _send(self, status: int, body: object | None = None) -> None:
+    def parse_request(self) -> bool:
+        # the request line is in: the configured delay counts from here, so the fake's own work
+        # (parsing, routing, JSON) is inside the delay, not added to it
+        self.arrived = time.monotonic()
+        return super().parse_request()
+
+    def _send(self, status: int, body: object | None = None, *, delayed: bool = True) -> None:
         data = b"" if body is None else json.dumps(body).encode()
+        if delayed:
+            time.sleep(max(0.0, self.server.delay_s - (time.monotonic() - self.arrived)))
         self.send_response(status)
         if body is not None:
             self.send_header("Content-Type", "application/json")
@@ -65,8 +73,7 @@ class Handler(BaseHTTPRequestHandler):
             with self.server.lock:
                 for env in self.server.enabled:
                     self.server.enabled[env] = value
-            return self._send(200, {"ok": True})
-        time.sleep(self.server.delay_s)
+            return self._send(200, {"ok": True}, delayed=False)
         with self.server.lock:
             self.server.requests += 1
         if self.headers.get("Authorization") != self.server.token:
