@@ -196,3 +196,28 @@ def test_fresh_clone_seeds_on_first_use_as_a_process(sandbox: Path) -> None:
     r = run_agentfire("triage", truth["examples"][0], "--last", "4", cwd=sandbox)
     assert r.exit_code == 0, r
     assert "send_email" in r.stdout and "untrusted steering" in r.stdout
+
+
+def test_triage_pauses_the_cycle_collector_only_while_it_runs(sandbox: Path, cli, monkeypatch) -> None:
+    """At 50k steps, collections of the oldest generation cost ~40% of triage's CPU, so triage
+    pauses the collector while it builds and judges the trajectory; a process that triages
+    again and again (watch, the walk) must get it back, also when triage fails."""
+    import gc
+
+    import agentfire.triage as triage_mod
+
+    seen: list[bool] = []
+    real = triage_mod.triage_trajectory
+
+    def spy(*a: Any, **kw: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real(*a, **kw)
+
+    monkeypatch.setattr(triage_mod, "triage_trajectory", spy)
+    doc = cli("sandbox", "seed", "--scenario", "runaway_loop", "--traces", "40", "--json").json()
+    tid = doc["scenarios"][0]["examples"][0]
+    assert gc.isenabled()
+    assert cli("triage", tid, "--json").exit_code == 0
+    assert seen == [False] and gc.isenabled()
+    assert cli("triage", "no-such-trace").exit_code == 1  # the store raised inside the pause
+    assert gc.isenabled()

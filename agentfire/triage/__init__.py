@@ -340,6 +340,9 @@ def run(runbook: Any, trace_id: str, golden: str | Trajectory | None = None, *,
         finally:
             await store.aclose()
 
-    traj, g, label = asyncio.run(go())
-    return triage_trajectory(traj, runbook.model.triage, g, mode=mode, args=args, golden_label=label,
-                             policies=runbook.model.policies)
+    from agentfire import _gc
+
+    with _gc.paused():  # millions of small acyclic objects at 50k steps: see agentfire._gc
+        traj, g, label = asyncio.run(go())
+        return triage_trajectory(traj, runbook.model.triage, g, mode=mode, args=args, golden_label=label,
+                                 policies=runbook.model.policies)
