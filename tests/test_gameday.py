@@ -56,6 +56,30 @@ def test_score_of_an_untouched_drill_fails_and_says_why(sandbox: Path) -> None:
     assert {l["verdict"] for l in doc["runbook_lines"]} == {"fiction"}
 
 
+def test_a_drill_walked_by_hand_is_scored_then_restored_on_request(sandbox: Path) -> None:
+    """gameday start + the responder's own commands + score: the score says what the drill left
+    and how to reset it; `score --restore` puts the regions back (read live) and its verdict on
+    "every region ended off" is still the one the responder earned."""
+    assert run_agentfire("--incident", "drill-h", "--new", "gameday", "start", "wrong_recipient", "--seed", "5",
+                         "--traces", "60", cwd=sandbox).exit_code == 0
+    assert run_agentfire("--incident", "drill-h", "kill", "--region", "all", "--yes", cwd=sandbox).exit_code == 0
+    told = run_agentfire("gameday", "score", "drill-h", cwd=sandbox)
+    assert told.exit_code == 1  # only the kill was done
+    said = " ".join(told.stderr.split())
+    assert "the agent is OFF in ap-south, eu-west, us-east" in said
+    assert "reset: agentfire --incident drill-h kill --undo --yes" in said
+    assert [x["on"] for x in run_agentfire("status", "--json", cwd=sandbox).json()["regions"]] == [False] * 3
+    r = run_agentfire("gameday", "score", "drill-h", "--restore", "--json", cwd=sandbox)
+    assert r.exit_code == 1, r  # the drill still failed (triage, blast, capture were not done) ...
+    assert r.json()["checks"]["every_region_ended_off"]["ok"] is True  # ... but the kill counted
+    assert "restored what the drill changed" in r.stderr
+    assert [x["on"] for x in run_agentfire("status", "--json", cwd=sandbox).json()["regions"]] == [True] * 3
+    actions = [e["action"] for e in journal(sandbox, "drill-h")]
+    assert actions.index("gameday.observed") < actions.index("gameday.restore")
+    again = run_agentfire("gameday", "score", "drill-h", "--json", cwd=sandbox).json()
+    assert again["checks"]["every_region_ended_off"]["ok"] is True  # the observation, not the live state
+
+
 def test_unknown_scenario_and_target_are_usage_errors(sandbox: Path) -> None:
     r = run_agentfire("gameday", "start", "meteor_strike", cwd=sandbox)
     assert r.exit_code == 2 and "wrong_recipient" in r.stderr and "Traceback" not in r.stderr

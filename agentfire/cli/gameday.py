@@ -100,9 +100,8 @@ def _render_score(doc: dict[str, Any]) -> None:
     out_console().print(Text("PASSED" if doc["passed"] else "FAILED", style="bold green" if doc["passed"] else "bold red"))
 
 
-def _score(ctx: typer.Context, incident: Optional[str], out: Optional[Path], json_out: bool,
-           extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    from agentfire import drill
+def _drill_journal(ctx: typer.Context, incident: Optional[str]) -> tuple[Any, Any]:
+    """The drill's runbook view and journal: the incident given, the current one, or the latest drill."""
     from agentfire.journal import Journal, check_incident_id, latest_incident_with
 
     st = state(ctx)
@@ -110,8 +109,15 @@ def _score(ctx: typer.Context, incident: Optional[str], out: Optional[Path], jso
     inc = incident or st.incident or latest_incident_with(rb.journal_dir, "gameday.start")
     if not inc:
         raise fail("no drill to score: start one with agentfire gameday start SCENARIO", 1)
-    journal = Journal(rb.journal_dir, check_incident_id(inc))
-    doc = drill.score(rb if getattr(rb, "drill_scope", None) else rb.for_drill(), journal)
+    return rb if getattr(rb, "drill_scope", None) else rb.for_drill(), Journal(rb.journal_dir, check_incident_id(inc))
+
+
+def _score(ctx: typer.Context, incident: Optional[str], out: Optional[Path], json_out: bool,
+           extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    from agentfire import drill
+
+    rb, journal = _drill_journal(ctx, incident)
+    doc = drill.score(rb, journal)
     if extra:
         doc.update(extra)
     md = drill.score_markdown(doc)
@@ -131,12 +137,29 @@ def score_cmd(
     incident: Optional[str] = typer.Argument(None, help="The drill's incident id (default: the latest drill)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the report as markdown (.md) or JSON (.json)."),
     json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
+    restore: bool = typer.Option(False, "--restore", help="Then put back what the drill changed "
+                                 "(regions as before the drill, its freeze lifted), read back and journaled."),
 ) -> None:
     """Compare the drill's journal with the scenario's ground truth: time to each minute, whether
     triage named the right step, blast counted the right users, every region ended off; which
-    runbook lines were load-bearing and which were fiction. Exit 0 only when the drill passed."""
-    doc = _score(ctx, incident, out, json_out)
-    if not doc["passed"]:
+    runbook lines were load-bearing and which were fiction. Exit 0 only when the drill passed.
+    A drill walked by hand (gameday start, then runbook) is left as it ended: the score says what
+    it left and how to reset it, or --restore puts it back."""
+    from agentfire import drill
+
+    st = state(ctx)
+    rb, journal = _drill_journal(ctx, incident)
+    if restore and not any(e.get("action") == "gameday.observed" for e in journal.iter_entries()):
+        # the score reads this observation, so restoring cannot change it
+        drill.observe(rb, journal, st.actor, "score --restore")
+    doc = _score(ctx, journal.incident, out, json_out)
+    restored = None
+    if restore:
+        restored = drill.restore(rb, journal, st.actor)
+        _say_left(restored["left"], restored, keep=False)  # on stderr, --json or not
+    elif not want_json(ctx, json_out):
+        left_behind(rb, journal)  # what the drill left, and the commands that reset it
+    if not doc["passed"] or (restored is not None and not restored["restored"]):
         raise typer.Exit(1)
 
 
