@@ -325,3 +325,26 @@ def _argument_help_without_type() -> None:
 
 
 _argument_help_without_type()
+
+
+def _usage_without_braces() -> None:
+    """A required argument reads `agentfire triage [OPTIONS] TRACE_ID` in the usage line, as in
+    man pages and Click, not typer 0.29's `{TRACE_ID}` (which looks like a template to fill)."""
+    import typer.core as tc
+
+    cls = getattr(tc, "TyperArgument", None)
+    original = getattr(cls, "_usage_display_name", None)
+    if cls is None or original is None or getattr(original, "_agentfire", False):
+        return
+
+    def _usage_display_name(self: Any) -> str:
+        name = original(self)
+        if self.required and name.startswith("{"):
+            name = name[1:].replace("}", "", 1)
+        return name
+
+    _usage_display_name._agentfire = True  # type: ignore[attr-defined]
+    cls._usage_display_name = _usage_display_name
+
+
+_usage_without_braces()
