@@ -348,3 +348,48 @@ def _usage_without_braces() -> None:
 
 
 _usage_without_braces()
+
+
+def _typer_coercion_when_needed() -> None:
+    """typer builds a pydantic TypeAdapter for each parameter it processes, even one whose value
+    is None (`--config` not given) and then never used, so every command imports pydantic and
+    builds adapters: 50-60 ms of each start. Here the adapter is built when a value needs it:
+    None (and the empty multi-value) is answered by typer's own RuntimeParam.coerce before any
+    adapter, and a `str` value of a plain `str` parameter (no parser, not a file) is returned as
+    it is, which is what typer's adapter does with it (its `_parse_cli_str`, then str
+    validation). Everything else (numbers, paths, choices, lists) is coerced by typer itself."""
+    import typer.core as tc
+
+    cls = getattr(tc, "_TyperParameter", None)
+    original = getattr(cls, "get_runtime_param", None)
+    if cls is None or original is None or getattr(original, "_agentfire", False):
+        return
+    try:
+        from typer._coercion import RuntimeParam, build_runtime_param
+    except ImportError:  # another typer: leave it alone
+        return
+
+    @dataclass(frozen=True)
+    class WhenNeeded(RuntimeParam):  # type: ignore[misc]
+        descriptor: Any = None
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            d = self.descriptor
+            if (type(value) is str and d.annotation is str and d.file_annotation is None
+                    and getattr(d.parameter_info, "parser", None) is None):
+                return value
+            real = param._runtime_param = build_runtime_param(d)
+            return real._coerce_value(value, param=param, ctx=ctx)
+
+    def get_runtime_param(self: Any) -> Any:
+        desc = getattr(self, "type_descriptor", None)
+        if getattr(self, "_runtime_param", None) is None and desc is not None:
+            self._runtime_param = WhenNeeded(parameter_info=desc.parameter_info,
+                                             annotation=desc.annotation, descriptor=desc)
+        return original(self)
+
+    get_runtime_param._agentfire = True  # type: ignore[attr-defined]
+    cls.get_runtime_param = get_runtime_param
+
+
+_typer_coercion_when_needed()
