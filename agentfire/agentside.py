@@ -54,6 +54,9 @@ class ProviderSpec:
     # update): with it, answers are memoised per context between changes (a vendor SDK's own
     # evaluation costs 50-150 us; the kill switch is asked before every action)
     version: Callable[[], Any] | None = None
+    # for a one-shot read (the CLI's read-back): builds, synchronously, the evaluator the provider
+    # itself asks (an object with resolve_boolean_details), without the provider's lifecycle
+    once: Callable[[], Any] | None = None
 
 
 @dataclass
@@ -222,21 +225,26 @@ class Source:
 
     def _resolve(self, provider: Any, context: Any) -> Verdict:
         ctx = self.context if context is None else _context(context)
-        try:
-            det = provider.resolve_boolean_details(self.flag, False, ctx)
-        except Exception as exc:  # noqa: BLE001 - OpenFeatureError or a provider bug: off
-            return Verdict(False, f"{self.spec.label}: {_describe(exc)}", True)
-        code = det.error_code
-        if code is not None:
-            code = getattr(code, "value", code)
-            return Verdict(False, f"{self.spec.label}: {code}: {det.error_message or 'no detail'}", True)
-        if det.value is True:
-            return Verdict(True, "flag on")
-        if det.value is False:
-            why = getattr(det.reason, "value", det.reason) or "off"
-            return Verdict(False, f"kill switch is off ({str(why).lower()})")
-        return Verdict(False, f"{self.spec.label}: TYPE_MISMATCH: flag {self.flag!r} is not a boolean "
-                              f"({type(det.value).__name__})", True)
+        return _verdict(self.spec.label, self.flag, provider, ctx)
+
+
+def _verdict(label: str, flag: str, provider: Any, ctx: Any) -> Verdict:
+    """The provider's answer for the flag, as the agent reads it: anything but True is off."""
+    try:
+        det = provider.resolve_boolean_details(flag, False, ctx)
+    except Exception as exc:  # noqa: BLE001 - OpenFeatureError or a provider bug: off
+        return Verdict(False, f"{label}: {_describe(exc)}", True)
+    code = det.error_code
+    if code is not None:
+        code = getattr(code, "value", code)
+        return Verdict(False, f"{label}: {code}: {det.error_message or 'no detail'}", True)
+    if det.value is True:
+        return Verdict(True, "flag on")
+    if det.value is False:
+        why = getattr(det.reason, "value", det.reason) or "off"
+        return Verdict(False, f"kill switch is off ({str(why).lower()})")
+    return Verdict(False, f"{label}: TYPE_MISMATCH: flag {flag!r} is not a boolean "
+                          f"({type(det.value).__name__})", True)
 
 
 MEMO_MAX = 4096
@@ -375,6 +383,10 @@ def agent_view(runbook: Any, region: str, *, timeout_s: float, want_on: bool | N
     started = time.monotonic()
     section = runbook.regions[region]
     try:
+        spec = provider_spec(section, runbook, oneshot=True)
+        if spec.once is not None:
+            ctx = _context(context if context is not None else default_context(section, runbook))
+            return _view_once(spec, runbook.agent.flag, ctx, started, timeout_s, want_on)
         src = make_source(region, section, runbook, oneshot=True)
     except SourceUnavailable as exc:
         return AgentView(None, str(exc))
@@ -400,3 +412,28 @@ def agent_view(runbook: Any, region: str, *, timeout_s: float, want_on: bool | N
             time.sleep(0.1)
     finally:
         src.close()
+
+
+def _view_once(spec: ProviderSpec, flag: str, ctx: Any, started: float, timeout_s: float,
+               want_on: bool | None) -> AgentView:
+    """agent_view with the provider's own evaluator (spec.once), built afresh for each try: the
+    checks a Source makes before it evaluates (spec.check), then the same answer mapping."""
+    end = started + timeout_s
+    while True:
+        problem = spec.check() if spec.check is not None else None
+        if problem:
+            view = AgentView(None, problem)
+        else:
+            try:
+                evaluator = spec.once()  # type: ignore[misc]
+            except Exception as exc:  # noqa: BLE001 - as a provider that cannot initialise
+                view = AgentView(None, f"{spec.label} not ready: {_describe(exc)}")
+            else:
+                v = _verdict(spec.label, flag, evaluator, ctx)
+                view = AgentView(None, v.reason) if v.error else \
+                    AgentView(v.on, f"{spec.label}: {'on' if v.on else v.reason}")
+        settled = want_on is None and "FLAG_NOT_FOUND" not in view.detail
+        if settled or view.on is want_on or time.monotonic() >= end:
+            view.seconds = time.monotonic() - started
+            return view
+        time.sleep(0.1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import run_agentfire
 
@@ -118,3 +119,78 @@ def test_atomic_write_never_replaces_a_device_or_symlink(tmp_path: Path) -> None
     with pytest.raises(StateFileError):
         atomic_write(link, b"[]")
     assert target.read_text() == "{}" and link.is_symlink()
+
+
+# --- the read-back's evaluator is the provider's ------------------------------------------------
+
+_ON_OFF = {"on": True, "off": False}
+READ_BACK_FILES: dict[str, dict] = {
+    "on": {"state": "ENABLED", "variants": _ON_OFF, "defaultVariant": "on"},
+    "killed": {"state": "ENABLED", "variants": _ON_OFF, "defaultVariant": "off"},
+    "disabled": {"state": "DISABLED", "variants": _ON_OFF, "defaultVariant": "off"},
+    "targeted": {"state": "ENABLED", "variants": _ON_OFF, "defaultVariant": "off",
+                 "targeting": {"if": [{"ends_with": [{"var": "email"}, "@beta.example"]}, "on", "off"]}},
+    "fractional": {"state": "ENABLED", "variants": _ON_OFF, "defaultVariant": "off",
+                   "targeting": {"fractional": [["on", 50], ["off", 50]]}},
+    "not a boolean": {"state": "ENABLED", "variants": {"on": "yes", "off": "no"}, "defaultVariant": "on"},
+}
+
+
+def _answer(provider: Any, flag: str, ctx: Any) -> tuple:
+    try:
+        d = provider.resolve_boolean_details(flag, False, ctx)
+    except Exception as exc:  # an OpenFeatureError (a missing flag, a non-boolean) is an answer too
+        return (None, type(exc).__name__, str(exc), getattr(exc, "error_code", "raised"), None)
+    return (d.value, d.reason, d.variant, d.error_code, d.error_message)
+
+
+def test_the_read_back_evaluates_the_file_as_the_flagd_provider_does(tmp_path: Path) -> None:
+    """kill's read-back (agentside.agent_view, one shot) asks flagd-core's evaluator directly,
+    fed the file as the provider's FileWatcher reads it; an agent's FlagdProvider(FILE) asks
+    the same evaluator through its in-process resolver. Same answer, file by file and context
+    by context (targeting, fractional, DISABLED, a missing flag, a non-boolean, YAML)."""
+    import yaml
+    from openfeature.contrib.provider.flagd import FlagdProvider
+    from openfeature.contrib.provider.flagd.config import ResolverType
+    from openfeature.evaluation_context import EvaluationContext
+
+    from agentfire.providers.flags.flagd import FileEvaluator
+
+    contexts = [EvaluationContext("support-agent"), EvaluationContext("u-1", {"email": "a@beta.example"}),
+                *(EvaluationContext(f"user-{i}") for i in range(8))]
+    compared = set()
+    for name, entry in READ_BACK_FILES.items():
+        for suffix in (".json", ".yaml"):
+            path = tmp_path / f"{name.replace(' ', '-')}{suffix}"
+            doc = {"flags": {"agent.enabled": entry}}
+            path.write_text(yaml.safe_dump(doc) if suffix == ".yaml" else json.dumps(doc))
+            provider = FlagdProvider(resolver_type=ResolverType.FILE, offline_flag_source_path=str(path),
+                                     deadline_ms=60_000)
+            provider.initialize(EvaluationContext())
+            try:
+                once = FileEvaluator(path)
+                assert type(provider.resolver.evaluator) is type(once.core)  # the same engine
+                for ctx in contexts:
+                    for flag in ("agent.enabled", "no.such.flag"):
+                        want = _answer(provider, flag, ctx)
+                        assert _answer(once, flag, ctx) == want, (name, suffix, ctx, flag)
+                        compared.add((name, want[0], want[3] is not None))
+            finally:
+                provider.shutdown()
+    # the cases really differ: on, off, per-context values, an error
+    assert {v for _, v, _ in compared} >= {True, False} and any(e for *_, e in compared)
+    assert {v for n, v, _ in compared if n == "targeted"} == {True, False, None}  # None: no.such.flag
+
+
+def test_the_read_back_sees_a_corrupt_file_as_not_evaluated(sandbox: Path, cli) -> None:
+    """Agents keep serving a corrupt file's last good values only inside a running provider; the
+    one-shot read-back checks the file first and says it cannot be evaluated (fails closed)."""
+    from agentfire import agentside
+    from agentfire.config import load_runbook
+
+    assert cli("status").exit_code == 0
+    rb = load_runbook(sandbox / "runbook.yaml")
+    assert agentside.agent_view(rb, "us-east", timeout_s=2).on is True
+    (sandbox / ".agentfire/flags/us-east.flagd.json").write_text('{"flags": {"agent.enabled": {"sta')
+    view = agentside.agent_view(rb, "us-east", timeout_s=0.3, want_on=False)
+    assert view.on is None and "not valid JSON" in view.detail

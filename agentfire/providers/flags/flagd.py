@@ -287,4 +287,42 @@ def openfeature_provider(section: FlagdRegion, runbook: Any, *, oneshot: bool = 
         build=build, label=f"flagd file {path}",
         propagation=f"flagd file: on the agents' next call (in-process, re-read every {interval:g}s)",
         propagation_s=interval, check=check, attach=attach, max_stale_s=0.0,
+        once=(lambda: FileEvaluator(path)) if oneshot and _has_flagd_core() else None,
     )
+
+
+def _has_flagd_core() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("openfeature.contrib.tools.flagd.core") is not None
+    except ImportError:
+        return False
+
+
+class FileEvaluator:
+    """One evaluation of the flag file as the agents' provider makes it, for the CLI's read-back.
+
+    `FlagdProvider(resolver_type=FILE)` answers `resolve_boolean_details` through its in-process
+    resolver, which asks flagd-core's `FlagdCore` (the flagd evaluation engine: targeting,
+    fractional rollouts, DISABLED, type checks) with the file as its FileWatcher reads it (YAML
+    for *.yaml, else JSON). This is that evaluator fed that way, without what a long-lived
+    agent needs and a one-shot read does not: the provider module's gRPC and protobuf imports
+    (0.1-0.15 s of each kill), its watcher thread and the SDK's registration.
+    tests/test_kill_flagd.py checks it answers as the provider does, file by file."""
+
+    def __init__(self, path: Path):
+        from openfeature.contrib.tools.flagd.core import FlagdCore
+
+        self.core = FlagdCore()
+        with open(path) as f:  # as FileWatcher._load_data reads it
+            if str(path).endswith(".yaml"):
+                import yaml
+
+                data = yaml.safe_load(f)
+            else:
+                data = json.load(f)
+        self.core.set_flags_and_get_changed_keys(json.dumps(data))  # as the resolver's adapter
+
+    def resolve_boolean_details(self, flag_key: str, default_value: bool, evaluation_context: Any = None) -> Any:
+        return self.core.resolve_boolean_value(flag_key, default_value, evaluation_context)
