@@ -7,6 +7,9 @@ run, without and with the golden run (the default golden diff mode):
 
   - false alarms: solved runs whose verdict carries a medium or high severity (target <= 5%);
   - flagged: failed runs whose verdict carries a medium or high severity (target >= 60% with golden).
+  - pointing without a finding: on failed runs where nothing fires without the golden run, how
+    often the verdict's step (the place it says to start reading) is the step the golden diff
+    names, and how often that step is among the verdict's candidates.
 
 The trajectories are read the way the `files` trace store reads them (agentfire.trajectory.
 from_observations over the rows of each trace) and triaged with the default runbook triage section
@@ -68,12 +71,14 @@ def main() -> int:
     cases, rows = load(a.data)
     results: dict[str, Counter] = {"without": Counter(), "with": Counter()}
     kinds: dict[str, Counter] = {"without": Counter(), "with": Counter()}
+    pointing: Counter = Counter()
     for c in cases:
         traj = from_observations(c["trace"], rows[c["trace"]], source="devset")
         golden = from_observations(c["golden"], rows[c["golden"]], source="devset")
         solved = c["reward"] >= 1
+        reports = {}
         for label, g in (("without", None), ("with", golden)):
-            rep = triage_trajectory(traj, cfg, g, golden_label=c["golden"]) if g is not None \
+            rep = reports[label] = triage_trajectory(traj, cfg, g, golden_label=c["golden"]) if g is not None \
                 else triage_trajectory(traj, cfg)
             alarm = rep.verdict.severity in ALARM
             results[label][("solved" if solved else "failed", alarm)] += 1
@@ -83,6 +88,11 @@ def main() -> int:
                 v = rep.verdict
                 print(f"{c['trace']:<24} {'solved' if solved else 'failed'} {label:<7} "
                       f"{v.severity or '-':<6} {v.kind:<20} step {v.step_index}: {v.sentence[:150]}")
+        bare, diffed = reports["without"].verdict, reports["with"].verdict
+        if not solved and bare.kind == "none" and diffed.kind == "golden_divergence":
+            pointing["n"] += 1
+            pointing["verdict"] += bare.step_index == diffed.step_index
+            pointing["candidates"] += diffed.step_index in {x.step_index for x in bare.candidates}
     elapsed = time.perf_counter() - t0
 
     n_solved = sum(1 for c in cases if c["reward"] >= 1)
@@ -102,6 +112,10 @@ def main() -> int:
             missed.append(f"false alarms {label} golden")
         if label == "with" and fl / n_failed < 0.60:
             missed.append("flagged failed with golden")
+    if pointing["n"]:
+        print(f"  pointing without a finding (failed, nothing fired without golden, golden diff names a step):"
+              f" verdict's step = golden diff's step in {pointing['verdict']}/{pointing['n']},"
+              f" among its candidates in {pointing['candidates']}/{pointing['n']}")
     if missed:
         print(f"target missed: {', '.join(missed)}")
         return 1

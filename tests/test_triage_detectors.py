@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
+import json
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from agentfire.providers.traces.files import FilesTraceStore
 from agentfire.sandbox import SCENARIOS, load_truth, seed_store
 from agentfire.trajectory import Step, Trajectory, from_observations
 from agentfire.triage import triage_trajectory
+from agentfire.triage._index import Index
 from agentfire.triage.detectors import (
     DETECTORS, context_blowup, destructive_calls, loops, prose_vs_action, unreacted_errors,
     untrusted_steering,
@@ -98,10 +100,19 @@ def test_verdict_equals_ground_truth(incidents: dict[str, Any], scenario: str) -
             assert v.rule == 1 and v.confidence == "high" and f"step {f['off_rails_step']} (" in v.sentence
             assert v.candidates[0].step_index == v.step_index and len(v.candidates) <= 3
         else:
-            # nothing fired: said so, and the last model turn is where to start reading
+            # nothing fired: said so; start reading at the first state-changing call's turn,
+            # else at the last model turn
             assert v.kind == "none" and v.severity is None and v.confidence in ("none", "low"), (tid, v)
-            assert v.step_index == max(s.index for s in traj.steps if s.is_model)
+            idx = Index(traj, CFG)
+            muts = [p for p in range(len(idx.steps)) if idx.tool[p] and idx.cls[p] == "mutation"]
+            if muts:
+                assert (v.step_index, v.call_step_index) == idx.at(muts[0]), (tid, v)
+                assert "start reading at the first state-changing call" in v.sentence
+            else:
+                assert v.step_index == max(s.index for s in traj.steps if s.is_model)
+                assert "start reading at the last model turn" in v.sentence
             assert v.sentence.startswith("No detector fired")
+            assert v.candidates and v.candidates[0].step_index == v.step_index
 
 
 # --- small hand-made trajectories: each detector's edges ---------------------------------
@@ -201,3 +212,40 @@ def test_hostile_values_do_not_break_detectors() -> None:
               _say("[bold red]done[/]"), ("tool", "send_email", {"to": 12345}, None))
     for fn in DETECTORS.values():
         fn(t, CFG)
+
+
+def test_nothing_fired_points_at_the_first_state_change_then_lists_the_others() -> None:
+    """With no finding, the verdict names where to start reading, never as a finding: the first
+    state-changing call's deciding turn (a failed customer-service run most often went wrong
+    there: bench/triage_devset.py), then the last state change and the last model turn as
+    candidates; a run that changed nothing is read from its last model turn."""
+    def turn(text: str, call: tuple[str, str, dict] | None = None) -> tuple:
+        out: dict[str, Any] = {"role": "assistant", "content": text}
+        if call:
+            out["tool_calls"] = [{"id": call[0], "name": call[1], "arguments": json.dumps(call[2])}]
+        return ("model", "chat", None, out)
+
+    def ran(cid: str, name: str, args: dict, out: Any) -> tuple:
+        return ("tool", name, args, out, {"tool_call_id": cid})
+
+    ask = "Please move reservation ABC123 to the later flight and add one bag."
+    t = _traj(turn("", ("c1", "get_reservation_details", {"reservation_id": "ABC123"})),
+              ran("c1", "get_reservation_details", {"reservation_id": "ABC123"}, {"reservation_id": "ABC123"}),
+              turn("", ("c2", "update_reservation_flights", {"reservation_id": "ABC123"})),
+              ran("c2", "update_reservation_flights", {"reservation_id": "ABC123"}, {"reservation_id": "ABC123"}),
+              turn("", ("c3", "update_reservation_baggages", {"reservation_id": "ABC123"})),
+              ran("c3", "update_reservation_baggages", {"reservation_id": "ABC123"}, {"reservation_id": "ABC123"}),
+              turn("Your reservation ABC123 is updated."),
+              root_input=ask)
+    v = triage_trajectory(t, CFG).verdict
+    assert (v.kind, v.severity, v.confidence) == ("none", None, "none"), v
+    assert (v.step_index, v.call_step_index, v.tool) == (3, 4, "update_reservation_flights")
+    assert "start reading at the first state-changing call, step 3" in v.sentence
+    assert "the last state-changing call is step 5" in v.sentence and "the last model turn is step 7" in v.sentence
+    assert [(c.step_index, c.call_step_index, c.kind) for c in v.candidates] == [
+        (3, 4, "none"), (5, 6, "none"), (7, None, "none")]
+    reads_only = _traj(turn("", ("c1", "get_reservation_details", {"reservation_id": "ABC123"})),
+                       ran("c1", "get_reservation_details", {"reservation_id": "ABC123"}, {"reservation_id": "ABC123"}),
+                       turn("Reservation ABC123 is confirmed."), root_input=ask)
+    v = triage_trajectory(reads_only, CFG).verdict
+    assert (v.kind, v.step_index) == ("none", 3) and "start reading at the last model turn" in v.sentence

@@ -21,8 +21,8 @@ TRIM = 300  # characters of each value shown without --full
     epilog=(
         "Example: agentfire triage 3f9c2a...e1 --last 15 --golden invoice_forward\n\n"
         "The verdict rules: the earliest high-severity finding; else the first golden divergence; "
-        "else the earliest medium finding; else 'no detector fired' and the last model turn "
-        "(README, 'triage'). The verdict names the deciding model turn and the tool call it made."
+        "else the earliest medium finding; else 'no detector fired' and where to start reading: "
+        "the first state-changing call, else the last model turn (README, 'triage'). The verdict names the deciding model turn and the tool call it made."
     ),
 )
 @handles_errors

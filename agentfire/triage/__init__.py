@@ -274,17 +274,36 @@ def choose_verdict(traj: Trajectory, findings: list[Finding], d: DiffResult | No
     what = f"{len(lows)} low-severity note(s)" if lows else "no findings"
     hint = "" if d is not None else "; compare with a known-good run: --golden CLASS|TRACE_ID|FILE"
     idx = idx if idx is not None else Index(traj, TriageSection())
+    # Where to start reading when nothing fired: the first state-changing call (its deciding
+    # turn), else the last model turn. On the tau-airline dev set's failed runs where nothing fires
+    # without a golden run, the golden diff's step is the first state-changing call's turn in
+    # 58 of 88 and the last model turn in 19 (bench/triage_devset.py prints both); a run that
+    # changed nothing went wrong in what it said last.
+    places: list[tuple[int, int | None, str]] = []  # (step, call step, what it is)
+    mutations = [p for p in range(len(idx.steps)) if idx.tool[p] and idx.cls[p] == "mutation"]
+    if mutations:
+        places.append((*idx.at(mutations[0]), "the first state-changing call"))
+        if len(mutations) > 1:
+            places.append((*idx.at(mutations[-1]), "the last state-changing call"))
     last = idx.last_model_turn()
-    if last is None:
-        return verdict(None, None, "none", f"No detector fired ({what}{hint}).", None, 4,
-                       "low" if lows else "none")
-    index = idx.steps[last].index
-    call = idx.call_of_turn(last)
-    call_index = idx.steps[call].index if call is not None else None
+    if last is not None:
+        call = idx.call_of_turn(last)
+        places.append((idx.steps[last].index, idx.steps[call].index if call is not None else None,
+                       "the last model turn"))
+    confidence = "low" if lows else "none"
+    if not places:
+        return verdict(None, None, "none", f"No detector fired ({what}{hint}).", None, 4, confidence)
+    for index, call_index, what_it_is in places:  # after the low notes, as places to look
+        if index not in seen and len(cands) < MAX_CANDIDATES:
+            seen.add(index)
+            cands.append(Candidate(index, call_index, *_ids(traj, index, call_index), "none", None,
+                                   f"no finding: {what_it_is}"))
+    index, call_index, what_it_is = places[0]
     _, where = _label(traj, index, call_index)
+    also = "; ".join(f"{w} is step {i}" for i, _c, w in places[1:] if i != index)
     return verdict(index, call_index, "none",
-                   f"No detector fired ({what}{hint}); start reading at the last model turn, {where}.",
-                   None, 4, "low" if lows else "none")
+                   f"No detector fired ({what}{hint}); start reading at {what_it_is}, {where}"
+                   + (f" ({also})" if also else "") + ".", None, 4, confidence)
 
 
 def _divergence_steps(traj: Trajectory, div: Any) -> tuple[int | None, int | None]:
