@@ -162,6 +162,25 @@ def test_grounding_flags_invented_ids_and_amounts() -> None:
     assert grounding(t, TriageSection(grounding=False)) == []
 
 
+def test_grounding_knows_an_ids_digits_and_dates_worked_out_from_a_known_one() -> None:
+    """Seen on tau-airline's runs: "certificate 7504069" and "the gift card ending in 6644" quote
+    ids a tool gave (certificate_7504069, gift_card_9226644); "move it one day later" gives
+    2024-05-19 from a flight on 2024-05-18. None of these is an invented fact; a date weeks away
+    from every known one, an amount no tool gave, and digits no id holds still are."""
+    c = Conv("Please delay my outgoing flight by one day and pay with my certificate. I'm ana_lee_42")
+    c.call("get_user_details", {"user_id": "ana_lee_42"},
+           {"payment_methods": {"certificate_7504069": {"amount": 250}, "gift_card_9226644": {"amount": 80}}})
+    c.call("get_reservation_details", {"reservation_id": "QX7P2K"},
+           {"flights": [{"flight_number": "HAT085", "date": "2024-05-18"}]})
+    c.say("I will move HAT085 to 2024-05-19 and pay with certificate 7504069; the gift card ending in "
+          "6644 stays untouched.")
+    assert grounding(c.traj(), CFG) == []
+    c.say("Your new flight leaves on June 30 and certificate 7504070 covers $555.")
+    [f] = grounding(c.traj(), CFG)
+    stated = f.evidence.split(" which appear")[0]  # the facts, before the quoted message
+    assert "June 30" in stated and "7504070" in stated and "$555" in stated, f.evidence
+
+
 # --- policies ----------------------------------------------------------------------------------
 
 

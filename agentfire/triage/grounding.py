@@ -42,7 +42,10 @@ EMAIL_DOMAIN = re.compile(r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-
 
 def _num(text: str) -> str:
     v = float(text.replace(",", ""))
-    return f"num:{round(v, 2):g}" if abs(v) < 1e15 else f"num:{text}"
+    if abs(v) >= 1e15:
+        return f"num:{text}"
+    r = round(v, 2)  # every digit kept: 7504069 and 7504070 are different facts
+    return f"num:{int(r)}" if r.is_integer() else "num:" + f"{r:.2f}".rstrip("0")
 
 
 MAYBE = re.compile(r"[\d@]|[A-Z]{2}")  # no digit, no @, no capitals: nothing to find (checked in C)
@@ -113,6 +116,36 @@ def _scan(text: str, found: dict[str, str], only_ids: bool) -> None:
             continue
 
 
+DATE_SLACK_DAYS = 7
+
+
+def _day_of_year(key: str) -> int | None:
+    """date:M-D -> its day in a leap year (dates carry no year here)."""
+    from datetime import date
+
+    try:
+        month, day = (int(x) for x in key[5:].split("-"))
+        return date(2000, month, day).timetuple().tm_yday
+    except ValueError:
+        return None
+
+
+ID_DIGITS = re.compile(r"\d{4,}")
+
+
+def _id_numbers(ident: str) -> list[str]:
+    """The numbers an id's digits are spoken as: certificate_7504069 -> 7504069 ("certificate
+    7504069"), and a long digit run's last four ("the gift card ending in 4069"). Sources only:
+    they make a stated number known, never an operand of `derived`."""
+    out = []
+    for m in ID_DIGITS.finditer(ident):
+        digits = m.group(0)
+        out.append(_num(digits))
+        if len(digits) >= 6:
+            out.append(_num(digits[-4:]))
+    return out
+
+
 def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
     return any(a <= pos < b for a, b in spans)
 
@@ -124,6 +157,7 @@ class Facts:
     def __init__(self, idx: "Index"):
         self.first: dict[str, int] = {}
         self.numbers: list[tuple[int, float]] = []  # (first position, value), in order
+        self.dates: list[tuple[int, int]] = []  # (first position, day of the year), in order
         self._add(idx.traj.root_input, -2)
         prompt_len = 0
         for p, s in enumerate(idx.steps):
@@ -163,10 +197,22 @@ class Facts:
                         self.numbers.append((at, float(key[4:])))
                     except ValueError:
                         pass
+                elif key.startswith("id:"):
+                    for part in _id_numbers(key[3:]):
+                        self.first.setdefault(part, at)
+                elif key.startswith("date:") and (day := _day_of_year(key)) is not None:
+                    self.dates.append((at, day))
 
     def known(self, key: str, p: int) -> bool:
         at = self.first.get(key)
         return at is not None and at < 2 * p
+
+    def near_date(self, key: str, p: int) -> bool:
+        """A date within a week of an earlier one: "move it one day later", "the return a week
+        after", worked out from a date a source gave."""
+        day = _day_of_year(key)
+        limit = 2 * p
+        return day is not None and any(at < limit and abs(day - d) <= DATE_SLACK_DAYS for at, d in self.dates)
 
     def derived(self, key: str, p: int) -> bool:
         """A number that is a sum, difference or small multiple/fraction of earlier numbers."""
@@ -191,6 +237,8 @@ def unsupported(values: dict[str, str], facts: Facts, p: int) -> list[str]:
     out = []
     for key, raw in values.items():
         if facts.known(key, p) or key.startswith("code:"):
+            continue
+        if key.startswith("date:") and facts.near_date(key, p):
             continue
         if key.startswith("num:"):
             try:
