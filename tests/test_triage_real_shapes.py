@@ -345,6 +345,16 @@ def test_going_through_a_list_is_not_a_loop_but_a_search_going_round_is() -> Non
         c3.call("get_reservation_details", {"reservation_id": "QX7P2K"}, RES)
         c3.call("update_reservation_flights", {"reservation_id": "QX7P2K"}, "ok")
     assert [f for f in loops(c3.traj(), CFG) if "get_reservation_details" in f.evidence] == []
+    # a calculator working out four different sums (tau-airline: fare differences, bag fees) is
+    # work, not a loop; the same sum four times is
+    c4 = Conv("what do the changes cost?")
+    for expr in ("1936 - 105", "2 * 50", "1831 + 100", "1931 - 250"):
+        c4.call("calculate", {"expression": expr}, "ok")
+    assert loud(loops(c4.traj(), CFG)) == []
+    c5 = Conv("what do the changes cost?")
+    for _ in range(4):
+        c5.call("calculate", {"expression": "1936 - 105"}, "1831")
+    assert [f.severity for f in loops(c5.traj(), CFG)] == ["high"]
 
 
 # --- multi-agent and message-only traces -------------------------------------------------------

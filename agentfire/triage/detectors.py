@@ -192,9 +192,12 @@ def loops(traj: Trajectory, cfg: TriageSection, idx: Index | None = None) -> lis
 
 def _enumeration(idx: Index, members: list[int], keys: dict[int, str], facts: Facts) -> bool:
     """Every call of the cycle distinct, each with arguments already seen before it (the items of
-    a list the agent is going through), rather than a search going round."""
+    a list the agent is going through) or all of them pure tools (four different sums), rather
+    than a search going round."""
     if len({keys[p] for p in members}) != len(members):
         return False
+    if all(idx.cls[p] == "pure" for p in members):
+        return True  # a calculator or scratchpad worked on something new each time: working, not looping
     for p in members:
         values = facts_in(idx.args_text(p), only_ids=True)
         if not values or unsupported(values, facts, p):
