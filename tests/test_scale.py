@@ -315,24 +315,103 @@ def _found(result: Any) -> dict[str, tuple[Any, ...]]:
     return {h.trace_id: (h.user_id, h.status, h.step_index, h.tool, h.args) for h in result.hits}
 
 
-@pytest.mark.parametrize("flags", [dict(tool="send_email", args=["to~landlord"]),
-                                   dict(tool="read_inbox", then=["send_email"], args=["to~landlord"]),
-                                   dict(level="ERROR")], ids=lambda f: json.dumps(f))
-def test_many_hits_take_the_joined_second_pass_with_the_same_answer(
-        blast_store: tuple[Path, list[dict[str, Any]]], flags: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Up to IN_LIST_MAX hits, the second pass names them in a list; past it, it joins a table of
-    them: both give the Python reference's hits."""
-    from agentfire.blast import files_scan, from_flags
-    from tests.test_blast import reference
+def _mixed_store(root_dir: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """The synthetic store plus trajectories made to catch a one-statement scan out: hits
+    straddling the window (a match before its start and one inside; one only before; one only
+    at its end, which is out), open roots, no root, an ERROR root; every trajectory's rows spread
+    over two JSON-lines files and a Parquet file that DuckDB writes with real TIMESTAMP times."""
+    import zlib
 
-    path, rows = blast_store
+    import duckdb
+
+    from tests.test_blast import NOW, _ts, synthetic_rows
+
+    rows = synthetic_rows(n_traces=120, seed=11)
+    edge = NOW - timedelta(hours=6)
+
+    def obs(tid: str, k: int, at: datetime, name: str = "send_email", to: str = "landlord@rent.example",
+            **kw: Any) -> dict[str, Any]:
+        return {"id": f"{tid}-{k}", "traceId": tid, "type": "TOOL", "name": name, "parentObservationId": f"{tid}-root",
+                "startTime": _ts(at), "endTime": _ts(at + timedelta(seconds=1)), "input": json.dumps({"to": to}),
+                "output": "{}", "level": "DEFAULT", "userId": f"edge-{tid}", "model": None, "metadata": None, **kw}
+
+    def top(tid: str, at: datetime, end: datetime | None, level: str = "DEFAULT") -> dict[str, Any]:
+        return {**obs(tid, 0, at, name="agent", to=""), "id": f"{tid}-root", "type": "AGENT",
+                "parentObservationId": None, "endTime": _ts(end) if end else None, "level": level}
+
+    s = timedelta(seconds=1)
+    rows += [  # straddles: a match 10 s before the window and one 5 s inside (the hit), still open
+        top("edge-straddle", edge - 30 * s, None), obs("edge-straddle", 1, edge - 20 * s, name="read_inbox"),
+        obs("edge-straddle", 2, edge - 10 * s), obs("edge-straddle", 3, edge + 5 * s),
+        obs("edge-straddle", 4, edge + 6 * s),
+        # only a match before the window: no hit; only at the window's end: no hit (the end is out)
+        top("edge-before", edge - 60 * s, edge + 60 * s), obs("edge-before", 1, edge - 50 * s),
+        top("edge-at-end", NOW - 5 * s, NOW + 60 * s), obs("edge-at-end", 1, NOW),
+        # the first match inside the window, on the window's first millisecond: a hit, ERROR root
+        top("edge-first-ms", edge - 5 * s, edge + 30 * s, level="ERROR"), obs("edge-first-ms", 1, edge),
+        obs("edge-first-ms", 2, edge + 1 * s),
+        # no root yet (running), the hit in the last second of the window
+        obs("edge-rootless", 1, NOW - 1 * s, name="read_inbox"), obs("edge-rootless", 2, NOW - s / 2),
+    ]
+    parts: dict[str, list[dict[str, Any]]] = {"a.jsonl": [], "b.jsonl": [], "c.parquet": []}
+    for i, r in enumerate(rows):  # each trajectory's rows land in all three files
+        parts[list(parts)[(i + zlib.crc32(r["traceId"].encode())) % 3]].append(r)
+    for name, part in parts.items():
+        target = root_dir / name
+        if name.endswith(".jsonl"):
+            write(target, part)
+            continue
+        tmp = write(root_dir / "parquet-src.json", part)
+        duckdb.sql(f"COPY (SELECT * FROM read_json('{tmp}', format='newline_delimited')) TO '{target}' (FORMAT PARQUET)")
+        tmp.unlink()
+    (types,) = duckdb.sql(f"SELECT typeof(startTime) FROM '{root_dir / 'c.parquet'}' LIMIT 1").fetchall()
+    assert types[0].startswith("TIMESTAMP")  # Parquet's own times, not text
+    return root_dir, rows
+
+
+@pytest.mark.parametrize("flags", [dict(tool="send_email", args=["to~landlord"]), dict(tool="read_inbox"),
+                                   dict(tool="send_*"), dict(level="ERROR"),
+                                   dict(tool="read_inbox", then=["send_email"], args=["to~landlord"])],
+                         ids=lambda f: json.dumps(f))
+def test_one_statement_scan_of_mixed_files_agrees_with_the_reference(
+        tmp_path: Path, flags: dict[str, Any]) -> None:
+    """The hits and their trajectories' status in one statement (pass one a materialized CTE,
+    the join with it pass two's only filter) over JSON lines and Parquet together give the
+    Python reference's hits, counts, distinct users, still-running ids and first/last hit."""
+    from agentfire.blast import files_scan, from_flags
+    from agentfire.trajectory import from_observations
+    from tests.test_blast import NOW
+
+    store, rows = _mixed_store(tmp_path / "store")
     sig, window = from_flags(**flags), _blast_window()
-    want = reference(rows, sig, window)
-    listed = files_scan.scan(path, sig, window)
-    monkeypatch.setattr(files_scan, "IN_LIST_MAX", 0)
-    joined = files_scan.scan(path, sig, window)
-    assert want and _found(listed) == _found(joined) == want
-    assert joined.complete and not joined.warnings
+    by_trace: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_trace.setdefault(r["traceId"], []).append(r)
+    want: dict[str, tuple[Any, ...]] = {}
+    hit_at: dict[str, datetime] = {}
+    for tid, rs in by_trace.items():
+        traj = from_observations(tid, rs, as_of=NOW)
+        step = sig.match_step(traj, window=(window.start, window.end))
+        if step is not None:
+            want[tid] = (traj.user_id, traj.status, step.index, step.name, step.input)
+            hit_at[tid] = step.start
+    got = files_scan.scan(store, sig, window)
+    assert got.complete and not got.warnings and got.stats.pages == 3
+    assert _found(got) == want and len(want) > 3
+    assert {h.trace_id: h.hit_at for h in got.hits} == hit_at
+    s = got.summary_json()
+    assert s["trajectories"] == len(got.hits) == len(want)
+    assert got.user_ids == sorted({v[0] for v in want.values() if v[0]})
+    assert s["distinct_users"] == len(got.user_ids)
+    running = sorted(t for t, v in want.items() if v[1] == "running")
+    assert sorted(got.still_open_ids) == running and (s["still_open_count"] > 0) == bool(running)
+    assert (got.first_hit, got.last_hit) == (min(hit_at.values()), max(hit_at.values()))
+    if flags.get("tool") == "send_email":  # the edge trajectories are where they should be
+        assert {"edge-straddle", "edge-first-ms"} <= set(want) and not {"edge-before", "edge-at-end"} & set(want)
+        assert want["edge-straddle"][1] == "running" and want["edge-first-ms"][1] == "error"
+        assert want["edge-straddle"][2] == 3  # read_inbox and the match before the window came first
+    if flags.get("tool") == "read_inbox" and not flags.get("then"):
+        assert want["edge-rootless"][1] == "running"
 
 
 def test_out_of_memory_rescans_on_one_thread_and_completes(

@@ -1,13 +1,14 @@
 """Blast over the local files store with DuckDB, over the JSON lines (and any Parquet files of
-the same rows beside them), the signature pushed into SQL, in two passes whose memory follows the
-hits, not the store: the rows matching a step are filtered before they are grouped (the hits, and
-the marks of a sequence, which Python resolves), then only the hit trajectories' rows are read
-for their status and step index. The hits stay in DuckDB (HitRows): the summary (distinct users,
-still-open ids, first and last hit) is computed there and the hits stream out as JSON text, so a
-non-selective blast (500,000 hits) builds no Python object per hit.
+the same rows beside them), the signature pushed into SQL, memory following the hits, not the
+store: the rows matching a step are filtered before they are grouped (the hits; for a sequence,
+the marks Python resolves), then only the hit trajectories' rows are read for their status and
+step index. For one step both run as one statement (the hits a materialized CTE whose join is
+pass two's filter: DuckDB pushes the hit ids into the scan). The hits stay in DuckDB (HitRows):
+the summary (distinct users, still-open ids, first and last hit) is computed there and the hits
+stream out as JSON text, so a non-selective blast (500,000 hits) builds no Python object per hit.
 
-Measured (bench/blast_bench.py): 10 million observations (3.3 GB of JSON lines) in about 7 s and
-about 350 MB on two cores. DuckDB's own memory is capped (memory_limit()) and spills to a temp dir.
+Measured: bench/blast_bench.py (figures in the README). DuckDB's own memory is capped
+(memory_limit()) and spills to a temp dir.
 """
 
 from __future__ import annotations
@@ -226,9 +227,6 @@ class HitRows(Sequence[Hit]):
         return (text for (text,) in self._rows(HIT_JSON))
 
 
-IN_LIST_MAX = 5_000  # up to this many hits, pass two names them in a literal list (a scan filter)
-
-
 class _Scan:
     """The two passes on one connection (hits, then the hit trajectories' status)."""
 
@@ -248,8 +246,16 @@ class _Scan:
     def run(self) -> tuple[Sequence[Hit], int]:
         sig, w, con = self.sig, self.window, self.con
         query = hits_query(sig, self._src(sig=sig), FILES_COLUMNS, w.start, w.end)
-        if len(sig.steps) == 1:  # the hits stay in DuckDB
-            _execute(con, f"CREATE OR REPLACE TEMP TABLE agentfire_hits AS {query}", self.hook, 0.0, 0.5)
+        status_src = self._src(types=STATUS_TYPES)
+        # a table of the in-memory database (not TEMP): the hits stream out through cursors
+        create = f"CREATE OR REPLACE TABLE {RESULT_TABLE} AS "
+        if len(sig.steps) == 1:
+            # one statement: the hits (a materialized CTE), then their trajectories' status; the
+            # join with the hits is the only filter pass two needs: DuckDB pushes the hit ids into
+            # the scan itself (Parquet row groups whose bloom filters and min/max rule them out are
+            # skipped), a literal IN list as well only added a second probe
+            _execute(con, create + status_query(status_src, FILES_COLUMNS, "agentfire_hits", hits=query),
+                     self.hook, 0.0, 1.0)
         else:  # a sequence: Python finds each trajectory's first embedding in its marks
             ids: list[str] = []
             cols: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
@@ -262,22 +268,13 @@ class _Scan:
             con.execute("CREATE OR REPLACE TEMP TABLE agentfire_hits AS SELECT unnest($1::VARCHAR[]) AS trace_id, "
                         "unnest($2::BIGINT[]) AS hit_t, unnest($3::VARCHAR[]) AS tool, unnest($4::VARCHAR[]) AS input",
                         [ids, *cols])
+            if not ids:
+                return [], 0
             del ids, cols
-        (n,) = con.execute("SELECT count(*) FROM agentfire_hits").fetchone()
+            _execute(con, create + status_query(status_src, FILES_COLUMNS, "agentfire_hits"), self.hook, 0.5, 0.5)
+        (n,) = con.execute(f"SELECT count(*) FROM {RESULT_TABLE}").fetchone()
         if not n:
             return [], 0
-        if n <= IN_LIST_MAX:
-            listed = ", ".join(lit(t) for (t,) in con.execute("SELECT trace_id FROM agentfire_hits").fetchall())
-            only = f"{FILES_COLUMNS.trace_id} IN ({listed})"
-        else:
-            # the inner join with the hits in status_query keeps only their rows: a semi-join
-            # filter before it probed the same table twice (pass two 0.70 -> 0.53 s at 1M rows)
-            only = "true"
-        # a table of the in-memory database (not TEMP): the hits stream out through cursors
-        _execute(con, f"CREATE OR REPLACE TABLE {RESULT_TABLE} AS "
-                 + status_query(self._src(types=STATUS_TYPES), FILES_COLUMNS, "agentfire_hits", only),
-                 self.hook, 0.5, 0.5)
-        (n,) = con.execute(f"SELECT count(*) FROM {RESULT_TABLE}").fetchone()
         start_ms = int(w.start.timestamp() * 1000)
         return HitRows(con, n, f"coalesce(hit_t, {start_ms}), trace_id"), n
 

@@ -4,7 +4,8 @@ ClickHouse (a self-hosted Langfuse's own database).
 Two query shapes share one predicate builder:
 - `hits_query` + `status_query` (DuckDB only): the local scan. Pass one groups only the rows
   that match a step pattern (the hits and their marks: Python resolves sequences); pass two reads
-  the status inputs of the hit trajectories only. Memory follows the hits, not the store.
+  the status inputs of the hit trajectories only (for one step, in the same statement as pass
+  one). Memory follows the hits, not the store.
 - `emit_query` (DuckDB or ClickHouse): a self-contained query a team runs on its own engine; one
   row per matching trajectory (trace id, user, still open, hit time), sequences resolved in SQL
   by a chain of "first match after the previous step's" aggregates.
@@ -281,7 +282,10 @@ def hits_query(sig: Signature, source: str, c: Columns, start: datetime, end: da
     marks = [step_cond(d, c, s) for s in sig.steps]
     marks[-1] = f"({marks[-1]} AND {in_window(d, c, start, end)})"
     tconds = trace_conds(d, c, sig)
-    select = [f"{c.trace_id} AS trace_id", f"{c.id} AS id", f"epoch_ms({c.start}) AS t",
+    # one step: ties in time go to the lesser (name, input), so the observation id (10M distinct
+    # strings: in Parquet the costliest column to read, 0.3 s of a 10M-row scan) is never read;
+    # a sequence orders its marks by (time, id)
+    select = [f"{c.trace_id} AS trace_id", *([f"{c.id} AS id"] if n > 1 else []), f"epoch_ms({c.start}) AS t",
               f"{c.name} AS name", f"{c.input} AS input"]
     select += [f"coalesce({m}, false) AS m{i}" for i, m in enumerate(marks)]
     select += [f"coalesce({t}, false) AS c{i}" for i, t in enumerate(tconds)]
@@ -303,7 +307,7 @@ def hits_query(sig: Signature, source: str, c: Columns, start: datetime, end: da
         return f"""
 WITH {obs},
 per AS (
-  SELECT trace_id, arg_min({{'t': t, 'name': name, 'input': input}}, {{'t': t, 'id': id}}) FILTER (WHERE m0) AS hit
+  SELECT trace_id, min({{'t': t, 'name': name, 'input': input}}) FILTER (WHERE m0) AS hit
   FROM obs GROUP BY trace_id HAVING {" AND ".join(having)}
 )
 SELECT trace_id, hit.t AS hit_t, hit.name AS tool, hit.input AS input FROM per
@@ -320,25 +324,29 @@ HAVING {" AND ".join(having)}
 """
 
 
-def status_query(source: str, c: Columns, hits_table: str, only: str) -> str:
+def status_query(source: str, c: Columns, hits_table: str, hits: str | None = None) -> str:
     """Pass two, over the rows of the hit trajectories only (`hits_table`: trace_id, hit_t, tool,
-    input; `only`: the row filter naming them): user, start, status inputs, how many steps
-    started before the hit (its index - 1), and the hit."""
+    input; or `hits`, the query of pass one, computed first in the same statement under that
+    name): user, start, status inputs, how many steps started before the hit (its index - 1), and
+    the hit. The inner join with the hits is the row filter: DuckDB pushes the hit ids into the
+    scan (dynamic join filters), so a Parquet row group without any of them is skipped."""
+    first = f"{hits_table} AS MATERIALIZED ({hits}\n),\n" if hits is not None else ""
+    # the join sits under the projection: times cast and status inputs computed for the hit
+    # trajectories' rows only (computed before the join, they cost more than reading the store)
     return f"""
-WITH obs AS (
-  SELECT {c.trace_id} AS trace_id, {c.user_id} AS user_id, epoch_ms({c.start}) AS t,
+WITH {first}obs AS (
+  SELECT h.trace_id AS trace_id, h.hit_t AS hit_t, {c.user_id} AS user_id, epoch_ms({c.start}) AS t,
     {c.end} IS NULL AS open_end, {c.is_root} AS is_root, {c.level} AS level
-  FROM {source}
-  WHERE {only}
+  FROM {source} AS o JOIN {hits_table} AS h ON h.trace_id = o.{c.trace_id}
 ),
 per AS (
-  SELECT obs.trace_id AS trace_id, min(user_id) AS user_id, min(t) AS start_ms,
+  SELECT trace_id, min(user_id) AS user_id, min(t) AS start_ms,
     count(*) FILTER (WHERE is_root) AS roots,
     arg_min(open_end, t) FILTER (WHERE is_root) AS root_open,
     arg_min(level, t) FILTER (WHERE is_root) AS root_level,
-    count(*) FILTER (WHERE NOT is_root AND t < h.hit_t) AS before
-  FROM obs JOIN {hits_table} AS h ON h.trace_id = obs.trace_id
-  GROUP BY obs.trace_id
+    count(*) FILTER (WHERE NOT is_root AND t < hit_t) AS before
+  FROM obs
+  GROUP BY trace_id
 )
 SELECT per.trace_id, user_id, start_ms,
   -- the status rules of agentfire.trajectory.from_observations
