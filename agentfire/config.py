@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agentfire.errors import ConfigError
 
-CONFIG_FILENAME = "runbook.yaml"
-CONFIG_ENV = "AGENTFIRE_CONFIG"
+# the validated Runbook, and finding runbook.yaml, live in agentfire.runbook (no pydantic there:
+# `status` and `kill` read a runbook validated before without importing it)
+from agentfire.runbook import CONFIG_ENV, CONFIG_FILENAME, Runbook, find_config  # noqa: E402,F401
 
 
 class Strict(BaseModel):
@@ -486,104 +486,6 @@ PROVIDER_SCHEMAS: dict[str, dict[str, type[Strict]]] = {
     "budget": {"sqlite": SqliteBudget, "redis": RedisBudget},
     "traces": {"files": FilesTraces, "langfuse": LangfuseTraces, "phoenix": PhoenixTraces},
 }
-
-
-_PATH_VAR = re.compile(r"\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})")
-
-
-@dataclass(frozen=True)
-class Runbook:
-    """The validated runbook: the raw model plus typed provider sections and the base dir."""
-
-    path: Path
-    model: RunbookConfig
-    regions: dict[str, BaseModel]
-    budget: BaseModel
-    traces: BaseModel
-    env_names: tuple[str, ...] = field(default=())
-    drill_scope: str | None = None  # set by for_drill(): the budget scope a drill freezes
-
-    def for_drill(self) -> "Runbook":
-        """What a drill's commands see: only the `gameday:` regions, its budget scope."""
-        from dataclasses import replace
-
-        g = self.model.gameday
-        regions = {n: r for n, r in self.regions.items() if g.regions is None or n in g.regions}
-        return replace(self, regions=regions, drill_scope=g.scope or self.agent.name)
-
-    @property
-    def base_dir(self) -> Path:
-        return self.path.parent
-
-    @property
-    def agent(self) -> AgentSection:
-        return self.model.agent
-
-    def resolve_path(self, value: str) -> Path:
-        """A path from runbook.yaml: ~ and $VARS expanded, relative to the file. A variable that
-        is unset (or empty) is a ConfigError naming it: left literal, a freeze would go into a
-        store the agents never read, reported CONFIRMED."""
-        unset = [m.group(1) or m.group(2) for m in _PATH_VAR.finditer(value)
-                 if not os.environ.get(m.group(1) or m.group(2))]
-        if unset:
-            raise ConfigError(
-                f"{self.path}: path {value!r} names {', '.join('$' + u for u in dict.fromkeys(unset))}, "
-                "which is not set; set it, or write the path out")
-        p = Path(os.path.expandvars(os.path.expanduser(value)))
-        return p if p.is_absolute() else (self.base_dir / p)
-
-    @property
-    def journal_dir(self) -> Path:
-        return self.resolve_path(self.model.journal.dir)
-
-    def select_regions(self, spec: str) -> list[str]:
-        """`all` or a comma-separated list of region names; unknown names are usage errors."""
-        names = list(self.regions)
-        if spec.strip().lower() == "all":
-            return names
-        wanted = [s.strip() for s in spec.split(",") if s.strip()]
-        if not wanted:
-            raise ConfigError("--region needs 'all' or region names")
-        unknown = [w for w in wanted if w not in self.regions]
-        if any(u.lower() == "all" for u in unknown):
-            raise ConfigError(f"--region {spec!r}: 'all' stands alone; pass --region all, or only region names")
-        if unknown:
-            raise ConfigError(
-                f"unknown region {', '.join(repr(u) for u in unknown)}; "
-                f"{self.path} defines: {', '.join(names)} (or use 'all')"
-            )
-        return list(dict.fromkeys(wanted))
-
-
-def _not_a_config_file(p: Path, origin: str) -> str:
-    if p.is_dir():
-        return f"config path is a directory, not a file: {p}{origin}; pass {p / 'runbook.yaml'}"
-    return f"config file not found: {p}{origin}"
-
-
-def find_config(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> Path:
-    """--config, else $AGENTFIRE_CONFIG, else runbook.yaml here or in the nearest parent."""
-    if explicit:
-        p = Path(explicit)
-        if not p.is_file():
-            # the CLI passes $AGENTFIRE_CONFIG as if it were --config: say where it came from
-            origin = f" (from ${CONFIG_ENV})" if os.environ.get(CONFIG_ENV) == str(explicit) else ""
-            raise ConfigError(_not_a_config_file(p, origin))
-        return p.resolve()
-    env = os.environ.get(CONFIG_ENV)
-    if env:
-        p = Path(env)
-        if not p.is_file():
-            raise ConfigError(_not_a_config_file(p, f" (from ${CONFIG_ENV})"))
-        return p.resolve()
-    here = (cwd or Path.cwd()).resolve()
-    for d in (here, *here.parents):
-        candidate = d / CONFIG_FILENAME
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(
-        f"no {CONFIG_FILENAME} in {here} or any parent; pass --config PATH or set ${CONFIG_ENV}"
-    )
 
 
 # --- YAML with line numbers ----------------------------------------------------------------

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from agentfire import providers
-from agentfire.config import Runbook
+from agentfire.runbook import Runbook
 from agentfire.errors import AgentfireError, ConfigError, StateFileError, UsageError
 from agentfire.secrets import MissingSecret
 from agentfire.journal import Journal

@@ -48,9 +48,14 @@ class AppState:
     reopen: bool = False
     _runbook: Any = field(default=None, repr=False)
 
-    def runbook(self) -> Any:
+    def runbook(self, *, validated_before: bool = False) -> Any:
+        """The runbook; `validated_before=True` for commands that read only its fields (status,
+        kill): from the cache of runbooks that validated, without pydantic (agentfire.runbook)."""
         if self._runbook is None:
-            from agentfire.config import load_runbook
+            if validated_before:
+                from agentfire.runbook import load_runbook_validated_before as load_runbook
+            else:
+                from agentfire.config import load_runbook
 
             self._runbook = load_runbook(self.config)
             if self.incident and not self.new:

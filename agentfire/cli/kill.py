@@ -81,7 +81,7 @@ def kill(
     from agentfire import killswitch
 
     st = state(ctx)
-    rb = st.runbook()
+    rb = st.runbook(validated_before=True)  # fields only: no pydantic when it validated before
     names = rb.select_regions(region)
     killswitch.check_deadline(deadline, rb)  # before anything is asked, opened or journaled
     # a region whose token is unset is that region's AUTH row; the others are still killed
@@ -197,7 +197,7 @@ def status(
     from agentfire import killswitch
 
     st = state(ctx)
-    rb = st.runbook()
+    rb = st.runbook(validated_before=True)  # fields only: no pydantic when it validated before
     rows = killswitch.status(rb, region_spec=region)
     doc = region_status_json(rb, rows)
     extra = _status_extras(rb)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agentfire.config import SqliteBudget
 from agentfire.providers.budget import (
     FIELDS, BudgetStoreError, Caps, VersionConflict, parse_caps, to_fields,
 )
+
+if TYPE_CHECKING:  # a section from the cache is a runbook.Section: no pydantic at start
+    from agentfire.config import SqliteBudget
 
 # No declared types on the cap columns: the value is kept as written and parse_caps judges it.
 SCHEMA = (

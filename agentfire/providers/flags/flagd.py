@@ -13,14 +13,16 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentfire._files import atomic_write, locked
-from agentfire.config import FlagdRegion
 from agentfire.errors import StateFileError
 from agentfire.providers.flags import (
     FlagError, Outcome, WriteResult, in_thread, mark_sent, progress,
 )
+
+if TYPE_CHECKING:  # a section from the cache is a runbook.Section: no pydantic at start
+    from agentfire.config import FlagdRegion
 
 LOCK_TIMEOUT_S = 10.0  # outside a command's deadline (e.g. the guard creating the file)
 
