@@ -292,6 +292,12 @@ def hits_query(sig: Signature, source: str, c: Columns, start: datetime, end: da
     # the filter sits under the projection: the costly columns (times, JSON) are computed for
     # the matching rows only
     wanted = " OR ".join(f"coalesce({x}, false)" for x in marks + tconds)
+    if n == 1 and not tconds:
+        # one condition: a WHERE keeps a row only where it is true (NULL is not), so it needs no
+        # coalesce, and bare its conjuncts (type, name, the window's times) are pushed into the
+        # scan one by one (Parquet skips the row groups the window's times rule out and decodes
+        # the other columns only for the rows that pass)
+        wanted = marks[0]
     tools = {s.tool for s in sig.steps}
     if not tconds and None not in tools and not any(is_glob(t) for t in tools):  # type: ignore[arg-type]
         # a plain column test DuckDB pushes into the scan (Parquet skips the other columns of
