@@ -644,3 +644,55 @@ def test_hits_kept_in_duckdb_write_the_csv_the_hit_objects_write(
         plain = dataclasses.replace(got, hits=list(got.hits))
         fast, slow = render_out(got, Path("a.csv")), render_out(plain, Path("a.csv"))
         assert fast == slow and fast.count(b"\n") == len(got.hits) + 1
+
+
+@pytest.mark.parametrize("layout", ["missing", "empty-dir", "txt-only", "empty-jsonl", "nested-parquet", "a-file"])
+def test_blast_counts_a_store_as_holding_data_as_the_store_provider_does(tmp_path: Path, layout: str) -> None:
+    """blast checks for data itself (the provider module is imported only to seed): the same
+    answer as the provider's check, so a store with data is never seeded by either."""
+    from agentfire.blast.files_scan import holds_data
+    from agentfire.providers.traces.files import _has_data
+
+    path = tmp_path / "store"
+    if layout != "missing" and layout != "a-file":
+        path.mkdir()
+    if layout == "txt-only":
+        (path / "notes.txt").write_text("x")
+    if layout == "empty-jsonl":
+        (path / "obs.jsonl").write_text("")
+    if layout == "nested-parquet":
+        (path / "2026" / "11").mkdir(parents=True)
+        (path / "2026" / "11" / "obs.parquet").write_bytes(b"PAR1")
+    if layout == "a-file":
+        path.write_text("{}\n")
+    assert holds_data(path) == _has_data(path) == (layout in ("empty-jsonl", "nested-parquet", "a-file"))
+
+
+def test_blast_over_a_store_with_data_starts_without_the_store_provider(sandbox: Path) -> None:
+    """The files store's provider module (asyncio, the trajectory parser) is imported by a blast
+    only to seed an empty sandbox store: a blast of a store holding data runs without it, and a
+    blast of the empty sandbox store still seeds it and finds the seeded incident."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = (
+        "import json, sys\n"
+        "from agentfire.config import load_runbook\n"
+        "from agentfire.blast import from_flags, resolve, run\n"
+        "rb = load_runbook(sys.argv[1])\n"
+        "r = run(rb, from_flags(tool='*'), resolve(since='3650d'))\n"
+        "print(json.dumps([len(r.hits), 'agentfire.providers.traces.files' in sys.modules]))\n"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
+    rb = str(sandbox / "runbook.yaml")
+
+    def blast() -> list[Any]:
+        out = subprocess.run([sys.executable, "-c", code, rb], env=env, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    hits, imported = blast()  # empty: seeded through the provider
+    assert hits > 0 and imported and any((sandbox / ".agentfire" / "traces").rglob("*.jsonl"))
+    again, imported = blast()  # holding data now: the same hits, no provider
+    assert again == hits and not imported

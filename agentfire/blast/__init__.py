@@ -25,10 +25,15 @@ def run(runbook: Any, sig: Signature, window: Window, *, hook: Any = None) -> Bl
     kind = getattr(section, "kind", None)
     if kind == "files":
         from agentfire.blast import files_scan
-        from agentfire.providers.traces.files import from_config
 
-        store = from_config(section, runbook)  # seeds the sandbox store on first use
-        return files_scan.scan(store.path, sig, window, hook=hook)
+        path = runbook.resolve_path(section.path)
+        if getattr(section, "seed_scenario", None) and not files_scan.holds_data(path):
+            # the embedded sandbox: the store's provider seeds it on first use (its module, with
+            # asyncio and the trajectory parser, is imported only then: 20-30 ms of a start)
+            from agentfire.providers.traces.files import from_config
+
+            path = from_config(section, runbook).path
+        return files_scan.scan(path, sig, window, hook=hook)
     from agentfire.blast.pushdown import PUSHDOWNS
 
     if kind in PUSHDOWNS:

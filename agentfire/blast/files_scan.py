@@ -96,6 +96,14 @@ def source(con: Any, files: list[Path], sig: Signature | None = None,
     return union_source(parts)
 
 
+def holds_data(path: Path) -> bool:
+    """What agentfire.providers.traces.files counts as data (a store holding any is never
+    seeded): a file, or a directory with a JSON-lines or Parquet file, empty or not."""
+    if path.is_file():
+        return True
+    return path.is_dir() and any(p.is_file() for pattern in ("*.jsonl", "*.parquet") for p in path.rglob(pattern))
+
+
 def store_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
