@@ -116,6 +116,63 @@ def test_window_aggregate_reads_costs_and_status_as_the_trajectory_does(tmp_path
     }
 
 
+def window_edge_rows(at: float) -> list[dict[str, Any]]:
+    """Trajectories around a window that starts `at` seconds after T0: the aggregate does the
+    per-row JSON work (cost, tokens, the root's end) only for rows at or after the window's start
+    or without a start, so every way a row can sit on either side of it is here."""
+    gen = {"type": "GENERATION", "model": "gpt-4o"}
+    return [
+        # started before the window, its costly steps inside it: out, whatever they cost
+        root("p", at - 5, at + 50), row("p", "p1", at + 1, at + 2, totalCost=7.0),
+        # a root exactly at the start, its cost on the root itself: in
+        root("q", at, at + 9, totalCost=0.5), row("q", "q1", at + 1, at + 2, costDetails={"input": 0.25, "output": 0.5}),
+        # a step without a start (or an unreadable one) counts toward a trajectory in the window
+        root("r", at + 1, at + 9), row("r", "r1", None, None, totalCost=0.75),
+        row("r", "r2", at + 3, at + 4, totalCost=0.125, startTime="not a time"),
+        # a root without a start: the trajectory starts at its first step, still running
+        root("s", 0, None, startTime=None), row("s", "s1", at + 5, at + 6, costDetails={"total": 0.0625, "x": 9}),
+        # two roots: the earliest one decides (open: running; the later ERROR one does not count)
+        root("t", at + 20, None), root("t", at + 21, at + 30, id="t-root2", level="ERROR"),
+        row("t", "t1", at + 22, at + 23, totalCost=1.5),
+        root("u", at + 25, at + 40, level="ERROR"), row("u", "u1", at + 26, at + 27, totalCost=0.0078125),
+        # an unpriced model step before the window (out) and one inside it (cost unknown)
+        root("v", at - 30, at - 1), row("v", "v1", at - 29, at - 28, usageDetails={"input": 100}, **gen),
+        root("w", at + 31, at + 39), row("w", "w1", at + 32, at + 33, usageDetails={"input": 1000, "output": 10}, **gen),
+        row("w", "w2", at + 34, at + 35, usageDetails={"input": 5}, model="mystery", type="GENERATION"),
+        # an older version of a step dated before the window: the newest version is what counts
+        root("x", at + 41, at + 49), row("x", "x1", at - 100, at - 99, totalCost=3.0, updatedAt="2026-11-23T11:00:00Z"),
+        row("x", "x1", at + 42, at + 43, totalCost=0.03125, updatedAt="2026-11-23T13:00:00Z"),
+        # trajectories well after the start, one of them past the end
+        root("y", at + 60, at + 70), row("y", "y1", at + 61, at + 62, totalCost=0.25),
+        root("z", at + 3599, at + 3700), row("z", "z1", at + 3650, at + 3660, totalCost=2.0),
+        root("zz", at + 3600, at + 3601, totalCost=4.0),  # at the window's end: out
+    ]
+
+
+@pytest.mark.parametrize("at", [0, 600])
+def test_the_window_start_prunes_rows_without_changing_an_answer(tmp_path: Path, at: float) -> None:
+    """The aggregate skips the JSON work of rows before the window's start: the same trajectories,
+    costs, statuses, unknown costs and p50 as the full parse, for trajectories across the start,
+    steps without a start, roots without one, versions on both sides of it."""
+    from agentfire.budget import percentile
+
+    store = FilesTraceStore(write(tmp_path / "obs.jsonl", window_edge_rows(at)), prices={"gpt-4o": PRICES["gpt-4o*"]})
+    start = T0 + timedelta(seconds=at)
+    end = start + timedelta(hours=1)
+    want = store.list_trajectories_sync(start, end)
+    got = as_tuples(store.window_costs(start, end))
+    assert got == as_tuples(want)
+    assert {t: (st, c, k) for t, _s, st, c, k in got} == {
+        "q": ("finished", 1.25, True), "r": ("finished", 0.875, True), "s": ("running", 0.0625, True),
+        "t": ("running", 1.5, True), "u": ("error", 0.0078125, True), "w": ("finished", 0.0026, False),
+        "x": ("finished", 0.03125, True), "y": ("finished", 0.25, True), "z": ("finished", 2.0, True),
+    }
+    summary = store.cost_summary(start, end)
+    assert summary.costs == sorted(c for *_r, c, _k in got) and summary.unknown == 1
+    assert percentile(summary.costs, 50) == percentile(sorted(w.cost_usd for w in want), 50) == 0.25
+    assert summary.running == [("t", 1.5), ("s", 0.0625)]
+
+
 @pytest.mark.parametrize("scenario", ["wrong_recipient", "runaway_loop", "papered_error"])
 def test_window_aggregate_matches_the_full_parse_on_a_seeded_store(tmp_path: Path, scenario: str) -> None:
     seed_store(tmp_path, scenario=scenario, traces=300, seed=5, now=T0)

@@ -33,22 +33,30 @@ _NUM = "('UBIGINT', 'BIGINT', 'DOUBLE')"  # JSON numbers (isinstance(v, (int, fl
 FETCH = 50_000
 
 
+def _num(j: str) -> str:
+    """A JSON value as a DOUBLE when it is a number, else NULL. A cast of its text: the JSON text
+    of a number casts, of anything else (a string keeps its quotes, true, null, an object) does
+    not; cheaper than json_type, which parses the value again."""
+    return f"TRY_CAST(CAST({j} AS VARCHAR) AS DOUBLE)"
+
+
 def cost_expr(total: str = "totalCost", details: str = "costDetails") -> str:
     """agentfire.trajectory._cost in SQL: totalCost when a number, else costDetails.total when a
-    number, else the sum of costDetails' numeric values, else NULL (no cost)."""
+    number, else the sum of costDetails' numeric values, else NULL (no cost). COALESCE evaluates
+    its next argument only for the rows still NULL, so costDetails is read where totalCost is not
+    a number."""
+    inner_total = f"json_extract({details}, '$.total')"
     return (
-        f"CASE WHEN json_type({total}) IN {_NUM} THEN CAST({total} AS DOUBLE) "
-        f"WHEN json_type({details}) = 'OBJECT' THEN CASE "
-        f"WHEN json_type({details}, '$.total') IN {_NUM} THEN CAST(json_extract({details}, '$.total') AS DOUBLE) "
-        f"ELSE list_sum([CAST(v AS DOUBLE) FOR v IN map_values(CAST({details} AS MAP(VARCHAR, JSON))) "
-        f"IF json_type(v) IN {_NUM}]) END END"
+        f"coalesce({_num(total)}, CASE WHEN json_type({details}) = 'OBJECT' THEN coalesce({_num(inner_total)}, "
+        f"list_sum([CAST(v AS DOUBLE) FOR v IN map_values(CAST({details} AS MAP(VARCHAR, JSON))) "
+        f"IF json_type(v) IN {_NUM}])) END)"
     )
 
 
 def _falsy(j: str) -> str:
     """A JSON value Python reads as false (`x or y` takes y)."""
     return (f"({j} IS NULL OR json_type({j}) = 'NULL' OR CAST({j} AS VARCHAR) IN ('{{}}', '[]', '\"\"', 'false') "
-            f"OR (json_type({j}) IN {_NUM} AND CAST({j} AS DOUBLE) = 0))")
+            f"OR (json_type({j}) IN {_NUM} AND TRY_CAST({j} AS DOUBLE) = 0))")
 
 
 def _int(j: str) -> str:
@@ -94,65 +102,87 @@ class WindowCost:
     cost_known: bool = True  # False: model steps with tokens that neither the store nor prices: priced
 
 
-def _obs(source: str, prices: dict[str, Any]) -> str:
-    """One row per observation: its own cost (_cost), else, for a model step with tokens, the
-    runbook's price of them; `unpriced` when neither."""
-    usage = f"CASE WHEN {_falsy('usageDetails')} THEN usage ELSE usageDetails END"
-    return f"""SELECT trace_id, id, t, t_end, is_root, level, upd,
-  CASE WHEN own IS NOT NULL OR is_root OR NOT generation OR (tin IS NULL AND tout IS NULL) THEN own
-       ELSE {price_expr(prices)} END AS cost,
-  (own IS NULL AND NOT is_root AND generation AND (tin IS NOT NULL OR tout IS NOT NULL)
-   AND ({price_expr(prices)}) IS NULL) AS unpriced
-FROM (
-  SELECT traceId AS trace_id,
-    CASE WHEN id IS NULL OR id = '' THEN uuid()::VARCHAR ELSE id END AS id,
-    TRY_CAST(startTime AS TIMESTAMPTZ) AS t, TRY_CAST(endTime AS TIMESTAMPTZ) AS t_end,
-    coalesce(isRootObservation, coalesce(parentObservationId, '') = '') AS is_root,
-    upper(level) AS level, {cost_expr()} AS own, coalesce(updatedAt, '') AS upd,
-    coalesce(upper(type) = 'GENERATION', false) AS generation, model,
-    {_tokens(f"({usage})", "input", "prompt_tokens", "promptTokens")} AS tin,
-    {_tokens(f"({usage})", "output", "completion_tokens", "completionTokens")} AS tout
+# A trajectory's status as one small number, from its earliest root (NULL: no root yet).
+RUNNING, ERROR, FINISHED = 2, 1, 0
+RUNNING_SQL = f"coalesce(root_code = {RUNNING}, true)"
+NEVER = "'infinity'::TIMESTAMPTZ"  # a root without a readable start sorts last (as as_of does)
+
+
+def _read(source: str) -> str:
+    """The store's rows as the aggregate reads them: only casts of plain columns here (every row
+    pays for these), the JSON columns passed on as they are."""
+    return f"""SELECT traceId AS trace_id, id, TRY_CAST(startTime AS TIMESTAMPTZ) AS t, endTime, level, type, model,
+    totalCost, costDetails, usage, usageDetails, coalesce(updatedAt, '') AS upd,
+    coalesce(isRootObservation, coalesce(parentObservationId, '') = '') AS is_root
   FROM {source}
-  WHERE traceId IS NOT NULL AND traceId <> ''
-)"""
+  WHERE traceId IS NOT NULL AND traceId <> ''"""
 
 
-def _per_trace(rows: str, start: datetime, end: datetime, extra: str = "") -> str:
+def _costed(rows: str, start: datetime, prices: dict[str, Any], extra: str = "") -> str:
+    """One row per observation: its trace id, start, own cost (_cost), else, for a model step
+    with tokens, the runbook's price of them; `unpriced` when neither; `code` (RUNNING, ERROR,
+    FINISHED) on a root. The per-row JSON work (cost, tokens, the root's end) is done only for
+    rows at or after the window's start (or without a start): a row before it puts its
+    trajectory out of the window whatever it costs, so only its start is kept. DuckDB's CASE
+    evaluates a branch for the rows that take it only, so the guard prunes the work itself (each
+    guarded expression is written once, so no common-subexpression pass hoists it out)."""
     d = Dialect()
-    never = "'infinity'::TIMESTAMPTZ"  # a root without a readable start sorts last (as as_of does)
+    keep = f"(t IS NULL OR t >= {d.ts(start)})"
+    usage = f"CASE WHEN {_falsy('usageDetails')} THEN usage ELSE usageDetails END"
+    price = price_expr(prices)
+    return f"""SELECT trace_id, t, code{extra},
+    CASE WHEN own IS NOT NULL OR NOT gen OR (tin IS NULL AND tout IS NULL) THEN own ELSE {price} END AS cost,
+    (own IS NULL AND gen AND (tin IS NOT NULL OR tout IS NOT NULL) AND ({price}) IS NULL) AS unpriced
+  FROM (
+    SELECT *,
+      CASE WHEN own IS NULL AND gen THEN {_tokens(f"({usage})", "input", "prompt_tokens", "promptTokens")} END AS tin,
+      CASE WHEN own IS NULL AND gen THEN {_tokens(f"({usage})", "output", "completion_tokens", "completionTokens")} END AS tout
+    FROM (
+      SELECT * EXCLUDE (totalCost, costDetails, endTime, level, type),
+        CASE WHEN {keep} THEN {cost_expr()} END AS own,
+        CASE WHEN is_root AND {keep} THEN CASE WHEN TRY_CAST(endTime AS TIMESTAMPTZ) IS NULL THEN {RUNNING}
+             WHEN upper(level) = 'ERROR' THEN {ERROR} ELSE {FINISHED} END END AS code,
+        coalesce({keep} AND NOT is_root AND upper(type) = 'GENERATION', false) AS gen
+      FROM ({rows})
+    )
+  )"""
+
+
+def _per_trace(rows: str, start: datetime, end: datetime, extra: str = "", or_having: str = "") -> str:
+    d = Dialect()
     return f"""SELECT trace_id, min(t) AS start, coalesce(sum(cost), 0.0) AS cost,
   NOT coalesce(bool_or(unpriced), false) AS known,
-  count(*) FILTER (WHERE is_root) AS roots,
-  arg_min(t_end IS NULL, coalesce(t, {never})) FILTER (WHERE is_root) AS root_open,
-  arg_min(coalesce(level, ''), coalesce(t, {never})) FILTER (WHERE is_root) AS root_level{extra}
-FROM {rows}
+  arg_min(code, coalesce(t, {NEVER})) FILTER (WHERE code IS NOT NULL) AS root_code{extra}
+FROM ({rows})
 GROUP BY trace_id
-HAVING min(t) >= {d.ts(start)} AND min(t) < {d.ts(end)}"""
+HAVING (min(t) >= {d.ts(start)} AND min(t) < {d.ts(end)}){or_having}"""
 
 
 def query(source: str, start: datetime, end: datetime, prices: dict[str, Any] | None = None) -> str:
-    """One pass: every trajectory that started in [start, end), and whether any of its rows is a
-    versioned one (then `exact_query` recomputes it)."""
-    return (f"WITH obs AS ({_obs(source, prices or {})})\n"
-            + _per_trace("obs", start, end, ",\n  count(*) FILTER (WHERE upd <> '') AS versioned"))
+    """One pass: every trajectory that started in [start, end) (cost, known, root_code), and
+    whether any of its rows is a versioned one (then `exact_query` recomputes it). A versioned
+    trajectory is kept when its newest versions may start in the window (an older version of a
+    step dated before the window does not put it out): some row at or after the start, the
+    earliest before the end."""
+    d = Dialect()
+    rows = _costed(_read(source), start, prices or {}, extra=", upd <> '' AS versioned")
+    return _per_trace(rows, start, end, ",\n  bool_or(versioned) AS versioned",
+                      f"\n  OR (bool_or(versioned) AND min(t) < {d.ts(end)} AND max(t) >= {d.ts(start)})")
 
 
 def exact_query(source: str, start: datetime, end: datetime, prices: dict[str, Any] | None = None) -> str:
     """The trajectories in `versioned(trace_id)`: each observation id once, its newest version."""
-    return f"""WITH obs AS ({_obs(source, prices or {})} WHERE trace_id IN (SELECT trace_id FROM versioned)),
-newest AS (
-  SELECT trace_id, id, arg_max(t, upd) AS t, arg_max(t_end, upd) AS t_end,
-    arg_max(is_root, upd) AS is_root, arg_max(level, upd) AS level, arg_max(cost, upd) AS cost,
+    rows = f"""SELECT * REPLACE (CASE WHEN id IS NULL OR id = '' THEN uuid()::VARCHAR ELSE id END AS id)
+  FROM ({_read(source)}) WHERE trace_id IN (SELECT trace_id FROM versioned)"""
+    costed = _costed(rows, start, prices or {}, extra=", id, upd")
+    newest = f"""SELECT trace_id, id, arg_max(t, upd) AS t, arg_max(code, upd) AS code, arg_max(cost, upd) AS cost,
     arg_max(unpriced, upd) AS unpriced
-  FROM obs GROUP BY trace_id, id
-)
-{_per_trace("newest", start, end)}"""
+  FROM ({costed}) GROUP BY trace_id, id"""
+    return _per_trace(newest, start, end)
 
 
-def _status(roots: int, root_open: Any, root_level: Any) -> str:
-    if not roots or root_open:
-        return "running"
-    return "error" if str(root_level or "").upper() == "ERROR" else "finished"
+def _status(code: Any) -> str:
+    return "error" if code == ERROR else "finished" if code == FINISHED else "running"
 
 
 def _rows(cur: Any) -> Iterator[tuple[Any, ...]]:
@@ -165,7 +195,7 @@ def _rows(cur: Any) -> Iterator[tuple[Any, ...]]:
 
 def _per_trace_table(con: Any, files: list[Path], start: datetime, end: datetime, prices: dict[str, Any] | None) -> None:
     """TEMP TABLE per: one row per trajectory that started in the window (trace_id, start, cost,
-    known, running), the versioned ones recomputed exactly. It stays in DuckDB."""
+    known, root_code), the versioned ones recomputed exactly. It stays in DuckDB."""
     import duckdb
 
     from agentfire.blast.files_scan import source
@@ -179,14 +209,14 @@ def _per_trace_table(con: Any, files: list[Path], start: datetime, end: datetime
             raise
         src = src.replace("ignore_errors=false", "ignore_errors=true")  # torn lines: skipped
         con.execute(make + query(src, start, end, prices))
-    running = "(roots = 0 OR root_open)"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE per AS SELECT trace_id, start, cost, known, {running} AS running, "
-                "root_level FROM raw WHERE versioned = 0")
-    (n,) = con.execute("SELECT count(*) FROM raw WHERE versioned > 0").fetchone()
-    if n:
-        con.execute("CREATE OR REPLACE TEMP TABLE versioned AS SELECT trace_id FROM raw WHERE versioned > 0")
-        con.execute(f"INSERT INTO per SELECT trace_id, start, cost, known, {running}, root_level "
-                    f"FROM ({exact_query(src, start, end, prices)})")
+    (n,) = con.execute("SELECT count(*) FROM raw WHERE versioned").fetchone()
+    if not n:  # the usual store: the aggregate is the answer
+        con.execute("ALTER TABLE raw DROP COLUMN versioned")
+        con.execute("ALTER TABLE raw RENAME TO per")
+        return
+    con.execute("CREATE OR REPLACE TEMP TABLE per AS SELECT * EXCLUDE (versioned) FROM raw WHERE NOT versioned")
+    con.execute("CREATE OR REPLACE TEMP TABLE versioned AS SELECT trace_id FROM raw WHERE versioned")
+    con.execute(f"INSERT INTO per SELECT * FROM ({exact_query(src, start, end, prices)})")
     con.execute("DROP TABLE raw")
 
 
@@ -201,9 +231,9 @@ def window_costs(files: list[Path], start: datetime, end: datetime,
     con = connect()
     try:
         _per_trace_table(con, files, start, end, prices)
-        cur = con.execute("SELECT trace_id, start, cost, known, running, root_level FROM per ORDER BY start, trace_id")
-        return [WindowCost(tid, _utc(t0), "running" if running else _status(1, False, level), float(cost), known)
-                for tid, t0, cost, known, running, level in _rows(cur)]
+        cur = con.execute("SELECT trace_id, start, cost, known, root_code FROM per ORDER BY start, trace_id")
+        return [WindowCost(tid, _utc(t0), _status(code), float(cost), known)
+                for tid, t0, cost, known, code in _rows(cur)]
     finally:
         con.close()
 
@@ -230,7 +260,7 @@ def cost_summary(files: list[Path], start: datetime, end: datetime,
         _per_trace_table(con, files, start, end, prices)
         costs, unknown = con.execute(
             "SELECT coalesce(list(cost ORDER BY cost), []), count(*) FILTER (WHERE NOT known) FROM per").fetchone()
-        running = con.execute("SELECT trace_id, cost FROM per WHERE running ORDER BY cost DESC, trace_id").fetchall()
+        running = con.execute(f"SELECT trace_id, cost FROM per WHERE {RUNNING_SQL} ORDER BY cost DESC, trace_id").fetchall()
         return CostSummary([float(c) for c in costs], [(t, float(c)) for t, c in running], int(unknown))
     finally:
         con.close()
