@@ -753,3 +753,36 @@ def test_blast_over_a_store_with_data_starts_without_the_store_provider(sandbox:
     assert hits > 0 and imported and any((sandbox / ".agentfire" / "traces").rglob("*.jsonl"))
     again, imported = blast()  # holding data now: the same hits, no provider
     assert again == hits and not imported
+
+
+def test_blast_reads_a_runbook_validated_before_without_pydantic(sandbox: Path, tmp_path: Path) -> None:
+    """A blast's scan reads the runbook's fields only: once these bytes validated, the next blast
+    reads them from agentfire.runbook's cache (no agentfire.config, no pydantic) and finds the
+    same hits, users and still-open ids."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = (
+        "import json, runpy, sys\n"
+        "sys.argv = ['agentfire', 'blast', '--tool', 'send_email', '--since', '3650d', '--json']\n"
+        "try:\n"
+        "    runpy.run_module('agentfire', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps(['agentfire.config' in sys.modules, 'pydantic' in sys.modules]), file=sys.stderr)\n"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "AGENTFIRE_CACHE_DIR": str(tmp_path / "cache"),
+           "AGENTFIRE_CONFIG": str(sandbox / "runbook.yaml")}
+
+    def blast() -> tuple[dict[str, Any], list[bool]]:
+        p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=sandbox)
+        doc = json.loads(p.stdout)
+        return ({k: doc[k] for k in ("trajectories", "distinct_users", "still_open_count", "hits")},
+                json.loads(p.stderr.strip().splitlines()[-1]))
+
+    first, (config, _pyd) = blast()  # validated (and kept)
+    assert config and first["trajectories"] > 0
+    again, (config, pyd) = blast()
+    assert again == first and not config and not pyd

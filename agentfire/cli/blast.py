@@ -94,6 +94,10 @@ def blast(
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         raise UsageError(f"--out {out}: use a .csv or .json file name")
 
+    if like is None and emit_sql is None:
+        # the scan reads the runbook's fields only (traces, regions, paths; --like's triage reads
+        # policies' labels): no pydantic when these bytes validated before (agentfire.runbook)
+        st.runbook(validated_before=True)
     journal = None
     incident_start = None
     if st.incident and emit_sql is None:
