@@ -68,14 +68,18 @@ def _int(j: str) -> str:
             f"THEN TRY_CAST(replace(trim(json_extract_string({j}, '$')), '_', '') AS BIGINT) END")
 
 
-def _tokens(u: str, *keys: str) -> str:
-    """usage.get(k1, usage.get(k2, usage.get(k3))) as agentfire.trajectory._tokens reads it."""
-    first, *rest = keys
-    inner = f"json_extract({u}, '$.{rest[-1]}')"
-    for k in reversed(rest[:-1]):
-        inner = f"CASE WHEN json_exists({u}, '$.{k}') THEN json_extract({u}, '$.{k}') ELSE {inner} END"
-    pick = f"CASE WHEN json_exists({u}, '$.{first}') THEN json_extract({u}, '$.{first}') ELSE {inner} END"
-    return _int(f"(CASE WHEN json_type({u}) = 'OBJECT' THEN {pick} END)")
+# usage.get(k1, usage.get(k2, usage.get(k3))) for the input tokens, then the output tokens, as
+# agentfire.trajectory._tokens reads them: one json_extract of all six paths (a missing key is
+# NULL, a key present with null is JSON null, so the first non-NULL is the first key present;
+# a usage that is not an object has none of them).
+TOKEN_KEYS = (("input", "prompt_tokens", "promptTokens"), ("output", "completion_tokens", "completionTokens"))
+TOKEN_PATHS = "[" + ", ".join(f"'$.{k}'" for keys in TOKEN_KEYS for k in keys) + "]"
+
+
+def _tokens(tok: str, which: int) -> str:
+    """The input (0) or output (1) tokens out of json_extract(usage, TOKEN_PATHS), as _int reads them."""
+    first = 1 + 3 * which
+    return _int(f"coalesce({tok}[{first}], {tok}[{first + 1}], {tok}[{first + 2}])")
 
 
 def price_expr(prices: dict[str, Any]) -> str:
@@ -130,13 +134,16 @@ def _costed(rows: str, start: datetime, prices: dict[str, Any], extra: str = "")
     keep = f"(t IS NULL OR t >= {d.ts(start)})"
     usage = f"CASE WHEN {_falsy('usageDetails')} THEN usage ELSE usageDetails END"
     price = price_expr(prices)
+    # (each CASE branch costs something per chunk of rows even when no row takes it: the
+    # branches that rows rarely take are kept small)
     return f"""SELECT trace_id, t, code{extra},
     CASE WHEN own IS NOT NULL OR NOT gen OR (tin IS NULL AND tout IS NULL) THEN own ELSE {price} END AS cost,
     (own IS NULL AND gen AND (tin IS NOT NULL OR tout IS NOT NULL) AND ({price}) IS NULL) AS unpriced
   FROM (
-    SELECT *,
-      CASE WHEN own IS NULL AND gen THEN {_tokens(f"({usage})", "input", "prompt_tokens", "promptTokens")} END AS tin,
-      CASE WHEN own IS NULL AND gen THEN {_tokens(f"({usage})", "output", "completion_tokens", "completionTokens")} END AS tout
+    SELECT *, CASE WHEN tok IS NOT NULL THEN {_tokens("tok", 0)} END AS tin,
+      CASE WHEN tok IS NOT NULL THEN {_tokens("tok", 1)} END AS tout
+  FROM (
+    SELECT *, CASE WHEN own IS NULL AND gen THEN json_extract({usage}, {TOKEN_PATHS}) END AS tok
     FROM (
       SELECT * EXCLUDE (totalCost, costDetails, endTime, level, type),
         CASE WHEN {keep} THEN {cost_expr()} END AS own,
@@ -145,7 +152,7 @@ def _costed(rows: str, start: datetime, prices: dict[str, Any], extra: str = "")
         coalesce({keep} AND NOT is_root AND upper(type) = 'GENERATION', false) AS gen
       FROM ({rows})
     )
-  )"""
+  ))"""
 
 
 def _per_trace(rows: str, start: datetime, end: datetime, extra: str = "", or_having: str = "") -> str:
