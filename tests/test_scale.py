@@ -757,8 +757,8 @@ def test_blast_over_a_store_with_data_starts_without_the_store_provider(sandbox:
 
 def test_blast_reads_a_runbook_validated_before_without_pydantic(sandbox: Path, tmp_path: Path) -> None:
     """A blast's scan reads the runbook's fields only: once these bytes validated, the next blast
-    reads them from agentfire.runbook's cache (no agentfire.config, no pydantic) and finds the
-    same hits, users and still-open ids."""
+    reads them from agentfire.runbook's cache (no agentfire.config) and finds the same hits,
+    users and still-open ids; its repeatable --arg needs no TypeAdapter: no pydantic at all."""
     import subprocess
     import sys
 
@@ -766,7 +766,7 @@ def test_blast_reads_a_runbook_validated_before_without_pydantic(sandbox: Path, 
 
     code = (
         "import json, runpy, sys\n"
-        "sys.argv = ['agentfire', 'blast', '--tool', 'send_email', '--since', '3650d', '--json']\n"
+        "sys.argv = ['agentfire', 'blast', '--tool', 'send_email', '--arg', 'to exists', '--since', '3650d', '--json']\n"
         "try:\n"
         "    runpy.run_module('agentfire', run_name='__main__')\n"
         "except SystemExit:\n"
@@ -786,3 +786,24 @@ def test_blast_reads_a_runbook_validated_before_without_pydantic(sandbox: Path, 
     assert config and first["trajectories"] > 0
     again, (config, pyd) = blast()
     assert again == first and not config and not pyd
+
+
+@pytest.mark.parametrize("values", [("to~landlord",), ("to~landlord", "cc exists", "n=2"), ("to = é ✓",), ()])
+def test_a_repeatable_str_option_is_the_list_typers_adapter_makes(values: tuple[str, ...]) -> None:
+    """blast's --arg/--then/--metadata (list[str]) skip typer's pydantic TypeAdapter: the value
+    is the list the adapter gives for the same strings."""
+    import typer.core as tc
+    from typer._coercion import build_runtime_param
+
+    import agentfire.cli  # noqa: F401  (registers the commands; _app installs the coercion)
+    from agentfire.cli._app import app
+
+    group = __import__("typer.main", fromlist=["get_group"]).get_group(app)
+    params = {p.name: p for p in group.commands["blast"].params}
+    for name in ("arg", "then", "metadata"):
+        p = params[name]
+        assert isinstance(p, tc._TyperParameter) and p.type_descriptor.annotation == list[str]
+        p._runtime_param = None
+        fast = p.get_runtime_param()._coerce_value(values, param=p, ctx=None)
+        slow = build_runtime_param(p.type_descriptor)._coerce_value(values, param=p, ctx=None)
+        assert fast == slow and type(fast) is type(slow) is list

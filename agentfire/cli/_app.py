@@ -362,7 +362,8 @@ def _typer_coercion_when_needed() -> None:
     None (and the empty multi-value) is answered by typer's own RuntimeParam.coerce before any
     adapter, and a `str` value of a plain `str` parameter (no parser, not a file) is returned as
     it is, which is what typer's adapter does with it (its `_parse_cli_str`, then str
-    validation). Everything else (numbers, paths, choices, lists) is coerced by typer itself."""
+    validation), and so are the str values of a `list[str]` option, as a list (blast --arg: 60-85 ms
+    of its start). Everything else (numbers, paths, choices) is coerced by typer itself."""
     import typer.core as tc
 
     cls = getattr(tc, "_TyperParameter", None)
@@ -383,6 +384,10 @@ def _typer_coercion_when_needed() -> None:
             if (type(value) is str and d.annotation is str and d.file_annotation is None
                     and getattr(d.parameter_info, "parser", None) is None):
                 return value
+            if (d.annotation == list[str] and isinstance(value, (list, tuple)) and d.file_annotation is None
+                    and getattr(d.parameter_info, "parser", None) is None
+                    and all(type(v) is str for v in value)):
+                return list(value)  # a repeatable str option (blast --arg): the list typer's adapter makes
             real = param._runtime_param = build_runtime_param(d)
             return real._coerce_value(value, param=param, ctx=ctx)
 
