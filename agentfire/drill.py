@@ -31,7 +31,7 @@ from agentfire.report import minute_done
 
 TARGETS = ("sandbox", "staging")
 MINUTES = ("kill", "freeze", "triage", "blast", "capture")
-DRILL_TAG = "agentfire-gameday"  # on every trajectory a drill injects into a staging store
+DRILL_TAG = "agentfire-gameday"  # on every trajectory a drill injects (sandbox or staging)
 
 ALERTS = {
     "wrong_recipient": "customer reports an email about their account went to an outside address",
@@ -320,7 +320,9 @@ def start(runbook: Runbook, journal: Journal, *, actor: str, scenario: str, targ
     truth_dir = journal.dir / f"{journal.incident}.gameday"
     if kind == "files":
         store = runbook.resolve_path(runbook.traces.path)  # type: ignore[attr-defined]
-        res = sandbox.seed_store(store, scenario=scenario, traces=traces or 600, seed=seed)
+        # tagged like a staging drill's rows: `watch` over this store counts them apart, never pages
+        res = sandbox.seed_store(store, scenario=scenario, traces=traces or 600, seed=seed,
+                                 tags=(DRILL_TAG, f"{DRILL_TAG}:{journal.incident}"))
         injected: dict[str, Any] = {"store": "files", "path": str(store), "rows": res.rows,
                                     "traces": res.traces}
         truth = res.truth

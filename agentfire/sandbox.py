@@ -420,11 +420,12 @@ def _signature(scenario: str) -> dict[str, Any]:
 
 
 def seed_store(path: str | Path, scenario: str = "wrong_recipient", traces: int = 600, seed: int = 7,
-               now: datetime | None = None) -> SeedResult:
+               now: datetime | None = None, tags: tuple[str, ...] = ()) -> SeedResult:
     """Write `<path>/<scenario>.jsonl` (normal + failing trajectories) and its ground truth.
 
     `traces` is the total number of trajectories; about 4% (at least 6) fail. Re-seeding the
-    same scenario replaces its file; other scenarios' files are left alone.
+    same scenario replaces its file; other scenarios' files are left alone. `tags` go on every
+    row (a drill's: watch counts tagged drill trajectories apart and never pages on them).
     """
     if scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIOS)}")
@@ -491,6 +492,9 @@ def seed_store(path: str | Path, scenario: str = "wrong_recipient", traces: int 
     # Nothing may lie in the future of `now` (a long loop may run past it: shift it back).
     _clamp_to_now(all_rows, now)
     all_rows.sort(key=lambda r: (r["startTime"], r["id"]))
+    if tags:
+        for r in all_rows:
+            r["tags"] = [*(r.get("tags") or []), *tags]
     data = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in all_rows)
     rng_ex = random.Random(f"examples:{scenario}:{seed}")
     done = [f["trace_id"] for f in failing if not f["still_running"]]

@@ -209,6 +209,25 @@ def test_drill_trajectories_never_page(sandbox: Path) -> None:
         assert r.findings == [] and r.alerts == [] and hook.received == []
 
 
+def test_a_sandbox_drill_tags_what_it_injects_and_watch_never_pages_on_it(sandbox: Path, cli) -> None:
+    """A drill on the files store (the sandbox target) tags its rows as a staging drill's are, so
+    a watch over that store during the drill counts them apart instead of paging on-call."""
+    with Receiver() as hook:
+        _config(sandbox, routes=[{"kind": "webhook", "url": hook.url + "/hook"}])
+        res = cli("--incident", "drill-w", "--new", "gameday", "start", "wrong_recipient", "--seed", "5",
+                  "--traces", "60", "--json")
+        assert res.exit_code == 0, res
+        rows = [json.loads(line) for line in
+                (sandbox / ".agentfire/traces/wrong_recipient.jsonl").read_text().splitlines()]
+        assert rows and all({"agentfire-gameday", "agentfire-gameday:drill-w"} <= set(r["tags"]) for r in rows)
+        rb = load_runbook(sandbox / "runbook.yaml")
+        now = datetime.now(timezone.utc)
+        watch.run_round(rb, now=now - timedelta(hours=7), since_s=60)
+        r = watch.run_round(rb, now=now + timedelta(minutes=30))
+        assert r.ok and r.ended > 0 and r.drills_skipped == r.ended
+        assert r.alerts == [] and hook.received == []
+
+
 def test_a_store_that_cannot_be_read_is_a_round_error_exit_1_and_the_position_stays(sandbox: Path, cli) -> None:
     doc = yaml.safe_load((sandbox / "runbook.yaml").read_text())
     doc["traces"] = {"kind": "files", "path": "missing-store", "seed_scenario": None}
