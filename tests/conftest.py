@@ -22,6 +22,19 @@ REPO = Path(__file__).resolve().parent.parent
 SERVERS_DIR = Path(os.environ.get("AGENTFIRE_SERVERS_DIR", Path.home() / ".cache/agentfire/servers"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _agentfire_cache_in_a_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """agentfire's cache of validated runbooks (agentfire.runbook) lives in a temp dir for the
+    whole session, for in-process and subprocess runs alike, not in the user's ~/.cache."""
+    before = os.environ.get("AGENTFIRE_CACHE_DIR")
+    os.environ["AGENTFIRE_CACHE_DIR"] = str(tmp_path_factory.mktemp("agentfire-cache"))
+    yield
+    if before is None:
+        os.environ.pop("AGENTFIRE_CACHE_DIR", None)
+    else:
+        os.environ["AGENTFIRE_CACHE_DIR"] = before
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
