@@ -795,8 +795,7 @@ def test_a_repeatable_str_option_is_the_list_typers_adapter_makes(values: tuple[
     import typer.core as tc
     from typer._coercion import build_runtime_param
 
-    import agentfire.cli  # noqa: F401  (registers the commands; _app installs the coercion)
-    from agentfire.cli._app import app
+    from agentfire.cli import app  # every command registered; _app installs the coercion
 
     group = __import__("typer.main", fromlist=["get_group"]).get_group(app)
     params = {p.name: p for p in group.commands["blast"].params}

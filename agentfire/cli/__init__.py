@@ -6,26 +6,54 @@ the command function so `agentfire --help` stays fast (DESIGN.md rule 8).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from agentfire import __version__
-from agentfire.cli._app import AppState, app
+from agentfire.cli._app import AppState, app as _app
 
-# Each import registers commands on `app`. A command exists only when it works.
-from agentfire.cli import kill as _kill  # noqa: E402,F401  (kill, status)
-from agentfire.cli import freeze as _freeze  # noqa: E402,F401
-from agentfire.cli import triage as _triage  # noqa: E402,F401
-from agentfire.cli import blast as _blast  # noqa: E402,F401
-from agentfire.cli import capture as _capture  # noqa: E402,F401
-from agentfire.cli import runbook as _runbook  # noqa: E402,F401  (runbook, report)
-from agentfire.cli import gameday as _gameday  # noqa: E402,F401
-from agentfire.cli import incident as _incident  # noqa: E402,F401
-from agentfire.cli import doctor as _doctor  # noqa: E402,F401
-from agentfire.cli import golden as _golden, sandbox as _sandbox  # noqa: E402,F401
-from agentfire.cli import traces as _traces  # noqa: E402,F401
-from agentfire.cli import watch as _watch  # noqa: E402,F401
+# Each command module registers its commands on the app when imported. A command exists only
+# when it works. `from agentfire.cli import app` (tests, docs, completion) imports them all, in this
+# order; a run of `kill` or `status` imports only its own (see main()).
+_COMMAND_MODULES = ("kill",  # kill, status
+                    "freeze", "triage", "blast", "capture",
+                    "runbook",  # runbook, report
+                    "gameday", "incident", "doctor", "golden", "sandbox", "traces", "watch")
+# status shows freeze's spend caps (freeze registers them in kill.STATUS_EXTRAS)
+_ONLY_MODULES = {"kill": ("kill",), "status": ("kill", "freeze")}
+_all_registered = False
+
+
+def _register(modules: tuple[str, ...]) -> None:
+    import importlib
+
+    for m in modules:
+        importlib.import_module(f"agentfire.cli.{m}")
+    # after the commands and the global callback are registered: one metavar style in --help
+    from agentfire.cli._app import tidy_metavars
+
+    tidy_metavars(_app)
+
+
+def _register_all() -> Any:
+    global _all_registered
+    if not _all_registered:
+        _register(_COMMAND_MODULES)
+        _all_registered = True
+        globals()["app"] = _app
+    return _app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return _register_all()
+    if name.startswith("_") and name[1:] in _COMMAND_MODULES:  # the old `_kill`, `_freeze` aliases
+        _register_all()
+        import importlib
+
+        return importlib.import_module(f"agentfire.cli.{name[1:]}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _version(value: bool) -> None:
@@ -34,7 +62,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@_app.callback()
 def _global(
     ctx: typer.Context,
     config: Optional[str] = typer.Option(
@@ -97,6 +125,7 @@ def _only(name: str | None) -> tuple[list, list] | None:
 
     if name is None:
         return None
+    app = _app
     cmds = [c for c in app.registered_commands
             if (c.name or get_command_name(c.callback.__name__ if c.callback else "")) == name]
     groups = [g for g in app.registered_groups if (g.name or g.typer_instance.info.name) == name]
@@ -117,16 +146,16 @@ def main() -> None:
     # HTTP command's start. A None entry in sys.modules makes those optional imports fail fast.
     for unused in ("trio", "httpx._main"):
         sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
-    # shell completion lists every command: only a real run builds just its own
-    saved = None if os.environ.get("_AGENTFIRE_COMPLETE") else _only(_invoked(sys.argv[1:]))
+    # shell completion lists every command: only a real run builds (and imports) just its own
+    completing = bool(os.environ.get("_AGENTFIRE_COMPLETE"))
+    name = None if completing else _invoked(sys.argv[1:])
+    if name in _ONLY_MODULES and not _all_registered:
+        _register(_ONLY_MODULES[name])
+    else:
+        _register_all()
+    saved = None if completing else _only(name)
     try:
-        app(prog_name="agentfire")
+        _app(prog_name="agentfire")
     finally:
         if saved is not None:
-            app.registered_commands[:], app.registered_groups[:] = saved
-
-
-# after every command and the global callback are registered: one metavar style in --help
-from agentfire.cli._app import tidy_metavars  # noqa: E402
-
-tidy_metavars(app)
+            _app.registered_commands[:], _app.registered_groups[:] = saved
