@@ -235,3 +235,97 @@ def test_help_imports_nothing_heavy(sandbox: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     code, mods = _modules_after(["--help"], sandbox, env)
     assert code == 0 and _heavy(mods) == [] and "agentfire.config" not in mods
+
+
+# --- Rich: only for a terminal (or AGENTFIRE_FORCE_TTY) -----------------------------------------
+
+
+def _piped_env() -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for name in ("AGENTFIRE_FORCE_TTY", "FORCE_COLOR", "TTY_COMPATIBLE"):
+        env.pop(name, None)
+    return env
+
+
+def _rich(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m == "rich" or m.startswith("rich."))
+
+
+def test_json_status_and_a_piped_kill_and_undo_never_import_rich(sandbox: Path, cache_dir: Path) -> None:
+    env = _piped_env()
+    _modules_after(["--json", "status"], sandbox, env)  # validates the runbook once
+    code, mods = _modules_after(["--json", "status"], sandbox, env)
+    assert code == 0 and _rich(mods) == []
+    for argv in (["kill", "--yes", "--reason", "piped"], ["kill", "--undo", "--yes"], ["--json", "kill", "--yes"],
+                 ["--json", "kill", "--undo", "--yes"], ["kill", "--region", "nowhere", "--yes"]):
+        code, mods = _modules_after(argv, sandbox, env)
+        assert code == (2 if "nowhere" in argv else 0) and _rich(mods) == [], argv
+    # the command modules of the other minutes are not imported to run kill
+    assert not [m for m in mods if m.startswith("agentfire.cli.") and m.split(".")[2] in ("triage", "blast", "freeze")]
+    # a terminal layout (forced in a pipe) is still Rich's table
+    env["AGENTFIRE_FORCE_TTY"] = "1"
+    code, mods = _modules_after(["kill", "--yes"], sandbox, env)
+    assert code == 0 and "rich.table" in mods
+
+
+def test_the_piped_kill_and_status_write_what_rich_would(sandbox: Path, cache_dir: Path) -> None:
+    """The rows and stderr lines written without Rich are, character for character, what
+    print_table's piped rows and the Rich err console write (AGENTFIRE_FORCE_TTY off)."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from agentfire.cli import _app, _output
+
+    awkward = ["tab\there", "cr\rhere", "bell\x07 ff\x0c vt\x0b bs\x08", "line\nbreak", "[bold]not markup[/]",
+               "  padded  ", "é 中文 ✓", "", "esc \x1b[31m"]
+    table = Table()
+    for _ in range(3):
+        table.add_column("c")
+    rows = [[a, a[::-1], "x" + a] for a in awkward]
+    for row in rows:
+        table.add_row(*(Text(c) for c in row))
+    out = io.StringIO()
+    real = sys.stdout
+    sys.stdout = out
+    try:
+        _output.write_rows(rows)
+    finally:
+        sys.stdout = real
+    assert out.getvalue() == "\n".join(_output.tsv_lines(table)) + "\n"
+
+    err = io.StringIO()
+    rich_err = io.StringIO()
+    console = Console(file=rich_err, highlight=False, soft_wrap=True)
+    real = sys.stderr
+    sys.stderr = err
+    try:
+        for a in awkward:
+            if "\t" in a:
+                continue  # tabs go through Rich (it expands them by cell width)
+            _app.err_line(lambda: Text.assemble(("next: ", "bold"), (a, "cyan")), "next: " + a)
+            console.print(Text.assemble(("next: ", "bold"), (a, "cyan")))
+    finally:
+        sys.stderr = real
+    assert err.getvalue() == rich_err.getvalue()
+
+
+@pytest.mark.parametrize("env, plain", [({}, True), ({"FORCE_COLOR": "1"}, False), ({"FORCE_COLOR": ""}, True),
+                                        ({"TTY_COMPATIBLE": "1"}, False), ({"TTY_COMPATIBLE": "0"}, True)])
+def test_plain_stream_is_richs_own_terminal_rule(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+                                                 plain: bool) -> None:
+    import io
+
+    from rich.console import Console
+
+    from agentfire.cli._app import plain_stream
+
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(name, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    f = io.StringIO()
+    assert plain_stream(f) is plain
+    assert Console(file=f).is_terminal is (not plain)

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import typer
 
 from agentfire import __version__
-from agentfire.cli._app import AppState, app as _app
+from agentfire.cli._app import AppState, app as _APP
 
 # Each command module registers its commands on the app when imported. A command exists only
 # when it works. `from agentfire.cli import app` (tests, docs, completion) imports them all, in this
@@ -33,7 +33,7 @@ def _register(modules: tuple[str, ...]) -> None:
     # after the commands and the global callback are registered: one metavar style in --help
     from agentfire.cli._app import tidy_metavars
 
-    tidy_metavars(_app)
+    tidy_metavars(_APP)
 
 
 def _register_all() -> Any:
@@ -41,8 +41,8 @@ def _register_all() -> Any:
     if not _all_registered:
         _register(_COMMAND_MODULES)
         _all_registered = True
-        globals()["app"] = _app
-    return _app
+        globals()["app"] = _APP
+    return _APP
 
 
 def __getattr__(name: str) -> Any:
@@ -62,7 +62,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@_app.callback()
+@_APP.callback()
 def _global(
     ctx: typer.Context,
     config: Optional[str] = typer.Option(
@@ -125,7 +125,7 @@ def _only(name: str | None) -> tuple[list, list] | None:
 
     if name is None:
         return None
-    app = _app
+    app = _APP
     cmds = [c for c in app.registered_commands
             if (c.name or get_command_name(c.callback.__name__ if c.callback else "")) == name]
     groups = [g for g in app.registered_groups if (g.name or g.typer_instance.info.name) == name]
@@ -155,7 +155,7 @@ def main() -> None:
         _register_all()
     saved = None if completing else _only(name)
     try:
-        _app(prog_name="agentfire")
+        _APP(prog_name="agentfire")
     finally:
         if saved is not None:
-            _app.registered_commands[:], _app.registered_groups[:] = saved
+            _APP.registered_commands[:], _APP.registered_groups[:] = saved

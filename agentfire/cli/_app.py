@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
+from agentfire.cli._lazyrich import Text
 from agentfire.errors import EXIT_NOT_DONE, EXIT_USAGE, AgentfireError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -112,15 +111,16 @@ class AppState:
                 if os.environ.get("AGENTFIRE_INCIDENT") == incident else "")
 
     def _announce(self, journal: Any) -> None:
-        err_console().print(
-            Text.assemble("opened incident ", (journal.incident, "bold"),
-                          f"  (export AGENTFIRE_INCIDENT={journal.incident} to keep using it)")
-        )
+        err_line(lambda: Text.assemble(
+            "opened incident ", (journal.incident, "bold"),
+            f"  (export AGENTFIRE_INCIDENT={journal.incident} to keep using it)"),
+            f"opened incident {journal.incident}  (export AGENTFIRE_INCIDENT={journal.incident} to keep using it)")
 
     def _reopened(self, journal: Any) -> None:
         journal.append("incident.reopen", actor=self.actor, outcome="REOPENED",
                        before={"status": "closed"}, after={"status": "open"})
-        err_console().print(Text.assemble("reopened incident ", (journal.incident, "bold")))
+        err_line(lambda: Text.assemble("reopened incident ", (journal.incident, "bold")),
+                 f"reopened incident {journal.incident}")
 
     def journal_to_restore(self, action: str, what: str) -> Any:
         """The journal of --incident, else of the latest incident with `action` (said aloud),
@@ -132,7 +132,8 @@ class AppState:
             if latest is None:
                 raise fail(f"no incident has a {action} to {what}; pass --incident ID", EXIT_USAGE)
             self.incident = latest
-            err_console().print(Text(f"{what}: incident {latest} (the latest with a {action})"))
+            line = f"{what}: incident {latest} (the latest with a {action})"
+            err_line(lambda: Text(line), line)
         return self.journal(create=False, allow_closed=True)
 
     def amend_closed(self, journal: Any) -> None:
@@ -140,7 +141,8 @@ class AppState:
         from agentfire.incident import amend_closed_report, report_paths
 
         if amend_closed_report(journal):
-            err_console().print(Text(f"added to the closed incident's report {report_paths(journal)[0]}"))
+            line = f"added to the closed incident's report {report_paths(journal)[0]}"
+            err_line(lambda: Text(line), line)
 
 
 def state(ctx: typer.Context) -> AppState:
@@ -151,10 +153,12 @@ def state(ctx: typer.Context) -> AppState:
     return obj
 
 
-_consoles: dict[str, Console] = {}
+_consoles: dict[str, Any] = {}
 
 
-def out_console() -> Console:
+def out_console() -> Any:
+    from rich.console import Console
+
     c = _consoles.get("out")
     if c is None or c.file is not sys.stdout:
         # piped into a file or `tee`, Rich would cut tables at 80 columns and lose the detail column
@@ -163,12 +167,45 @@ def out_console() -> Console:
     return c
 
 
-def err_console() -> Console:
+def err_console() -> Any:
+    from rich.console import Console
+
     c = _consoles.get("err")
     if c is None or c.file is not sys.stderr:
         # soft_wrap: an error or warning stays one line (greppable) whatever the width
         c = _consoles["err"] = Console(file=sys.stderr, highlight=False, soft_wrap=True)
     return c
+
+
+def plain_stream(stream: Any) -> bool:
+    """Rich would write `stream` as plain text: not a terminal, and no colour forced
+    (TTY_COMPATIBLE, FORCE_COLOR: Rich's own rules, Console.is_terminal)."""
+    env = os.environ
+    tty_compatible = env.get("TTY_COMPATIBLE", "")
+    if tty_compatible in ("0", "1"):
+        return tty_compatible == "0"
+    force_color = env.get("FORCE_COLOR")
+    if force_color is not None:
+        return force_color == ""
+    try:
+        return not stream.isatty()
+    except (AttributeError, ValueError):
+        return True
+
+
+# what rich.text.Text removes from any text it holds (rich.control.strip_control_codes)
+_RICH_STRIPS = {7: None, 8: None, 11: None, 12: None, 13: None}
+
+
+def err_line(make: Callable[[], Any], plain: str) -> None:
+    """One line on stderr: the Rich Text `make()` makes, through err_console(); when stderr is
+    plain (piped, a file) its characters `plain` written directly, as Rich would write them, and
+    Rich never imported. A tab falls back to Rich (it expands tabs by cell width)."""
+    if "\t" not in plain and plain_stream(sys.stderr):
+        sys.stderr.write(plain.translate(_RICH_STRIPS) + "\n")
+        sys.stderr.flush()
+        return
+    err_console().print(make())
 
 
 def emit_json(doc: Any) -> None:
@@ -191,19 +228,21 @@ def write_out(out: Any, doc: Any, markdown: str) -> None:
     else:
         data = redact(markdown)
     atomic_write(out, data.encode("utf-8"))
-    err_console().print(Text(f"wrote {out}"))
+    err_line(lambda: Text(f"wrote {out}"), f"wrote {out}")
 
 
 def warn(message: str) -> None:
     from agentfire.secrets import redact
 
-    err_console().print(Text(redact(message), style="bold yellow"))
+    text = redact(message)
+    err_line(lambda: Text(text, style="bold yellow"), text)
 
 
 def fail(message: str, code: int = EXIT_NOT_DONE) -> typer.Exit:
     from agentfire.secrets import redact
 
-    err_console().print(Text("agentfire: error: ", style="bold red") + Text(redact(message)))
+    text = redact(message)
+    err_line(lambda: Text("agentfire: error: ", style="bold red") + Text(text), "agentfire: error: " + text)
     return typer.Exit(code)
 
 
@@ -248,11 +287,19 @@ def safe_text(value: object, limit: int | None = 2000, style: str = "") -> Text:
     from agentfire.textsafe import safe
 
     # redacted here too: a server's error text (a token it echoed) reaches tables through this
-    return Text(redact(safe(redact(value) if isinstance(value, str) else value, limit)), style=style)
+    return Text(safe_str(value, limit), style=style)
+
+
+def safe_str(value: object, limit: int | None = 2000) -> str:
+    """safe_text's characters, as a str (for plain output written without Rich)."""
+    from agentfire.secrets import redact
+    from agentfire.textsafe import safe
+
+    return redact(safe(redact(value) if isinstance(value, str) else value, limit))
 
 
 __all__ = ["app", "AppState", "state", "handles_errors", "emit_json", "warn", "fail",
-           "out_console", "err_console", "interactive", "confirm", "want_json", "safe_text",
+           "out_console", "err_console", "err_line", "plain_stream", "safe_str", "interactive", "confirm", "want_json", "safe_text",
            "EXIT_USAGE", "EXIT_NOT_DONE"]
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from agentfire.cli._lazyrich import Table, Text
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # set by the global --wide option
 WIDE = False
@@ -66,6 +67,10 @@ def cell_text(cell: Any) -> str:
     else:
         plain = getattr(cell, "plain", None)
         s = plain if isinstance(plain, str) else str(cell)
+    return _flat(s)
+
+
+def _flat(s: str) -> str:
     return " ".join(s.replace("\t", " ").replace("\r", " ").split("\n")).strip()
 
 
@@ -77,6 +82,17 @@ def rows_of(table: Table) -> list[list[Any]]:
 
 def tsv_lines(table: Table) -> list[str]:
     return ["\t".join(cell_text(c) for c in row) for row in rows_of(table)]
+
+
+def write_rows(rows: list[list[str]]) -> None:
+    """The piped rows of a table whose cells are plain strings, written without Rich: what
+    print_table writes for a table of `Text(cell)` cells when stdout is plain (is_plain)."""
+    from agentfire.cli._app import _RICH_STRIPS
+
+    if rows:
+        sys.stdout.write("\n".join("\t".join(_flat(c.translate(_RICH_STRIPS)) for c in row)
+                                   for row in rows) + "\n")
+        sys.stdout.flush()
 
 
 def _needed_width(table: Table, console: Console) -> int:
@@ -192,17 +208,23 @@ def _narrow(table: Table, console: Console, width: int) -> Table | None:
 def next_steps(*commands: str | tuple[str, str] | None, console: Console | None = None) -> None:
     """`next: COMMAND` lines on stderr (each command whole on one line, copy-pasteable), with an
     optional note after two spaces and a '#': what to run after this action."""
-    from agentfire.cli._app import err_console
+    from agentfire.cli._app import err_console, err_line
 
-    console = console or err_console()
     for c in commands:
         if not c:
             continue
         cmd, note = (c, "") if isinstance(c, str) else c
-        line = Text.assemble(("next: ", "bold"), (cmd, "cyan"))
-        if note:
-            line.append(f"   # {note}", style="dim")
-        console.print(line, soft_wrap=True)
+
+        def line(cmd: str = cmd, note: str = note) -> Any:
+            t = Text.assemble(("next: ", "bold"), (cmd, "cyan"))
+            if note:
+                t.append(f"   # {note}", style="dim")
+            return t
+
+        if console is None:  # stderr: written directly when plain (err_line)
+            err_line(line, f"next: {cmd}" + (f"   # {note}" if note else ""))
+        else:
+            console.print(line(), soft_wrap=True)
 
 
 def command_for(ctx: Any, *parts: str) -> str:

@@ -6,8 +6,8 @@ from contextlib import nullcontext
 from typing import Any, Optional
 
 import typer
-from rich.table import Table
-from rich.text import Text
+
+from agentfire.cli._lazyrich import Table, Text  # Rich only when made: `status --json` needs none
 
 from agentfire.cli._app import (
     app, confirm, emit_json, err_console, fail, handles_errors, interactive, out_console,

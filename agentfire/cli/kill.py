@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import sys
+
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from agentfire.cli._app import (
-    app, emit_json, err_console, fail, handles_errors, interactive, confirm, out_console,
-    safe_text, state, want_json, warn,
+    app, emit_json, err_console, err_line, fail, handles_errors, interactive, confirm, out_console,
+    plain_stream, safe_str, safe_text, state, want_json, warn,
 )
-from agentfire.cli._output import command_for, next_steps, print_table
+from agentfire.cli._lazyrich import Table, Text  # Rich only when a table or a terminal needs it
+from agentfire.cli._output import command_for, is_plain, next_steps, print_table, write_rows
 
 OUTCOME_STYLE = {
     "CONFIRMED": "bold green", "ALREADY_OFF": "green", "ALREADY_ON": "green", "SKIPPED": "dim",
@@ -27,6 +28,10 @@ def _onoff(v: Optional[bool]) -> str:
 
 
 def render_flip(result: Any) -> None:
+    if is_plain():  # piped: print_table's tab-separated rows, without Rich
+        write_rows([[r.region, r.provider, r.outcome.value, f"{_onoff(r.before)} -> {_onoff(r.after)}",
+                     f"{r.latency_ms} ms", safe_str(r.detail, 300)] for r in result.regions])
+        return
     title = f"{'kill' if result.action == 'kill' else 'undo'}: {result.flag}  (incident {result.incident})"
     if result.dry_run:
         title += "  [dry run: nothing changed]"
@@ -45,6 +50,8 @@ def render_flip(result: Any) -> None:
 
 def _progress_hook(names: list[str]):  # type: ignore[no-untyped-def]
     """A live per-region line on stderr when it is a terminal; None otherwise."""
+    if plain_stream(sys.stderr):
+        return None, None
     console = err_console()
     if not console.is_terminal:
         return None, None
@@ -91,7 +98,8 @@ def kill(
         if not st.incident:
             # the latest incident that turned a region off (not merely the latest with a kill)
             st.incident = killswitch.latest_incident_to_undo(rb.journal_dir)
-            err_console().print(Text(f"undo: incident {st.incident} (the latest that turned a region off)"))
+            line = f"undo: incident {st.incident} (the latest that turned a region off)"
+            err_line(lambda: Text(line), line)
         journal = st.journal_to_restore("kill", "undo")
         verb = "turn the agent back ON"
     else:
@@ -122,14 +130,14 @@ def kill(
     else:
         render_flip(result)
         if not dry_run and (line := killswitch.agents_see_line(result.regions)):
-            err_console().print(Text(line))
+            err_line(lambda: Text(line), line)
         fb = result.fallback
         # only where the read-back says the agent is off: never after a dry run or a failed kill
         off = [r.region for r in result.regions if r.outcome.value in ("CONFIRMED", "ALREADY_OFF")]
         if fb and fb.get("approved") and not undo and not dry_run and off:
-            err_console().print(Text(
-                f"users in {', '.join(off)} now see the approved fallback {fb['path']} "
-                f"(approved by {fb['approved_by']} on {fb['approved_on']})"))
+            line = (f"users in {', '.join(off)} now see the approved fallback {fb['path']} "
+                    f"(approved by {fb['approved_by']} on {fb['approved_on']})")
+            err_line(lambda: Text(line), line)
     for w in result.warnings:
         warn(w)
     if result.journal_error:
@@ -175,7 +183,13 @@ def region_status_json(rb: Any, rows: list[Any]) -> dict[str, Any]:
     }
 
 
+_STATUS_LABEL = {True: ("ON", "bold yellow"), False: ("off", "green"), None: ("UNKNOWN", "bold red")}
+
+
 def render_status(rb: Any, rows: list[Any]) -> None:
+    if is_plain():  # piped: print_table's tab-separated rows, without Rich
+        write_rows([[s.region, s.provider, _STATUS_LABEL[s.on][0], safe_str(s.detail, 300)] for s in rows])
+        return
     table = Table(title=f"kill switch: {rb.agent.flag}", title_justify="left")
     for col in ("region", "provider", "agent", "detail"):
         table.add_column(col)
