@@ -170,9 +170,23 @@ def _status_caps(rb: Any) -> dict[str, Any]:
 
 
 def _render_caps(doc: dict[str, Any]) -> None:
+    from agentfire.cli._app import err_line, safe_str
+    from agentfire.cli._output import is_plain, write_rows
+
     if "error" in doc and "scopes" not in doc:
-        err_console().print(Text("spend caps: ", style="bold") + Text(doc["error"], style="bold red"))
+        err_line(lambda: Text("spend caps: ", style="bold") + Text(doc["error"], style="bold red"),
+                 "spend caps: " + doc["error"])
         return
+    if is_plain():  # piped: the table's rows, written without Rich (print_table's piped rows)
+        rows = [[safe_str(s["scope"], 80), "UNREADABLE", safe_str(s["error"], 300), "", "", "", ""]
+                if "error" in s else
+                [safe_str(s["scope"], 80), s["effective"]["admission"], _usd(s["effective"]["freeze_usd"]),
+                 _usd(s["effective"]["hard_usd"]), _expires(s), str(s["version"]),
+                 safe_str(s["updated_by"] or "-", 60)] for s in doc["scopes"]]
+        if not any("[" in c for row in rows for c in row):  # a str cell with [ is Rich markup
+            write_rows(rows)
+            _render_missing_freezes(doc)
+            return
     t = Table(title=Text(f"spend caps: {doc['store']}"), title_justify="left")
     for col in ("scope", "admission", "freeze", "hard", "expires (then)", "version", "set by"):
         t.add_column(col)
@@ -183,20 +197,28 @@ def _render_caps(doc: dict[str, Any]) -> None:
             continue
         eff = s["effective"]
         adm = Text(eff["admission"], style="bold yellow" if eff["admission"] == "frozen" else "green")
-        if s["expires_at"]:
-            then = "expired: " if s["expired"] else ""
-            expires = f"{then}{s['expires_at']} ({_state(s['prior']) if s['prior'] else 'open, no caps'})"
-        else:
-            expires = "-"
         t.add_row(safe_text(s["scope"], 80), adm, _usd(eff["freeze_usd"]), _usd(eff["hard_usd"]),
-                  expires, str(s["version"]), safe_text(s["updated_by"] or "-", 60))
+                  _expires(s), str(s["version"]), safe_text(s["updated_by"] or "-", 60))
     print_table(t)
+    _render_missing_freezes(doc)
+
+
+def _expires(s: dict[str, Any]) -> str:
+    if s["expires_at"]:
+        then = "expired: " if s["expired"] else ""
+        return f"{then}{s['expires_at']} ({_state(s['prior']) if s['prior'] else 'open, no caps'})"
+    return "-"
+
+
+def _render_missing_freezes(doc: dict[str, Any]) -> None:
+    from agentfire.cli._app import err_line
+
     for f in doc.get("missing_freezes", []):
-        err_console().print(Text(
-            f"FREEZE GONE: scope {f['scope']!r}: incident {f['incident']} froze it at {f['set_at']} "
-            f"(version {f['version']}) and has not lifted it, but the store no longer holds it "
-            f"(restarted without persistence?); re-run `agentfire --incident {f['incident']} freeze` "
-            "to set it again", style="bold red"))
+        line = (f"FREEZE GONE: scope {f['scope']!r}: incident {f['incident']} froze it at {f['set_at']} "
+                f"(version {f['version']}) and has not lifted it, but the store no longer holds it "
+                f"(restarted without persistence?); re-run `agentfire --incident {f['incident']} freeze` "
+                "to set it again")
+        err_line(lambda: Text(line, style="bold red"), line)
 
 
 STATUS_EXTRAS.append(("budget", _status_caps, _render_caps))
