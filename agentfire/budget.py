@@ -9,7 +9,6 @@ restores the state journaled before this incident's first freeze.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -124,6 +123,8 @@ class Distribution:
 
 def cost_distribution(runbook: Any, window_s: float, now: datetime | None = None) -> Distribution:
     """Per-trajectory cost of every trajectory that started in the window (any status)."""
+    import asyncio  # here, not at import: `agentfire status` reads the caps without an event loop
+
     end = now or utcnow()
     start = end - timedelta(seconds=window_s)
     store = providers.build("traces", runbook.traces, runbook)

@@ -9,7 +9,6 @@ off.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import sys
@@ -187,6 +186,8 @@ async def _flip_region(
     dry_run: bool, progress: dict[str, RegionResult], marks: dict[str, RegionProgress],
     hook: ProgressHook | None, agent_check: AgentCheck | None = None,
 ) -> RegionResult:
+    import asyncio
+
     res = progress[name]
     started = time.monotonic()
     PROGRESS.set(marks[name])  # this task's context: seen by the provider (and its thread)
@@ -266,6 +267,8 @@ async def _flip_all(
     command returns at the deadline; Ctrl-C (SIGINT cancels this task) stops the waiting too.
     Either way every region that finished keeps its result, so it is reported and journaled,
     and the others say what they were doing and whether a write was sent."""
+    import asyncio
+
     failed = failed or {}
     order = list(dict.fromkeys([*provs, *failed]))
     kinds = {n: p.kind for n, p in provs.items()}
@@ -327,6 +330,8 @@ async def _flip_all(
 def flip_regions(runbook: Runbook, names: list[str], *, on: bool, comment: str) -> list[RegionResult]:
     """Set the flag in `names` with read-back, unjournaled: for callers that journal it their
     own way (a gameday arming the kill switch)."""
+    import asyncio
+
     provs, failed = build_each(runbook, names)
     results, _ = asyncio.run(_flip_all(provs, runbook.agent.flag, want_on={n: on for n in names},
                                        comment=comment, dry_run=False, failed=failed,
@@ -366,6 +371,8 @@ def kill(
     reason: str = "", dry_run: bool = False, deadline_s: float | None = None,
     hook: ProgressHook | None = None,
 ) -> FlipResult:
+    import asyncio
+
     names = runbook.select_regions(region_spec)
     deadline_s = check_deadline(deadline_s, runbook)
     flag = runbook.agent.flag
@@ -492,6 +499,8 @@ def undo(
     reason: str = "", dry_run: bool = False, deadline_s: float | None = None,
     hook: ProgressHook | None = None,
 ) -> FlipResult:
+    import asyncio
+
     if not journal.exists():
         raise UsageError(f"incident {journal.incident} has no journal at {journal.path}")
     names = runbook.select_regions(region_spec)
@@ -544,6 +553,8 @@ def undo(
 
 
 async def _status_all(provs: dict[str, FlagProvider], flag: str, deadline_s: float) -> list[RegionStatus]:
+    import asyncio
+
     started = time.monotonic()
 
     async def one(name: str, p: FlagProvider) -> RegionStatus:
@@ -576,13 +587,57 @@ async def _status_all(provs: dict[str, FlagProvider], flag: str, deadline_s: flo
     return [out[n] for n in provs]
 
 
+def _status_files(provs: dict[str, Any], flag: str, deadline_s: float) -> list[RegionStatus]:
+    """_status_all for flagd files, without asyncio (its import and loop are a fifth of a
+    `status`): each file read on its own daemon thread, as in_thread does under the loop, the
+    same rows, and a file that blocks past the deadline is its TIMEOUT row (the thread is left
+    behind, as a cancelled in_thread leaves it)."""
+    import threading
+
+    from agentfire.providers.flags.flagd import _flag_errors
+
+    started = time.monotonic()
+    out: dict[str, RegionStatus] = {}
+
+    def one(name: str, p: Any) -> None:
+        PROGRESS.set(RegionProgress(deadline=started + deadline_s))
+        try:
+            row = RegionStatus(name, p.kind, _flag_errors(p.read_sync, flag), p.target)
+        except FlagError as exc:
+            row = RegionStatus(name, p.kind, None, f"{exc.outcome.value}: {exc.detail}")
+        except Exception as exc:
+            row = RegionStatus(name, p.kind, None, f"ERROR: {type(exc).__name__}: {exc}")
+        out[name] = row
+
+    threads = [threading.Thread(target=one, args=(n, p), name="agentfire-blocking-io", daemon=True)
+               for n, p in provs.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(0.0, started + deadline_s - time.monotonic()))
+    done = dict(out)  # what answered by the deadline; a late answer is not reported
+    return [done.get(n) or RegionStatus(n, p.kind, None, f"TIMEOUT: no answer within {deadline_s:g}s")
+            for n, p in provs.items()]
+
+
 def status(runbook: Runbook, *, region_spec: str = "all", deadline_s: float | None = None) -> list[RegionStatus]:
     """Every region's live flag, each on its own: one that cannot be built (a token unset) or
     read is an UNKNOWN row, never the end of the others."""
     names = runbook.select_regions(region_spec)
     provs, failed = build_each(runbook, names)
-    read = asyncio.run(_status_all(provs, runbook.agent.flag, deadline_s or runbook.model.kill.deadline_seconds)) \
-        if provs else []
+    deadline = deadline_s or runbook.model.kill.deadline_seconds
+    from agentfire.providers.flags.flagd import FlagdFileProvider
+
+    # flagd files only (the sandbox, a local drill): read on threads, no event loop; exactly this
+    # class, so a provider built on it with its own async read goes through _status_all
+    if provs and all(type(p) is FlagdFileProvider for p in provs.values()):
+        read = _status_files(provs, runbook.agent.flag, deadline)
+    elif provs:
+        import asyncio  # here: status over flagd files runs without an event loop (issue 15)
+
+        read = asyncio.run(_status_all(provs, runbook.agent.flag, deadline))
+    else:
+        read = []
     by_name = {s.region: s for s in read}
     for n, exc in failed.items():
         by_name[n] = RegionStatus(n, runbook.regions[n].kind, None, f"{exc.outcome.value}: {exc.detail}")
@@ -590,6 +645,8 @@ def status(runbook: Runbook, *, region_spec: str = "all", deadline_s: float | No
 
 
 async def _probe_all(provs: dict[str, FlagProvider], flag: str, deadline_s: float) -> dict[str, tuple[bool, str]]:
+    import asyncio
+
     async def one(p: FlagProvider) -> tuple[bool, str]:
         try:
             return True, await asyncio.wait_for(p.probe(flag), deadline_s)
@@ -611,6 +668,8 @@ async def _probe_all(provs: dict[str, FlagProvider], flag: str, deadline_s: floa
 
 def probe(runbook: Runbook, names: list[str], deadline_s: float = 10.0) -> dict[str, tuple[bool, str]]:
     # a region that cannot even be built (a missing token) is one failed row, not a crash
+    import asyncio
+
     provs: dict[str, FlagProvider] = {}
     failed: dict[str, tuple[bool, str]] = {}
     for n in names:

@@ -257,6 +257,8 @@ def test_status_kill_and_undo_piped_or_json_never_import_rich(sandbox: Path, cac
     for argv in (["--json", "status"], ["status"]):
         code, mods = _modules_after(argv, sandbox, env)
         assert code == 0 and _rich(mods) == [], argv
+        # flagd files are read on threads (the deadline test: test_kill_regions_safety's FIFO)
+        assert "asyncio" not in mods, argv
     for argv in (["kill", "--yes", "--reason", "piped"], ["kill", "--undo", "--yes"], ["--json", "kill", "--yes"],
                  ["--json", "kill", "--undo", "--yes"], ["kill", "--region", "nowhere", "--yes"]):
         code, mods = _modules_after(argv, sandbox, env)

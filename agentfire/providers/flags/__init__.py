@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import enum
 import threading
@@ -132,6 +131,8 @@ async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     thread and await it. Unlike asyncio.to_thread, a cancelled wait leaves nothing that the event
     loop's shutdown or the interpreter's exit joins: the command returns at its deadline whatever
     the file system does, and the thread, if it ever wakes, sees `gave_up` and writes nothing."""
+    import asyncio  # here: `agentfire status` over flagd files runs without an event loop
+
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[T] = loop.create_future()
     ctx = contextvars.copy_context()
