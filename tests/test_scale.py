@@ -173,6 +173,38 @@ def test_the_window_start_prunes_rows_without_changing_an_answer(tmp_path: Path,
     assert summary.running == [("t", 1.5), ("s", 0.0625)]
 
 
+def test_a_store_with_updated_at_on_every_row_recomputes_only_repeated_ids(tmp_path: Path) -> None:
+    """Langfuse's exports carry updatedAt on every row: the exact pass (a second scan) runs for
+    the trajectories where two rows share an id, not for all of them; the same answers as the
+    full parse either way."""
+    duckdb = pytest.importorskip("duckdb")
+    from agentfire.blast import costs
+
+    def upd(r: dict[str, Any], at: str | None = None) -> dict[str, Any]:
+        return {**r, "updatedAt": at or r["startTime"] or "2026-11-23T12:30:00Z"}
+
+    rows = [upd(r) for r in edge_rows() if r["traceId"] != "f"] + [
+        # one step in two versions, the first without updatedAt: the newer one counts
+        upd(root("f", 50, 90)), row("f", "f1", 51, 52, totalCost=9.0),
+        upd(row("f", "f1", 51, 53, totalCost=0.2), "2026-11-23T12:00:53Z"),
+        # an older version dated before the window: the trajectory is still in it
+        upd(root("k", 100, 200)), upd(row("k", "k1", -100, -99, totalCost=3.0), "2026-11-23T11:00:00Z"),
+        upd(row("k", "k1", 101, 102, totalCost=0.5), "2026-11-23T13:00:00Z"),
+    ]
+    path = write(tmp_path / "s" / "obs.jsonl", rows)
+    plain = write(tmp_path / "p" / "obs.jsonl", [r for r in edge_rows() if r["traceId"] != "f"])
+    store = FilesTraceStore(path.parent)
+    end = T0 + timedelta(hours=1)
+    got = as_tuples(store.window_costs(T0, end))
+    assert got == as_tuples(store.list_trajectories_sync(T0, end))
+    assert {t: c for t, _s, _st, c, _k in got if t in ("f", "k")} == {"f": 0.2, "k": 0.5}
+    con = duckdb.connect()
+    assert costs.carries_versions(con, [path]) and not costs.carries_versions(con, [plain])
+    costs._per_trace_table(con, [path], T0, end, None)  # what window_costs and cost_summary run
+    recomputed = con.execute("SELECT trace_id FROM versioned ORDER BY trace_id").fetchall()
+    assert recomputed == [("f",), ("k",)]  # not the other trajectories, though every row has updatedAt
+
+
 @pytest.mark.parametrize("scenario", ["wrong_recipient", "runaway_loop", "papered_error"])
 def test_window_aggregate_matches_the_full_parse_on_a_seeded_store(tmp_path: Path, scenario: str) -> None:
     seed_store(tmp_path, scenario=scenario, traces=300, seed=5, now=T0)

@@ -15,12 +15,13 @@ newest, as in from_observations: the trajectories holding such rows get a second
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from agentfire.blast.sql import Dialect
+from agentfire.blast.sql import Dialect, lit
 
 # What the aggregate reads (only these are parsed out of each JSON line).
 COST_TYPES = {
@@ -165,16 +166,25 @@ GROUP BY trace_id
 HAVING (min(t) >= {d.ts(start)} AND min(t) < {d.ts(end)}){or_having}"""
 
 
-def query(source: str, start: datetime, end: datetime, prices: dict[str, Any] | None = None) -> str:
+def query(source: str, start: datetime, end: datetime, prices: dict[str, Any] | None = None,
+          versions: bool = False) -> str:
     """One pass: every trajectory that started in [start, end) (cost, known, root_code), and
     whether any of its rows is a versioned one (then `exact_query` recomputes it). A versioned
     trajectory is kept when its newest versions may start in the window (an older version of a
     step dated before the window does not put it out): some row at or after the start, the
-    earliest before the end."""
+    earliest before the end.
+
+    `versions` (a store whose rows carry updatedAt, as Langfuse's exports do on every row): a
+    trajectory counts as versioned only when two of its rows share an id, so the exact pass (a
+    second scan grouping every observation) runs for the trajectories that hold versions, not for
+    every one; the answers are the same either way (the exact pass of a trajectory without a
+    repeated id changes nothing), only the cost moves."""
     d = Dialect()
-    rows = _costed(_read(source), start, prices or {}, extra=", upd <> '' AS versioned")
-    return _per_trace(rows, start, end, ",\n  bool_or(versioned) AS versioned",
-                      f"\n  OR (bool_or(versioned) AND min(t) < {d.ts(end)} AND max(t) >= {d.ts(start)})")
+    extra = ", upd <> '' AS versioned" + (", CASE WHEN id <> '' THEN id END AS rid" if versions else "")
+    rows = _costed(_read(source), start, prices or {}, extra=extra)
+    versioned = "bool_or(versioned)" + (" AND count(rid) > count(DISTINCT rid)" if versions else "")
+    return _per_trace(rows, start, end, f",\n  {versioned} AS versioned",
+                      f"\n  OR ({versioned} AND min(t) < {d.ts(end)} AND max(t) >= {d.ts(start)})")
 
 
 def exact_query(source: str, start: datetime, end: datetime, prices: dict[str, Any] | None = None) -> str:
@@ -200,6 +210,28 @@ def _rows(cur: Any) -> Iterator[tuple[Any, ...]]:
         yield from batch
 
 
+_UPDATED_AT = re.compile(rb'"updatedAt"\s*:\s*"')
+PEEK = 1 << 16
+
+
+def carries_versions(con: Any, files: list[Path]) -> bool:
+    """Whether the store's rows carry updatedAt (a look at the head of each JSON-lines file; a
+    Parquet file: whether it has the column). Only which query runs depends on it, never an answer."""
+    for f in files:
+        try:
+            if f.suffix == ".parquet":
+                cols = con.execute(f"DESCRIBE SELECT * FROM read_parquet({lit(str(f))})").fetchall()
+                if any(c[0] == "updatedAt" for c in cols):
+                    return True
+            else:
+                with open(f, "rb") as fh:
+                    if _UPDATED_AT.search(fh.read(PEEK)):
+                        return True
+        except Exception:  # an unreadable file: the scan itself reports it
+            continue
+    return False
+
+
 def _per_trace_table(con: Any, files: list[Path], start: datetime, end: datetime, prices: dict[str, Any] | None) -> None:
     """TEMP TABLE per: one row per trajectory that started in the window (trace_id, start, cost,
     known, root_code), the versioned ones recomputed exactly. It stays in DuckDB."""
@@ -209,13 +241,14 @@ def _per_trace_table(con: Any, files: list[Path], start: datetime, end: datetime
 
     src = source(con, files, types=COST_TYPES)
     make = "CREATE OR REPLACE TEMP TABLE raw AS "
+    versions = carries_versions(con, files)
     try:
-        con.execute(make + query(src, start, end, prices))
+        con.execute(make + query(src, start, end, prices, versions))
     except duckdb.InvalidInputException as exc:
         if "json" not in str(exc).lower():
             raise
         src = src.replace("ignore_errors=false", "ignore_errors=true")  # torn lines: skipped
-        con.execute(make + query(src, start, end, prices))
+        con.execute(make + query(src, start, end, prices, versions))
     (n,) = con.execute("SELECT count(*) FROM raw WHERE versioned").fetchone()
     if not n:  # the usual store: the aggregate is the answer
         con.execute("ALTER TABLE raw DROP COLUMN versioned")
