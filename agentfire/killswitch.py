@@ -140,7 +140,7 @@ def build_providers(runbook: Runbook, names: list[str]) -> dict[str, FlagProvide
 AgentCheck = Callable[[str], Any]  # region -> awaitable AgentView (the flag as agents see it)
 
 
-def _agent_checker(runbook: Runbook, deadline_s: float) -> AgentCheck:
+def _agent_checker(runbook: Runbook, deadline_s: float, *, on_this_thread: bool = False) -> AgentCheck:
     """The read-back as an agent evaluates the flag: a fresh OpenFeature provider for the region
     (agentfire.agentside), for the region's agent context, until it says off or the kill's
     deadline is near (a polling source sees the change at its next fetch)."""
@@ -150,6 +150,8 @@ def _agent_checker(runbook: Runbook, deadline_s: float) -> AgentCheck:
         from agentfire import agentside
 
         budget = max(0.5, ends - time.monotonic() - 0.5)
+        if on_this_thread:  # _flip_files: already the region's own daemon thread
+            return agentside.agent_view(runbook, name, timeout_s=budget, want_on=False)
         # a daemon thread (in_thread): an agent-side read that hangs cannot hold the command
         return await in_thread(agentside.agent_view, runbook, name, timeout_s=budget, want_on=False)
 
@@ -186,8 +188,6 @@ async def _flip_region(
     dry_run: bool, progress: dict[str, RegionResult], marks: dict[str, RegionProgress],
     hook: ProgressHook | None, agent_check: AgentCheck | None = None,
 ) -> RegionResult:
-    import asyncio
-
     res = progress[name]
     started = time.monotonic()
     PROGRESS.set(marks[name])  # this task's context: seen by the provider (and its thread)
@@ -235,8 +235,7 @@ async def _flip_region(
     except FlagError as exc:
         res.outcome = exc.outcome
         res.detail = exc.detail
-    except asyncio.CancelledError:
-        raise
+    # (asyncio.CancelledError is a BaseException: it passes through to the waiting _flip_all)
     except Exception as exc:  # a provider bug must not hide the other regions' results
         res.outcome = Outcome.ERROR
         res.detail = f"{type(exc).__name__}: {exc}"
@@ -327,6 +326,98 @@ async def _flip_all(
     return [progress[n] for n in order], interrupted
 
 
+class _FileNow:
+    """A flagd file provider whose async methods never suspend (no event loop needed): each
+    call is the blocking file I/O itself, made on the region's own daemon thread (_flip_files)."""
+
+    def __init__(self, provider: Any):
+        self._p = provider
+        self.kind, self.target = provider.kind, provider.target
+
+    async def read(self, flag: str) -> bool:
+        from agentfire.providers.flags.flagd import _flag_errors
+
+        return _flag_errors(self._p.read_sync, flag)
+
+    async def write(self, flag: str, on: bool, *, comment: str, dry_run: bool) -> WriteResult:
+        from agentfire.providers.flags.flagd import _flag_errors
+
+        return _flag_errors(self._p.write_sync, flag, on, comment=comment, dry_run=dry_run)
+
+
+def _only_files(provs: dict[str, FlagProvider]) -> bool:
+    """Every region a flagd file (exactly that class: a provider built on it may well await)."""
+    from agentfire.providers.flags.flagd import FlagdFileProvider
+
+    return bool(provs) and all(type(p) is FlagdFileProvider for p in provs.values())
+
+
+def _flip_files(
+    provs: dict[str, FlagProvider], flag: str, *, want_on: dict[str, bool], comment: str,
+    dry_run: bool, deadline_s: float, hook: ProgressHook | None,
+    agent_check: AgentCheck | None = None,
+    failed: dict[str, FlagError] | None = None,
+) -> tuple[list[RegionResult], bool]:
+    """_flip_all for flagd files without asyncio (its import and loop: ~30 ms of a kill): each
+    region's _flip_region runs to its end on its own daemon thread, as in_thread runs each of
+    its file operations. The same deadline (a region still busy at it is TIMEOUT, saying what it
+    was doing and whether a write was sent; `gave_up` stops its late write), Ctrl-C the same
+    (INTERRUPTED rows, what finished kept), and a late thread never changes a reported row."""
+    import copy
+    import threading
+
+    failed = failed or {}
+    order = list(dict.fromkeys([*provs, *failed]))
+    kinds = {n: p.kind for n, p in provs.items()}
+    progress = {n: RegionResult(region=n, provider=kinds.get(n, "?"), outcome=Outcome.TIMEOUT)
+                for n in order}
+    for n, exc in failed.items():
+        progress[n].outcome, progress[n].detail = exc.outcome, exc.detail
+    started = time.monotonic()
+    marks = {n: RegionProgress(deadline=started + deadline_s) for n in provs}
+    working = {n: RegionResult(region=n, provider=kinds[n], outcome=Outcome.TIMEOUT) for n in provs}
+    finished: dict[str, RegionResult] = {}
+
+    def run(n: str, p: FlagProvider) -> None:
+        coro = _flip_region(n, _FileNow(p), flag, want_on=want_on[n], comment=comment, dry_run=dry_run,
+                            progress=working, marks=marks, hook=hook, agent_check=agent_check)
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            finished[n] = done.value
+        else:  # cannot happen: nothing in it suspends
+            coro.close()
+
+    threads = [threading.Thread(target=run, args=(n, p), name="agentfire-blocking-io", daemon=True)
+               for n, p in provs.items()]
+    interrupted = False
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(max(0.0, started + deadline_s - time.monotonic()))
+    except KeyboardInterrupt:  # Ctrl-C: stop waiting, report what finished
+        interrupted = True
+    done = dict(finished)  # what finished by now; a later answer is not reported
+    for n in provs:
+        if n in done:
+            progress[n] = done[n]
+            continue
+        marks[n].gave_up.set()
+        r, mark = copy.copy(working[n]), marks[n]  # as far as it got (the read before a hung write)
+        r.outcome = Outcome.INTERRUPTED if interrupted else Outcome.TIMEOUT
+        r.latency_ms = int((time.monotonic() - started) * 1000)
+        r.wrote = mark.sent and not dry_run
+        why = ("interrupted (Ctrl-C) after " + f"{r.latency_ms / 1000:.1f}s" if interrupted
+               else f"no answer within the {deadline_s:g}s deadline")
+        r.detail = (
+            why + (f", while {mark.doing}" if mark.doing else "")
+            + ("; a write was sent and is not confirmed" if r.wrote else "; no write was sent")
+        )
+        progress[n] = r
+    return [progress[n] for n in order], interrupted
+
+
 def flip_regions(runbook: Runbook, names: list[str], *, on: bool, comment: str) -> list[RegionResult]:
     """Set the flag in `names` with read-back, unjournaled: for callers that journal it their
     own way (a gameday arming the kill switch)."""
@@ -371,19 +462,25 @@ def kill(
     reason: str = "", dry_run: bool = False, deadline_s: float | None = None,
     hook: ProgressHook | None = None,
 ) -> FlipResult:
-    import asyncio
-
     names = runbook.select_regions(region_spec)
     deadline_s = check_deadline(deadline_s, runbook)
     flag = runbook.agent.flag
     provs, failed = build_each(runbook, names)
     comment = f"agentfire kill ({journal.incident}) by {actor}" + (f": {reason}" if reason else "")
     started = time.monotonic()
-    results, interrupted = asyncio.run(
-        _flip_all(provs, flag, want_on={n: False for n in names}, comment=comment,
-                  dry_run=dry_run, deadline_s=deadline_s, hook=hook, failed=failed,
-                  agent_check=None if dry_run else _agent_checker(runbook, deadline_s))
-    )
+    if _only_files(provs):  # no event loop (issue 15)
+        results, interrupted = _flip_files(
+            provs, flag, want_on={n: False for n in names}, comment=comment, dry_run=dry_run,
+            deadline_s=deadline_s, hook=hook, failed=failed,
+            agent_check=None if dry_run else _agent_checker(runbook, deadline_s, on_this_thread=True))
+    else:
+        import asyncio
+
+        results, interrupted = asyncio.run(
+            _flip_all(provs, flag, want_on={n: False for n in names}, comment=comment,
+                      dry_run=dry_run, deadline_s=deadline_s, hook=hook, failed=failed,
+                      agent_check=None if dry_run else _agent_checker(runbook, deadline_s))
+        )
     _agents_see(runbook, results)
     fallback, warnings = _fallback_info(runbook)
     result = FlipResult(journal.incident, flag, "kill", results, dry_run, fallback, warnings,
@@ -499,8 +596,6 @@ def undo(
     reason: str = "", dry_run: bool = False, deadline_s: float | None = None,
     hook: ProgressHook | None = None,
 ) -> FlipResult:
-    import asyncio
-
     if not journal.exists():
         raise UsageError(f"incident {journal.incident} has no journal at {journal.path}")
     names = runbook.select_regions(region_spec)
@@ -524,10 +619,17 @@ def undo(
     interrupted = False
     if active:
         provs, failed = build_each(runbook, active)
-        results, interrupted = asyncio.run(
-            _flip_all(provs, flag, want_on={n: True for n in active}, comment=comment,
-                      dry_run=dry_run, deadline_s=deadline_s, hook=hook, failed=failed)
-        )
+        flip = _flip_files if _only_files(provs) else None  # flagd files: no event loop (issue 15)
+        if flip is not None:
+            results, interrupted = flip(provs, flag, want_on={n: True for n in active}, comment=comment,
+                                        dry_run=dry_run, deadline_s=deadline_s, hook=hook, failed=failed)
+        else:
+            import asyncio
+
+            results, interrupted = asyncio.run(
+                _flip_all(provs, flag, want_on={n: True for n in active}, comment=comment,
+                          dry_run=dry_run, deadline_s=deadline_s, hook=hook, failed=failed)
+            )
         _agents_see(runbook, results)
     by_name = {r.region: r for r in [*results, *skipped]}
     ordered = [by_name[n] for n in names]
