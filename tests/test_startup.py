@@ -219,7 +219,7 @@ def test_status_kill_and_undo_import_nothing_heavy_once_the_runbook_validated(
     assert not [m for m in mods if m.startswith("openfeature")]
 
     code, mods = _modules_after(["--json", "kill", "--yes"], sandbox, env)
-    assert code == 0 and _heavy(mods, allowed=("yaml",)) == [] and "agentfire.config" not in mods
+    assert code == 0 and _heavy(mods) == [] and "agentfire.config" not in mods  # the fallback header: no yaml
     # the read-back evaluated with flagd's evaluator, not through the gRPC-importing provider module
     assert "openfeature.contrib.tools.flagd.core" in mods
     assert not [m for m in mods if m.startswith(("grpc", "google", "openfeature.contrib.provider"))]
@@ -334,3 +334,39 @@ def test_plain_stream_is_richs_own_terminal_rule(monkeypatch: pytest.MonkeyPatch
     f = io.StringIO()
     assert plain_stream(f) is plain
     assert Console(file=f).is_terminal is (not plain)
+
+
+def test_the_fallback_headers_simple_reader_is_yamls_answer_or_none() -> None:
+    """parse_fallback reads the simplest `key: value` headers without importing yaml: for each
+    header it accepts, the answer is yaml.safe_load's (types too); anything else goes to YAML."""
+    import datetime
+
+    import yaml
+
+    from agentfire.fallbacks import parse_fallback, simple_header
+
+    values = ["Dana Reyes (Head of Support)", "2026-11-02", "2026-13-02", "2026-02-30", "2026-1-2", "yes", "No",
+              "on", "OFF", "null", "~", "", "x", "x ", "a: b", "a #b", "O'Brien", "A/B team", "12", "1.5",
+              "Legal, EMEA", "J.-P. Dupont", "v1.2", "(x)", "José", "a  b", "a\tb", "-x", "x-", "y", ".inf",
+              "[x]", "{x}", "x,y", "@x", "a\"b", "&a", "*a", "!x", "|", ">", "x\r"]
+    keys = ["approved_by", "approved_on", "on", "yes", "a", "_x", "x1", "1x", "a-b", "null", "y"]
+    accepted = 0
+    for key in keys:
+        for value in values:
+            for sep in (": ", ":   ", ":", ":\t"):
+                text = "\n" + key + sep + value
+                mine = simple_header(text)
+                if mine is None:
+                    continue
+                accepted += 1
+                want = yaml.safe_load(text)
+                assert mine == want and [type(v) for v in mine.values()] == [type(v) for v in want.values()], text
+    assert accepted > 50
+    for text in ("\n", "\n\na: b\n\nc: d\n", "\na: b\na: c"):
+        assert simple_header(text) == (yaml.safe_load(text) or {})
+    for text in (" x\na: b", "\na: b\n  c: d", "\na: b\n- c", "\n# comment\na: b", "\na: 2026-02-30"):
+        assert simple_header(text) is None, text
+    fb = parse_fallback(REPO / "fallbacks" / "support-agent.md")
+    assert simple_header(fb.path.read_text().split("\n---", 1)[0][3:]) == {
+        "approved_by": fb.approved_by, "approved_on": datetime.date.fromisoformat(fb.approved_on or "")}
+    assert fb.approved
