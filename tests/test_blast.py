@@ -418,3 +418,26 @@ def test_emitted_clickhouse_sql_runs_on_embedded_clickhouse(store, tmp_path):
                 t: (v[0], v[1] == "running") for t, v in want.items()}, flags
     finally:
         sess.close()
+
+
+def test_a_root_exported_open_then_closed_is_finished_not_still_open(tmp_path: Path) -> None:
+    """Stores that append each version of an observation (Langfuse exports carry updatedAt on
+    every row) hold a trajectory's root twice: open, then closed. The trajectory ended: blast
+    must not count it as still running (the reference collapses versions by id)."""
+    from agentfire.blast import files_scan, from_flags, resolve
+
+    rows = [r for r in synthetic_rows() if r["traceId"] in ("tr-0010", "tr-0011", "tr-0012")]
+    for r in rows:
+        r["updatedAt"] = r["endTime"] or r["startTime"]
+    roots = [r for r in rows if r["parentObservationId"] is None and r["endTime"] is not None]
+    assert roots
+    roots[0]["level"] = "ERROR"  # set when it ended: the version written at its start says DEFAULT
+    for root in roots:  # the version written when it started, before the one written at its end
+        rows.insert(0, dict(root, endTime=None, level="DEFAULT", updatedAt=root["startTime"]))
+    path = write_store(tmp_path / "obs.jsonl", rows)
+    sig = from_flags(tool="*")
+    window = resolve(from_=_ts(NOW - timedelta(hours=9)), to=_ts(NOW))
+    want = reference(rows, sig, window)
+    got = files_scan.scan(path, sig, window)
+    assert want and {h.trace_id: h.status for h in got.hits} == {t: v[1] for t, v in want.items()}
+    assert not {r["traceId"] for r in roots} & set(got.still_open_ids)

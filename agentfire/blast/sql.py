@@ -348,8 +348,10 @@ WITH {first}obs AS (
 per AS (
   SELECT trace_id, min(user_id) AS user_id, min(t) AS start_ms,
     count(*) FILTER (WHERE is_root) AS roots,
-    arg_min(open_end, t) FILTER (WHERE is_root) AS root_open,
-    arg_min(level, t) FILTER (WHERE is_root) AS root_level,
+    -- the earliest root; of its versions (a store that appends each one: open, then closed)
+    -- a closed one, as an observation's end is set once and never unset
+    arg_min(open_end, t * 2 + CASE WHEN open_end THEN 1 ELSE 0 END) FILTER (WHERE is_root) AS root_open,
+    arg_min(level, t * 2 + CASE WHEN open_end THEN 1 ELSE 0 END) FILTER (WHERE is_root) AS root_level,
     count(*) FILTER (WHERE NOT is_root AND t < hit_t) AS before
   FROM obs
   GROUP BY trace_id
