@@ -238,15 +238,19 @@ def _tokens(usage: Any) -> tuple[int | None, int | None]:
     return _int(inp), _int(out)
 
 
+def _usd(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)  # `true` is JSON, not a price
+
+
 def _cost(row: dict[str, Any]) -> float | None:
     total = row.get("totalCost")
-    if isinstance(total, (int, float)):
+    if _usd(total):
         return float(total)
     details = row.get("costDetails")
     if isinstance(details, dict):
-        if isinstance(details.get("total"), (int, float)):
+        if _usd(details.get("total")):
             return float(details["total"])
-        vals = [v for v in details.values() if isinstance(v, (int, float))]
+        vals = [v for v in details.values() if _usd(v)]
         return float(sum(vals)) if vals else None
     return None
 

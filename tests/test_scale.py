@@ -45,6 +45,7 @@ def edge_rows() -> list[dict[str, Any]]:
         root("b", 20, 80), row("b", "b1", 21, 22, costDetails={"input": 0.01, "output": 0.02, "note": "x"}),
         row("b", "b2", 23, 24, costDetails={"total": 0.5, "input": 9.0}),
         row("b", "b3", 25, 26, totalCost="0.7"),  # not a number: no cost, as _cost reads it
+        row("b", "b4", 27, 28, totalCost=True),  # JSON true is not a price (Python's bool is an int)
         root("c", 30, None), row("c", "c1", 31, 32, totalCost=0.3),  # still running
         root("d", 40, 50, level="ERROR"), row("d", "d1", 41, 42, totalCost=0.05),
         row("e", "e1", 45, 46, totalCost=0.4),  # no root (yet): running
@@ -52,6 +53,7 @@ def edge_rows() -> list[dict[str, Any]]:
         root("f", 50, 90), row("f", "f1", 51, 52, totalCost=9.0, updatedAt="2026-11-23T12:00:52Z"),
         row("f", "f1", 51, 53, totalCost=0.2, updatedAt="2026-11-23T12:00:53Z"),
         root("g", 55, 70, parentObservationId=""), row("g", "g1", 56, 57, totalCost=0.125),
+        row("g", "g2", 58, 59, costDetails={"total": True, "input": 0.0625, "cached": False}),
         # started before the window (its late steps are inside it): not in the window
         root("h", -600, 100), row("h", "h1", 30, 31, totalCost=5.0),
         # started inside, runs past the end: in, with all of its cost
@@ -112,7 +114,7 @@ def test_window_aggregate_reads_costs_and_status_as_the_trajectory_does(tmp_path
     assert got == as_tuples(store.list_trajectories_sync(T0, end))
     assert {t: (st, c) for t, _s, st, c, _k in got} == {
         "a": ("finished", 1.25), "b": ("finished", 0.53), "c": ("running", 0.3), "d": ("error", 0.05),
-        "e": ("running", 0.4), "f": ("finished", 0.2), "g": ("finished", 0.125), "i": ("finished", 1.0),
+        "e": ("running", 0.4), "f": ("finished", 0.2), "g": ("finished", 0.1875), "i": ("finished", 1.0),
     }
 
 
