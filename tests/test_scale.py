@@ -805,7 +805,9 @@ def test_blast_reads_a_runbook_validated_before_without_pydantic(sandbox: Path, 
         "    runpy.run_module('agentfire', run_name='__main__')\n"
         "except SystemExit:\n"
         "    pass\n"
-        "print(json.dumps(['agentfire.config' in sys.modules, 'pydantic' in sys.modules]), file=sys.stderr)\n"
+        "print(json.dumps(['agentfire.config' in sys.modules, 'pydantic' in sys.modules,\n"
+        "                  sorted(m for m in sys.modules if m == 'rich' or m.startswith(('rich.', 'agentfire.cli.')))]),\n"
+        "      file=sys.stderr)\n"
     )
     env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "AGENTFIRE_CACHE_DIR": str(tmp_path / "cache"),
            "AGENTFIRE_CONFIG": str(sandbox / "runbook.yaml")}
@@ -816,10 +818,15 @@ def test_blast_reads_a_runbook_validated_before_without_pydantic(sandbox: Path, 
         return ({k: doc[k] for k in ("trajectories", "distinct_users", "still_open_count", "hits")},
                 json.loads(p.stderr.strip().splitlines()[-1]))
 
-    first, (config, _pyd) = blast()  # validated (and kept)
-    assert config and first["trajectories"] > 0
-    again, (config, pyd) = blast()
+    first, (config, _pyd, _mods) = blast()  # validated (and kept)
+    assert config and first["trajectories"] > 0 and first["still_open_count"] > 0
+    again, (config, pyd, mods) = blast()
     assert again == first and not config and not pyd
+    # --json, piped, still-open trajectories (the loud STILL OPEN line): no Rich, and of the
+    # command modules only blast's own
+    assert [m for m in mods if m == "rich" or m.startswith("rich.")] == [], mods
+    assert not {m for m in mods if m.startswith("agentfire.cli.")} & {
+        "agentfire.cli.kill", "agentfire.cli.freeze", "agentfire.cli.triage", "agentfire.cli.capture"}, mods
 
 
 @pytest.mark.parametrize("values", [("to~landlord",), ("to~landlord", "cc exists", "n=2"), ("to = é ✓",), ()])

@@ -21,7 +21,7 @@ _COMMAND_MODULES = ("kill",  # kill, status
                     "runbook",  # runbook, report
                     "gameday", "incident", "doctor", "golden", "sandbox", "traces", "watch")
 # status shows freeze's spend caps (freeze registers them in kill.STATUS_EXTRAS)
-_ONLY_MODULES = {"kill": ("kill",), "status": ("kill", "freeze")}
+_ONLY_MODULES = {"kill": ("kill",), "status": ("kill", "freeze"), "blast": ("blast",)}
 _all_registered = False
 
 

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.table import Table
-from rich.text import Text
+from agentfire.cli._lazyrich import Table, Text  # Rich only when a table or a terminal needs it
 
 from agentfire.cli._app import (
-    app, err_console, fail, handles_errors, out_console, safe_text, state, want_json, warn,
+    app, err_console, err_line, fail, handles_errors, out_console, safe_text, state, want_json, warn,
 )
 from agentfire.cli._output import (
     command_for, id_column, next_steps, optional_column, print_table, same_command,
@@ -209,8 +208,10 @@ def _derive_like(rb: Any, like: str, *, quiet: bool) -> Any:
 def _scan(rb: Any, sig: Any, window: Any, *, show_progress: bool) -> Any:
     from agentfire import blast as core
 
+    if not show_progress:  # --json: no progress bar, and no Rich console to decide that
+        return core.run(rb, sig, window)
     console = err_console()
-    if not show_progress or not console.is_terminal:
+    if not console.is_terminal:
         return core.run(rb, sig, window)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -308,16 +309,14 @@ def _loud_warnings(result: Any, ks: Optional[list[dict[str, Any]]], as_json: boo
     for w in result.warnings:
         warn(w)
     if result.still_open_ids:
-        console = err_console()
         all_off = ks is not None and all(r["on"] is False for r in ks)
         # the runbook's rule: still spreading -> minute one. If the switch already reads off
         # everywhere, the person needs to know whether the agent honours it, not to re-kill.
         then = ("The kill switch reads off in every region: check that these stop at their next "
                 "step (agents poll the flag); if they do not, the agent is not honouring it."
                 if all_off else "Go back to minute one: agentfire kill --region all")
-        console.print(Text(
-            f"STILL OPEN: {len(result.still_open_ids)} matching trajectories are still running. {then}",
-            style="bold red reverse"))
+        loud = f"STILL OPEN: {len(result.still_open_ids)} matching trajectories are still running. {then}"
+        err_line(lambda: Text(loud, style="bold red reverse"), loud)  # piped: written without Rich
         if ks is not None and not as_json:
             table = Table(title="kill switch, live", title_justify="left")
             for col in ("region", "agent", "detail"):
@@ -326,7 +325,7 @@ def _loud_warnings(result: Any, ks: Optional[list[dict[str, Any]]], as_json: boo
                 label, style = {True: ("ON", "bold red"), False: ("off", "green"),
                                 None: ("UNKNOWN", "bold red")}[r["on"]]
                 table.add_row(Text(r["region"]), Text(label, style=style), safe_text(r["detail"], 200))
-            print_table(table, console)
+            print_table(table, err_console())
     if result.customer_comms:
         warn(f"{len(result.user_ids)} distinct users are affected: this is now a customer-communications "
              "problem too (support, legal, status page). --out FILE.csv gives the list.")
