@@ -254,6 +254,21 @@ async def _try_read(provider: FlagProvider, flag: str) -> bool | None:
         return None
 
 
+def _start_rows(provs: dict[str, FlagProvider], failed: dict[str, FlagError], deadline_s: float) -> tuple[
+        list[str], dict[str, str], dict[str, RegionResult], float, dict[str, RegionProgress]]:
+    """What _flip_all and _flip_files start from: the regions in order, their kinds, a TIMEOUT
+    row for each (a region that failed before the flip says why), the start and each region's
+    deadline mark."""
+    order = list(dict.fromkeys([*provs, *failed]))
+    kinds = {n: p.kind for n, p in provs.items()}
+    progress = {n: RegionResult(region=n, provider=kinds.get(n, "?"), outcome=Outcome.TIMEOUT)
+                for n in order}
+    for n, exc in failed.items():
+        progress[n].outcome, progress[n].detail = exc.outcome, exc.detail
+    started = time.monotonic()
+    return order, kinds, progress, started, {n: RegionProgress(deadline=started + deadline_s) for n in provs}
+
+
 async def _flip_all(
     provs: dict[str, FlagProvider], flag: str, *, want_on: dict[str, bool], comment: str,
     dry_run: bool, deadline_s: float, hook: ProgressHook | None,
@@ -268,15 +283,7 @@ async def _flip_all(
     and the others say what they were doing and whether a write was sent."""
     import asyncio
 
-    failed = failed or {}
-    order = list(dict.fromkeys([*provs, *failed]))
-    kinds = {n: p.kind for n, p in provs.items()}
-    progress = {n: RegionResult(region=n, provider=kinds.get(n, "?"), outcome=Outcome.TIMEOUT)
-                for n in order}
-    for n, exc in failed.items():
-        progress[n].outcome, progress[n].detail = exc.outcome, exc.detail
-    started = time.monotonic()
-    marks = {n: RegionProgress(deadline=started + deadline_s) for n in provs}
+    order, kinds, progress, started, marks = _start_rows(provs, failed or {}, deadline_s)
     # HTTP providers' retries stop before the deadline (each task copies this context); _http is
     # loaded only if an HTTP provider was built, so a flagd-only kill never imports httpx
     http = sys.modules.get("agentfire._http")
@@ -366,15 +373,7 @@ def _flip_files(
     import copy
     import threading
 
-    failed = failed or {}
-    order = list(dict.fromkeys([*provs, *failed]))
-    kinds = {n: p.kind for n, p in provs.items()}
-    progress = {n: RegionResult(region=n, provider=kinds.get(n, "?"), outcome=Outcome.TIMEOUT)
-                for n in order}
-    for n, exc in failed.items():
-        progress[n].outcome, progress[n].detail = exc.outcome, exc.detail
-    started = time.monotonic()
-    marks = {n: RegionProgress(deadline=started + deadline_s) for n in provs}
+    order, kinds, progress, started, marks = _start_rows(provs, failed or {}, deadline_s)
     working = {n: RegionResult(region=n, provider=kinds[n], outcome=Outcome.TIMEOUT) for n in provs}
     finished: dict[str, RegionResult] = {}
 

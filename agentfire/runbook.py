@@ -285,7 +285,9 @@ MAX_CACHED_BYTES = 1024 * 1024  # agentfire.config.MAX_CONFIG_BYTES: larger file
 
 def _keep(entry: Path, key: str, runbook: Runbook) -> None:
     import json
-    import tempfile
+
+    from agentfire._files import atomic_write
+    from agentfire.errors import StateFileError
 
     try:
         doc = {"key": key, "runbook": {
@@ -295,20 +297,9 @@ def _keep(entry: Path, key: str, runbook: Runbook) -> None:
         text = json.dumps(doc, ensure_ascii=False, allow_nan=False)
         if _plain(_decode(json.loads(text)["runbook"])) != _plain(_decode(doc["runbook"])):
             return  # JSON would change something (e.g. a tuple): validate each time instead
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, entry)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_write(entry, text.encode("utf-8"))
         kept = sorted(entry.parent.glob("*.json"), key=lambda p: p.stat().st_mtime)
         for old in kept[:-CACHE_KEEP]:
             old.unlink(missing_ok=True)
-    except (_NotCacheable, OSError, ValueError):
+    except (_NotCacheable, StateFileError, OSError, ValueError):
         pass  # not kept: the next start validates again
