@@ -41,15 +41,8 @@ FLAG = "agent.enabled"
 LD_TOKEN = "api-bench-0000-access-token"
 TARGET_US = 50.0
 
-
-def per_call_us(fn: Any, calls: int, repeats: int = 5) -> float:
-    runs = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        runs.append((time.perf_counter() - t) / calls * 1e6)
-    return min(runs)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from budget_bench import per_call_us  # noqa: E402  (one way to time a call in bench/)
 
 
 def write_runbook(root: Path, name: str, region: dict[str, Any]) -> Path:
@@ -101,7 +94,7 @@ def kill_to_off(root: Path, region: str, *, cli_env: dict[str, str], agent_env: 
             time.sleep(0.5)
             agent.mark()
             started = time.time()
-            r = run_cli(root, "--incident", f"inc-bench-{region}-{i}-{int(started)}", "kill", "--region", region,
+            r = run_cli(root, "--incident", f"inc-bench-{region}-{i}-{int(started)}", "--new", "kill", "--region", region,
                         "--yes", env=cli_env)
             returned = time.time()
             if r.returncode != 0:
