@@ -429,3 +429,46 @@ def test_message_only_trace_a_failed_execution_reported_as_success() -> None:
     fixed = message_only("exitcode: 1 (execution failed)\nCode output: FileNotFoundError: t.csv",
                          "The file is missing; I cannot count the rows.")
     assert loud(triage_trajectory(fixed, CFG).findings) == []
+
+
+# --- the real tau-airline trajectories (../shared/datasets, beside the checkout) ----------------
+
+
+def test_on_real_airline_runs_no_false_alarm_and_nothing_fired_points_at_the_first_state_change() -> None:
+    """200 real runs of a gpt-4o airline agent (tau-bench): no solved run gets a medium or high
+    verdict; a failed run's quoted ids and worked-out dates are not "ungrounded"; where nothing
+    fires, the verdict points at the first state-changing call's turn, which is the golden
+    diff's step in most failed runs (bench/triage_devset.py prints the figures)."""
+    from collections import defaultdict
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tau-airline"
+    if not (data / "cases.json").is_file():
+        pytest.skip(f"{data} is not here")
+    cases = json.loads((data / "cases.json").read_text())
+    rows: dict[str, list] = defaultdict(list)
+    for line in (data / "observations.jsonl").read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            rows[r["traceId"]].append(r)
+    alarms, ungrounded, pointed, agreed = [], 0, 0, 0
+    for c in cases:
+        traj = from_observations(c["trace"], rows[c["trace"]])
+        v = triage_trajectory(traj, CFG).verdict
+        if c["reward"] >= 1:
+            if v.severity in ("medium", "high"):
+                alarms.append((c["trace"], v.sentence))
+            continue
+        ungrounded += v.kind == "ungrounded"
+        if v.kind != "none":
+            continue
+        idx = Index(traj, CFG)
+        muts = [p for p in range(len(idx.steps)) if idx.tool[p] and idx.cls[p] == "mutation"]
+        if muts:
+            assert (v.step_index, v.call_step_index) == idx.at(muts[0]), c["trace"]
+        golden = triage_trajectory(traj, CFG, from_observations(c["golden"], rows[c["golden"]])).verdict
+        if golden.kind == "golden_divergence":
+            pointed += 1
+            agreed += v.step_index == golden.step_index
+    assert alarms == []
+    assert ungrounded <= 5, ungrounded  # 15 before ids' digits and near dates counted as grounded
+    assert pointed >= 80 and agreed / pointed >= 0.55, (agreed, pointed)  # 62/99 measured
