@@ -395,11 +395,11 @@ def blast_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[di
     return write_store(tmp_path_factory.mktemp("store") / "obs.jsonl", rows), rows
 
 
-def _blast_window() -> Any:
+def _blast_window(days: float = 0) -> Any:
     from agentfire.blast import resolve
     from tests.test_blast import NOW, _ts
 
-    return resolve(from_=_ts(NOW - timedelta(hours=6)), to=_ts(NOW))
+    return resolve(from_=_ts(NOW - (timedelta(days=days) if days else timedelta(hours=6))), to=_ts(NOW))
 
 
 def _found(result: Any) -> dict[str, tuple[Any, ...]]:
@@ -503,6 +503,164 @@ def test_one_statement_scan_of_mixed_files_agrees_with_the_reference(
         assert want["edge-straddle"][2] == 3  # read_inbox and the match before the window came first
     if flags.get("tool") == "read_inbox" and not flags.get("then"):
         assert want["edge-rootless"][1] == "running"
+
+
+def _parquet_store(root_dir: Path, rows: list[dict[str, Any]], files: int = 3) -> Path:
+    """The rows as Parquet files of real TIMESTAMP times, each file in time order (as an export
+    writes them), a trajectory's rows spread over all of them."""
+    import zlib
+
+    import duckdb
+
+    root_dir.mkdir(parents=True, exist_ok=True)
+    parts: list[list[dict[str, Any]]] = [[] for _ in range(files)]
+    for i, r in enumerate(rows):
+        parts[(i + zlib.crc32(r["traceId"].encode())) % files].append(r)
+    for k, part in enumerate(parts):
+        tmp = write(root_dir / f"src-{k}.json", part)
+        duckdb.sql(f"COPY (SELECT * FROM read_json('{tmp}', format='newline_delimited') ORDER BY startTime) "
+                   f"TO '{root_dir / f'part-{k}.parquet'}' (FORMAT PARQUET, ROW_GROUP_SIZE 2048)")
+        tmp.unlink()
+    return root_dir
+
+
+def _edge_rows() -> list[dict[str, Any]]:
+    """Trajectories at the edges of the status pass's time bound: one that started two hours
+    before the first hit (read again over the whole store), a step that starts before its root
+    (clock skew, inside the margin), a root exported open and then closed, one without a root."""
+    from tests.test_blast import NOW, _ts
+
+    def row(tid: str, k: Any, at: datetime, name: str = "send_email", parent: str | None = "root",
+            **kw: Any) -> dict[str, Any]:
+        return {"id": f"{tid}-{k}", "traceId": tid, "type": "TOOL" if parent else "AGENT", "name": name,
+                "parentObservationId": f"{tid}-root" if parent else None, "startTime": _ts(at),
+                "endTime": _ts(at + timedelta(seconds=1)), "input": json.dumps({"to": "landlord@rent.example"}),
+                "output": "{}", "level": "DEFAULT", "userId": f"u-{tid}", "model": None, "metadata": None, **kw}
+
+    m = timedelta(minutes=1)
+    long_start, skew_root, versioned = NOW - 8 * 60 * m, NOW - 3 * 60 * m, NOW - 2 * 60 * m
+    return [
+        row("edge-long", "root", long_start, name="agent", parent=None, endTime=None),
+        row("edge-long", 1, long_start + m, name="read_inbox"), row("edge-long", 2, NOW - 90 * m),
+        row("edge-skew", "root", skew_root, name="agent", parent=None),
+        row("edge-skew", 1, skew_root - m / 2, name="read_inbox"), row("edge-skew", 2, skew_root + m / 6),
+        row("edge-versioned", "root", versioned, name="agent", parent=None, endTime=None),
+        row("edge-versioned", "root", versioned, name="agent", parent=None, level="ERROR"),
+        row("edge-versioned", 1, versioned + m / 6),
+        row("edge-rootless", 1, NOW - 30 * m, name="read_inbox"), row("edge-rootless", 2, NOW - 29 * m),
+    ]
+
+
+@pytest.mark.parametrize("flags", [dict(tool="send_email", args=["to~landlord"]), dict(tool="read_inbox"),
+                                   dict(level="ERROR"), dict(tool="*"),
+                                   dict(tool="read_inbox", then=["send_email"], args=["to~landlord"])],
+                         ids=lambda f: json.dumps(f))
+def test_parquet_status_pass_reads_a_bounded_span_and_agrees_with_the_reference(
+        tmp_path: Path, flags: dict[str, Any]) -> None:
+    """An all-Parquet store: pass two reads from 15 minutes before the first hit to the last one
+    (not the whole store), and the trajectories reaching outside it are read again, so the hits,
+    statuses, users and step indexes are the Python reference's over whole trajectories."""
+    from agentfire.blast import files_scan, from_flags
+    from agentfire.blast.files_scan import ROOT_SKEW_MS, STATUS_LOOKBACK_MS
+    from agentfire.trajectory import from_observations, parse_time
+    from tests.test_blast import NOW, synthetic_rows
+
+    rows = synthetic_rows(n_traces=120, seed=5) + _edge_rows()
+    store = _parquet_store(tmp_path / "store", rows)
+    sig, window = from_flags(**flags), _blast_window()
+    by_trace: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_trace.setdefault(r["traceId"], []).append(r)
+    want, hit_at, root_start = {}, {}, {}
+    for tid, rs in by_trace.items():
+        traj = from_observations(tid, rs, as_of=NOW)
+        step = sig.match_step(traj, window=(window.start, window.end))
+        if step is not None:
+            want[tid] = (traj.user_id, traj.status, step.index, step.name, step.input)
+            hit_at[tid] = step.start
+            roots = [parse_time(r["startTime"]) for r in rs if r["parentObservationId"] is None]
+            root_start[tid] = min(roots) if roots else None
+    got = files_scan.scan(store, sig, window)
+    assert got.complete and not got.warnings
+    assert _found(got) == want and len(want) > 3
+    assert {h.trace_id: h.hit_at for h in got.hits} == hit_at
+    span = got.stats.status_span
+    assert span is not None  # the bounded read ran
+    lower = min(hit_at.values()) - timedelta(milliseconds=STATUS_LOOKBACK_MS)
+    assert span[0] == lower.replace(microsecond=lower.microsecond // 1000 * 1000)
+    assert span[1] == max(hit_at.values()).replace(microsecond=0) + timedelta(
+        milliseconds=max(hit_at.values()).microsecond // 1000 + 1)
+    # read again: no root yet, or a root that is not a clock-skew margin inside the span
+    edge = lower + timedelta(milliseconds=ROOT_SKEW_MS)
+    reread = {t for t, s in root_start.items() if s is None or s < edge}
+    assert got.stats.reread == len(reread)
+    if flags.get("tool") == "send_email":
+        assert {"edge-long", "edge-skew", "edge-versioned"} <= set(want) and "edge-long" in reread
+        assert want["edge-long"][1:3] == ("running", 2) and want["edge-skew"][2] == 2
+        assert want["edge-versioned"][1] == "error"
+    doc = got.stats.to_json()
+    assert doc["status_read"]["reread_whole_store"] == len(reread)
+
+
+def test_parquet_status_pass_skips_row_groups_outside_its_span(tmp_path: Path) -> None:
+    """A store with last month's export beside today's: the incident's blast reads none of last
+    month's data pages (here deliberately unreadable: DuckDB fails on any of them it decodes),
+    in pass one (the window) and in pass two (its time bound; the hit ids alone rule out no row
+    group, as trace ids are random)."""
+    import hashlib
+
+    from agentfire.blast import files_scan, from_flags
+    from tests.test_blast import NOW, synthetic_rows
+
+    def hexed(rs: list[dict[str, Any]], salt: str, shift: timedelta) -> list[dict[str, Any]]:
+        out = []
+        for r in rs:
+            tid = hashlib.md5((salt + r["traceId"]).encode()).hexdigest()  # W3C-shaped trace ids
+            out.append({**r, "traceId": tid, "id": f"{salt}{r['id']}",
+                        "parentObservationId": r["parentObservationId"] and f"{salt}{r['parentObservationId']}",
+                        "startTime": _shift(r["startTime"], shift), "endTime": r["endTime"] and _shift(r["endTime"], shift)})
+        return out
+
+    rows = synthetic_rows(n_traces=100, seed=3)
+    rooted = {r["traceId"] for r in rows if r["parentObservationId"] is None}
+    # no trajectory without a root: one would be read again over the whole store (the other
+    # test); over 50 hits: with fewer, DuckDB itself prunes by the hit ids (Parquet bloom filters)
+    today = [r for salt in ("new", "now") for r in hexed([r for r in rows if r["traceId"] in rooted], salt,
+                                                        timedelta(0))]
+    old = hexed(synthetic_rows(n_traces=200, seed=4), "old", -timedelta(days=30))
+    store = _parquet_store(tmp_path / "store", today, files=1)
+    _parquet_store(tmp_path / "old", old, files=1)
+    old_file = store / "last-month.parquet"
+    shutil.move(str(tmp_path / "old" / "part-0.parquet"), old_file)
+    sig, window = from_flags(tool="*"), _blast_window()
+    want = _found(files_scan.scan(store, sig, window))
+    assert len(want) > 50
+    _scramble_data_pages(old_file)
+    got = files_scan.scan(store, sig, window)
+    assert got.complete, got.gaps
+    assert _found(got) == want and got.stats.reread == 0
+    # the file is unreadable wherever it is decoded: a read of the whole store fails
+    got_all = files_scan.scan(store, sig, _blast_window(days=60))
+    assert not got_all.complete and "DuckDB could not scan" in got_all.gaps[0].reason
+
+
+def _shift(ts: str, by: timedelta) -> str:
+    from agentfire.trajectory import iso, parse_time
+
+    return iso(parse_time(ts) + by)
+
+
+def _scramble_data_pages(path: Path) -> None:
+    """Overwrite the column chunks of a Parquet file (its footer, schema and statistics intact)."""
+    import duckdb
+
+    [(first, end)] = duckdb.sql(
+        "SELECT min(coalesce(dictionary_page_offset, data_page_offset)), "
+        f"max(coalesce(dictionary_page_offset, data_page_offset) + total_compressed_size) FROM parquet_metadata('{path}')"
+    ).fetchall()
+    data = bytearray(path.read_bytes())
+    data[first:end] = bytes((i * 7 + 13) % 251 for i in range(end - first))
+    path.write_bytes(bytes(data))
 
 
 def test_out_of_memory_rescans_on_one_thread_and_completes(

@@ -19,12 +19,12 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from agentfire.blast.result import BlastResult, Gap, Hit, HitsSummary, ScanStats, _parsed_args
 from agentfire.blast.signature import Signature
 from agentfire.blast.sql import (
-    BIG_OBJECT, FILES_COLUMNS, MAX_OBJECT, STATUS_TYPES, files_source, hits_query, lit, parquet_source,
+    BIG_OBJECT, FILES_COLUMNS, MAX_OBJECT, STATUS_TYPES, Dialect, files_source, hits_query, lit, parquet_source,
     status_query, union_source,
 )
 from agentfire.blast.window import Window
@@ -38,6 +38,18 @@ MEMORY_FLOOR = 256 << 20
 # stays under a gigabyte unless the env says otherwise
 MEMORY_CEILING = 768 << 20
 ProgressHook = Callable[[dict[str, Any]], None]
+# A Parquet store's status pass reads from this long before the first hit (agent runs take
+# seconds to minutes; a trajectory that started earlier is read again over the whole store)
+STATUS_LOOKBACK_MS = 15 * 60_000
+# A step may start this much before its root (clocks of different processes): a root closer than
+# this to the read's start may have steps before it, so its trajectory is read again
+ROOT_SKEW_MS = 60_000
+
+
+class StatusBound(NamedTuple):
+    start: datetime
+    end: datetime
+    reread: int  # hit trajectories read again over the whole store
 
 
 def machine_memory() -> int | None:
@@ -242,6 +254,7 @@ class _Scan:
                  hook: ProgressHook | None, ignore_errors: bool, big_lines: bool):
         self.con, self.files, self.sig, self.window, self.hook = con, files, sig, window, hook
         self.ignore_errors, self.big_lines = ignore_errors, big_lines
+        self.stats_bound: StatusBound | None = None
 
     def _src(self, **kw: Any) -> str:
         src = source(self.con, self.files, **kw)
@@ -255,36 +268,82 @@ class _Scan:
         sig, w, con = self.sig, self.window, self.con
         query = hits_query(sig, self._src(sig=sig), FILES_COLUMNS, w.start, w.end)
         status_src = self._src(types=STATUS_TYPES)
+        # Parquet's row groups carry min/max times: pass two reads only the time its hit
+        # trajectories can span (JSON lines have no statistics: a bound would not skip a byte)
+        bounded = all(f.suffix == ".parquet" for f in self.files)
         # a table of the in-memory database (not TEMP): the hits stream out through cursors
         create = f"CREATE OR REPLACE TABLE {RESULT_TABLE} AS "
-        if len(sig.steps) == 1:
+        if len(sig.steps) == 1 and not bounded:
             # one statement: the hits (a materialized CTE), then their trajectories' status; the
             # join with the hits is the only filter pass two needs: DuckDB pushes the hit ids into
             # the scan itself (Parquet row groups whose bloom filters and min/max rule them out are
             # skipped), a literal IN list as well only added a second probe
             _execute(con, create + status_query(status_src, FILES_COLUMNS, "agentfire_hits", hits=query),
                      self.hook, 0.0, 1.0)
-        else:  # a sequence: Python finds each trajectory's first embedding in its marks
-            ids: list[str] = []
-            cols: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
-            for trace_id, marks in _stream(_execute(con, query, self.hook, 0.0, 0.5)):
-                mark = first_embedding(sig, marks)
-                if mark is not None:
-                    ids.append(trace_id)
-                    for col, key in zip(cols, ("t", "name", "input")):
-                        col.append(mark[key])
-            con.execute("CREATE OR REPLACE TEMP TABLE agentfire_hits AS SELECT unnest($1::VARCHAR[]) AS trace_id, "
-                        "unnest($2::BIGINT[]) AS hit_t, unnest($3::VARCHAR[]) AS tool, unnest($4::VARCHAR[]) AS input",
-                        [ids, *cols])
-            if not ids:
+        else:
+            if len(sig.steps) == 1:
+                _execute(con, f"CREATE OR REPLACE TEMP TABLE agentfire_hits AS {query}", self.hook, 0.0, 0.5)
+            elif not self._sequence_hits(query):
                 return [], 0
-            del ids, cols
-            _execute(con, create + status_query(status_src, FILES_COLUMNS, "agentfire_hits"), self.hook, 0.5, 0.5)
+            if bounded:
+                self.stats_bound = self._bounded_status(status_src, create)
+            else:
+                _execute(con, create + status_query(status_src, FILES_COLUMNS, "agentfire_hits"), self.hook, 0.5, 0.5)
         (n,) = con.execute(f"SELECT count(*) FROM {RESULT_TABLE}").fetchone()
         if not n:
             return [], 0
         start_ms = int(w.start.timestamp() * 1000)
         return HitRows(con, n, f"coalesce(hit_t, {start_ms}), trace_id"), n
+
+    def _sequence_hits(self, query: str) -> bool:
+        """A sequence: Python finds each trajectory's first embedding in its marks; the hits go to
+        the agentfire_hits table. False when there is none."""
+        ids: list[str] = []
+        cols: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+        for trace_id, marks in _stream(_execute(self.con, query, self.hook, 0.0, 0.5)):
+            mark = first_embedding(self.sig, marks)
+            if mark is not None:
+                ids.append(trace_id)
+                for col, key in zip(cols, ("t", "name", "input")):
+                    col.append(mark[key])
+        self.con.execute("CREATE OR REPLACE TEMP TABLE agentfire_hits AS SELECT unnest($1::VARCHAR[]) AS trace_id, "
+                         "unnest($2::BIGINT[]) AS hit_t, unnest($3::VARCHAR[]) AS tool, unnest($4::VARCHAR[]) AS input",
+                         [ids, *cols])
+        return bool(ids)
+
+    def _bounded_status(self, status_src: str, create: str) -> StatusBound | None:
+        """Pass two over the rows that started from STATUS_LOOKBACK before the first hit to the
+        last hit, not the whole store: a trajectory's root starts before its steps and its hit,
+        and nothing after the hit changes its status inputs (the root's later versions share its
+        start; user, start and step index come from rows before it). A trajectory whose earliest
+        root is not at least ROOT_SKEW inside that span (it started earlier, or has no root yet)
+        is read again over the whole store, so the answer is the unbounded one.
+        Parquet skips the row groups whose times fall outside (an incident window over a month's
+        store reads about the window, where the hit ids alone rule out no row group)."""
+        con, c = self.con, FILES_COLUMNS
+        first, last = con.execute("SELECT min(hit_t), max(hit_t) FROM agentfire_hits").fetchone()
+        if first is None:  # no hit (or none with a time): nothing to bound by
+            _execute(con, create + status_query(status_src, c, "agentfire_hits"), self.hook, 0.5, 0.5)
+            return None
+        lower_ms = first - STATUS_LOOKBACK_MS
+        # up to the last hit's millisecond, whole: a root that started in it (microseconds after
+        # the hit) is still the trajectory's root
+        upper_ms = last + 1
+        d = Dialect()
+        lower, upper = _ms(lower_ms), _ms(upper_ms)
+        src = (f"(SELECT * FROM {status_src} WHERE ({c.start} >= {d.ts(lower)} AND {c.start} < {d.ts(upper)}) "
+               f"OR {c.start} IS NULL)")
+        _execute(con, create + status_query(src, c, "agentfire_hits"), self.hook, 0.5, 0.4)
+        con.execute("CREATE OR REPLACE TEMP TABLE agentfire_reread AS SELECT h.* FROM agentfire_hits AS h "
+                    f"JOIN {RESULT_TABLE} AS r ON r.trace_id = h.trace_id "
+                    f"WHERE r.root_start_ms IS NULL OR r.root_start_ms < {lower_ms + ROOT_SKEW_MS}")
+        (reread,) = con.execute("SELECT count(*) FROM agentfire_reread").fetchone()
+        if reread:
+            con.execute(f"DELETE FROM {RESULT_TABLE} WHERE trace_id IN (SELECT trace_id FROM agentfire_reread)")
+            _execute(con, f"INSERT INTO {RESULT_TABLE} BY NAME "
+                          + status_query(status_src, c, "agentfire_reread"), self.hook, 0.9, 0.1)
+        assert lower is not None and upper is not None
+        return StatusBound(lower, upper, int(reread))
 
 
 def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | None = None) -> BlastResult:
@@ -307,7 +366,11 @@ def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | Non
     while True:
         con = connect(limit, threads)
         try:
-            hits, stats.candidates = _Scan(con, files, sig, window, hook, ignore_errors, big_lines).run()
+            run = _Scan(con, files, sig, window, hook, ignore_errors, big_lines)
+            hits, stats.candidates = run.run()
+            if run.stats_bound is not None:
+                stats.status_span = (run.stats_bound.start, run.stats_bound.end)
+                stats.reread = run.stats_bound.reread
             break
         except duckdb.InvalidInputException as exc:
             text = str(exc).lower()

@@ -333,8 +333,8 @@ HAVING {" AND ".join(having)}
 def status_query(source: str, c: Columns, hits_table: str, hits: str | None = None) -> str:
     """Pass two, over the rows of the hit trajectories only (`hits_table`: trace_id, hit_t, tool,
     input; or `hits`, the query of pass one, computed first in the same statement under that
-    name): user, start, status inputs, how many steps started before the hit (its index - 1), and
-    the hit. The inner join with the hits is the row filter: DuckDB pushes the hit ids into the
+    name): user, start, status inputs, how many steps started before the hit (its index - 1), the
+    hit, and when the earliest root started (files_scan's bounded read checks it). The inner join with the hits is the row filter: DuckDB pushes the hit ids into the
     scan (dynamic join filters), so a Parquet row group without any of them is skipped."""
     first = f"{hits_table} AS MATERIALIZED ({hits}\n),\n" if hits is not None else ""
     # the join sits under the projection: times cast and status inputs computed for the hit
@@ -352,7 +352,8 @@ per AS (
     -- a closed one, as an observation's end is set once and never unset
     arg_min(open_end, t * 2 + CASE WHEN open_end THEN 1 ELSE 0 END) FILTER (WHERE is_root) AS root_open,
     arg_min(level, t * 2 + CASE WHEN open_end THEN 1 ELSE 0 END) FILTER (WHERE is_root) AS root_level,
-    count(*) FILTER (WHERE NOT is_root AND t < hit_t) AS before
+    count(*) FILTER (WHERE NOT is_root AND t < hit_t) AS before,
+    min(t) FILTER (WHERE is_root) AS root_start_ms
   FROM obs
   GROUP BY trace_id
 )
@@ -360,7 +361,7 @@ SELECT per.trace_id, user_id, start_ms,
   -- the status rules of agentfire.trajectory.from_observations
   CASE WHEN roots = 0 OR root_open THEN 'running'
        WHEN upper(coalesce(root_level, '')) = 'ERROR' THEN 'error' ELSE 'finished' END AS status,
-  CASE WHEN h.hit_t IS NOT NULL THEN before + 1 END AS step_index, h.hit_t, h.tool, h.input
+  CASE WHEN h.hit_t IS NOT NULL THEN before + 1 END AS step_index, h.hit_t, h.tool, h.input, root_start_ms
 FROM per JOIN {hits_table} AS h ON h.trace_id = per.trace_id
 """
 
