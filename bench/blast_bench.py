@@ -34,8 +34,11 @@ CACHE = Path(os.environ.get("AGENTFIRE_BENCH_CACHE", "/tmp/agentfire-bench"))
 
 
 def generate_10m(path: Path, n: int = 10_000_000) -> None:
-    """500,000 trajectories of 20 observations (root, model calls, tools); 1 in 997 sends the
-    landlord an email. Written by DuckDB itself (about 15 s) and kept for the next run."""
+    """500,000 trajectories of 20 observations (root, model calls, tools), one starting every
+    40 ms (5.5 h in all); 1 in 997 sends the landlord an email. Trace ids are 32 hex digits, as
+    W3C/OpenTelemetry and Langfuse make them (random to a scan's statistics: sequential ids let
+    DuckDB prune by id ranges that real stores never have). Written by DuckDB itself (about 15 s)
+    and kept for the next run."""
     import duckdb
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +46,7 @@ def generate_10m(path: Path, n: int = 10_000_000) -> None:
     con = duckdb.connect()
     con.execute(f"""
     COPY (
-    SELECT 'o' || i AS id, 't' || (i // 20) AS traceId,
+    SELECT 'o' || i AS id, md5('t' || (i // 20)) AS traceId,
       CASE WHEN i % 20 = 0 THEN 'AGENT' WHEN i % 20 % 3 = 1 THEN 'GENERATION' ELSE 'TOOL' END AS type,
       CASE WHEN i % 20 = 0 THEN 'support-agent' WHEN i % 20 % 3 = 1 THEN 'llm'
            WHEN i % 20 = 8 THEN (CASE WHEN (i // 20) % 997 = 0 THEN 'send_email' ELSE 'search' END)
@@ -95,32 +98,48 @@ PLAIN = """
 import sys, duckdb
 con = duckdb.connect()
 con.execute("SET enable_progress_bar=false")
-fmt, path, tool, needle = sys.argv[1:5]
+fmt, path, tool, needle, lo, hi = sys.argv[1:7]
 src = (f"read_parquet('{path}/*.parquet')" if fmt == "parquet" else
        f"read_json('{path}', format='newline_delimited', columns={{traceId: 'VARCHAR', type: 'VARCHAR', "
        f"name: 'VARCHAR', startTime: 'VARCHAR', input: 'VARCHAR'}})")
 cond = f"AND strpos(lower(input), '{needle}') > 0" if needle else ""
 print(con.execute(f"SELECT count(DISTINCT traceId) FROM {src} WHERE upper(type) = 'TOOL' AND name = '{tool}' "
-                  f"AND startTime >= '2026-01-01' AND startTime < '2026-01-02' {cond}").fetchone()[0])
+                  f"AND startTime >= '{lo}' AND startTime < '{hi}' {cond}").fetchone()[0])
 """
 
-# the selective signature (1 trajectory in 997) and a non-selective one (every trajectory)
+def _trajectories(lo_ms: int, hi_ms: int, pred) -> int:
+    """How many generated trajectories have their step 8 (send_email or search, at 16 ms after
+    the trajectory's start, one every 40 ms) in [lo_ms, hi_ms) and satisfy pred(k)."""
+    first, last = -(-(lo_ms - 16) // 40), (hi_ms - 16 - 1) // 40
+    return sum(1 for k in range(max(first, 0), min(last, 499_999) + 1) if pred(k))
+
+
+DAY = ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
+HOUR = ("2026-01-01T04:30:00Z", "2026-01-01T05:30:00Z")  # the incident's last hour of the 5.5 h store
+TEN_MIN = ("2026-01-01T05:20:00Z", "2026-01-01T05:30:00Z")
+# name: (flags, tool, needle for the plain count, expected trajectories, window); the selective
+# signature (1 trajectory in 997) and a non-selective one (every trajectory) over the whole store,
+# and the shapes of an incident: the last hour, a busy tool in the last ten minutes
 SIGNATURES = {
     "selective": (["--tool", "send_email", "--arg", "to~landlord"], "send_email", "landlord",
-                  len(range(0, 500_000, 997))),
-    "non-selective": (["--tool", "read_inbox"], "read_inbox", "", 500_000),
+                  len(range(0, 500_000, 997)), DAY),
+    "non-selective": (["--tool", "read_inbox"], "read_inbox", "", 500_000, DAY),
+    "selective-1h": (["--tool", "send_email", "--arg", "to~landlord"], "send_email", "landlord",
+                     _trajectories(16_200_000, 19_800_000, lambda k: k % 997 == 0), HOUR),
+    "search-10min": (["--tool", "search"], "search", "",
+                     _trajectories(19_200_000, 19_800_000, lambda k: k % 997 != 0), TEN_MIN),
 }
 
 
 def prepare(fmt: str) -> Path:
-    data = CACHE / "blast-10m.jsonl"
+    data = CACHE / "blast-10m-w3c.jsonl"
     if not data.exists():
         print(f"generating {data} (once) ...", file=sys.stderr, flush=True)
         t = time.monotonic()
         generate_10m(data)
         print(f"  generated in {time.monotonic() - t:.1f} s", file=sys.stderr, flush=True)
     if fmt == "parquet":
-        pq = CACHE / "blast-10m-parquet" / "obs.parquet"
+        pq = CACHE / "blast-10m-w3c-parquet" / "obs.parquet"
         if not pq.exists():
             import duckdb
 
@@ -147,10 +166,9 @@ def bench_files(fmt: str = "jsonl", which: str = "selective", runs: int = 1) -> 
     env = {**os.environ, "PYTHONPATH": str(REPO), "AGENTFIRE_CONFIG": str(work / "runbook.yaml"),
            "NO_COLOR": "1"}
     env.pop("AGENTFIRE_INCIDENT", None)
-    flags, tool, needle, expected = SIGNATURES[which]
-    cmd = [sys.executable, "-m", "agentfire", "blast", *flags,
-           "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-02T00:00:00Z", "--json"]
-    plain_cmd = [sys.executable, "-c", PLAIN, fmt, str(data), tool, needle]
+    flags, tool, needle, expected, (lo, hi) = SIGNATURES[which]
+    cmd = [sys.executable, "-m", "agentfire", "blast", *flags, "--from", lo, "--to", hi, "--json"]
+    plain_cmd = [sys.executable, "-c", PLAIN, fmt, str(data), tool, needle, lo, hi]
     # as an installed agentfire runs: its bytecode compiled (pip compiles at install; a checkout
     # under PYTHONDONTWRITEBYTECODE would compile every module at every start, ~80 ms) and its
     # runbook validated once before (agentfire.runbook's cache): one unmeasured blast first
@@ -185,7 +203,7 @@ def bench_files(fmt: str = "jsonl", which: str = "selective", runs: int = 1) -> 
            "plain_duckdb_s": plain_s, "plain_duckdb_rss_mb": max(p["rss_mb"] for p in plains),
            "hits": expected, "load_avg": round(os.getloadavg()[0], 1)}
     ratio = (out["wall_s_median"] / plain_s) if walls else float("nan")
-    print(f"files store, 10,000,000 observations ({fmt}), {which} signature {' '.join(flags)}: "
+    print(f"files store, 10,000,000 observations ({fmt}), {which} signature {' '.join(flags)} {lo}..{hi}: "
           f"{len(good)}/{runs} runs complete; blast median {out['wall_s_median']} s (max {out['wall_s_max']} s), "
           f"max RSS of all runs {out['max_rss_mb']} MB; plain DuckDB count median {plain_s:.2f} s "
           f"({out['plain_duckdb_rss_mb']} MB): {ratio:.2f}x; load average {out['load_avg']}", flush=True)
@@ -308,20 +326,26 @@ def main() -> None:
     ap.add_argument("--parquet-runs", type=int, default=5,
                     help="runs of each Parquet scan (medians: a single run on a shared box is noise)")
     ap.add_argument("--no-non-selective", action="store_true", help="skip the --tool read_inbox scans")
+    ap.add_argument("--case", action="append", metavar="FORMAT:SIGNATURE",
+                    help=f"run only these (repeatable), e.g. parquet:selective-1h; signatures: {', '.join(SIGNATURES)}")
     ap.add_argument("--prepare", choices=["jsonl", "parquet"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.prepare:
         print(prepare(a.prepare))
         return
     rows = []
-    if not a.langfuse_only:
+    cases = [tuple(c.split(":", 1)) for c in a.case or []]
+    if not cases and not a.langfuse_only:
         if not a.parquet_only:
-            rows.append(bench_files("jsonl", "selective", a.runs))
-            if not a.no_non_selective:
-                rows.append(bench_files("jsonl", "non-selective"))
-        rows.append(bench_files("parquet", "selective", a.parquet_runs))
-        if not a.no_non_selective:
-            rows.append(bench_files("parquet", "non-selective", a.parquet_runs))
+            cases += [("jsonl", "selective")] + ([] if a.no_non_selective else [("jsonl", "non-selective")])
+        cases += [("parquet", "selective"), ("parquet", "selective-1h"), ("parquet", "search-10min")]
+        cases += [] if a.no_non_selective else [("parquet", "non-selective")]
+    for fmt, which in cases:
+        if which not in SIGNATURES or fmt not in ("jsonl", "parquet"):
+            raise SystemExit(f"--case {fmt}:{which}: unknown (formats jsonl, parquet; signatures {', '.join(SIGNATURES)})")
+        runs = a.parquet_runs if fmt == "parquet" else (a.runs if which == "selective" else 1)
+        rows.append(bench_files(fmt, which, runs))
+    if rows:
         print(f"\n{'format':<8} {'signature':<14} {'complete':>9} {'blast s':>8} {'max RSS MB':>11} "
               f"{'plain s':>8} {'ratio':>6}   [targets: 10/10 complete; non-selective < 30 s and < 1024 MB; "
               "Parquet within 2x of the plain count]")
@@ -330,7 +354,7 @@ def main() -> None:
             print(f"{r['format']:<8} {r['signature']:<14} {r['completed']:>4}/{r['runs']:<4} "
                   f"{r['wall_s_median'] or '-':>8} {r['max_rss_mb']:>11} {r['plain_duckdb_s']:>8} {ratio:>5.2f}x")
         print(json.dumps(rows))
-    if not a.files_only:
+    if not a.files_only and not a.case:
         bench_langfuse()
 
 

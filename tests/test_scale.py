@@ -584,15 +584,16 @@ def test_parquet_status_pass_reads_a_bounded_span_and_agrees_with_the_reference(
     assert got.complete and not got.warnings
     assert _found(got) == want and len(want) > 3
     assert {h.trace_id: h.hit_at for h in got.hits} == hit_at
-    span = got.stats.status_span
-    assert span is not None  # the bounded read ran
-    lower = min(hit_at.values()) - timedelta(milliseconds=STATUS_LOOKBACK_MS)
-    assert span[0] == lower.replace(microsecond=lower.microsecond // 1000 * 1000)
-    assert span[1] == max(hit_at.values()).replace(microsecond=0) + timedelta(
-        milliseconds=max(hit_at.values()).microsecond // 1000 + 1)
-    # read again: no root yet, or a root that is not a clock-skew margin inside the span
-    edge = lower + timedelta(milliseconds=ROOT_SKEW_MS)
-    reread = {t for t, s in root_start.items() if s is None or s < edge}
+    spans = got.stats.status_spans
+    assert spans  # the bounded read ran
+    look = timedelta(milliseconds=STATUS_LOOKBACK_MS)
+    ms = timedelta(milliseconds=1)
+    for t in hit_at.values():  # every hit's lookback was read
+        assert any(a <= t - look and t < b for a, b in spans), t
+    assert spans[0][0] <= min(hit_at.values()) - look and spans[-1][1] <= max(hit_at.values()) + ms
+    # read again: no root yet, or a root that is not a clock-skew margin inside its hit's lookback
+    reread = {t for t, s in root_start.items()
+              if s is None or s < hit_at[t] - look + timedelta(milliseconds=ROOT_SKEW_MS)}
     assert got.stats.reread == len(reread)
     if flags.get("tool") == "send_email":
         assert {"edge-long", "edge-skew", "edge-versioned"} <= set(want) and "edge-long" in reread
@@ -644,22 +645,71 @@ def test_parquet_status_pass_skips_row_groups_outside_its_span(tmp_path: Path) -
     assert not got_all.complete and "DuckDB could not scan" in got_all.gaps[0].reason
 
 
+def test_parquet_status_pass_reads_only_around_sparse_hits(tmp_path: Path) -> None:
+    """Hits five hours apart with a busy store between them: pass two reads the two hits'
+    lookbacks, not the hours between (whose status-only columns are unreadable here; pass one
+    reads the others, as it must)."""
+    import hashlib
+
+    from agentfire.blast import files_scan, from_flags
+    from tests.test_blast import NOW, _ts
+
+    def traj(tid: str, at: datetime, tool: str) -> list[dict[str, Any]]:
+        tid = hashlib.md5(tid.encode()).hexdigest()
+        base = {"traceId": tid, "output": "{}", "level": "DEFAULT", "userId": f"u-{tid[:6]}", "model": None,
+                "metadata": None, "input": json.dumps({"to": "landlord@rent.example"})}
+        return [{**base, "id": f"{tid}-root", "type": "AGENT", "name": "agent", "parentObservationId": None,
+                 "startTime": _ts(at), "endTime": _ts(at + timedelta(seconds=9))},
+                {**base, "id": f"{tid}-1", "type": "TOOL", "name": tool, "parentObservationId": f"{tid}-root",
+                 "startTime": _ts(at + timedelta(seconds=2)), "endTime": _ts(at + timedelta(seconds=3))}]
+
+    early, late = NOW - timedelta(hours=5, minutes=50), NOW - timedelta(minutes=20)
+    hits = [r for k in range(3) for at in (early, late) for r in traj(f"hit-{at}-{k}", at + timedelta(seconds=k), "send_email")]
+    between = [r for k in range(600) for r in traj(f"busy-{k}", early + timedelta(minutes=30, seconds=25 * k), "search")]
+    store = _parquet_store(tmp_path / "store", hits, files=1)
+    _parquet_store(tmp_path / "mid", between, files=1)
+    mid = store / "between.parquet"
+    shutil.move(str(tmp_path / "mid" / "part-0.parquet"), mid)
+    sig, window = from_flags(tool="send_email", args=["to~landlord"]), _blast_window()
+    want = _found(files_scan.scan(store, sig, window))
+    assert len(want) == 6
+    _scramble_data_pages(mid, columns=("endTime", "userId", "level"))
+    got = files_scan.scan(store, sig, window)
+    assert got.complete, got.gaps
+    assert _found(got) == want and got.stats.reread == 0 and len(got.stats.status_spans) == 2
+    # pass two over the whole store decodes the scrambled columns and fails
+    got_all = files_scan.scan(store, from_flags(tool="search"), window)
+    assert not got_all.complete and "DuckDB could not scan" in got_all.gaps[0].reason
+
+
+def test_fewest_spans_closes_the_smallest_gaps() -> None:
+    from agentfire.blast.files_scan import _fewest_spans
+
+    spans = [(0, 1), (5, 6), (7, 8), (20, 21)]
+    assert _fewest_spans(spans, 4) == spans
+    assert _fewest_spans(spans, 3) == [(0, 1), (5, 8), (20, 21)]
+    assert _fewest_spans(spans, 2) == [(0, 8), (20, 21)]
+    assert _fewest_spans(spans, 1) == [(0, 21)]
+
+
 def _shift(ts: str, by: timedelta) -> str:
     from agentfire.trajectory import iso, parse_time
 
     return iso(parse_time(ts) + by)
 
 
-def _scramble_data_pages(path: Path) -> None:
-    """Overwrite the column chunks of a Parquet file (its footer, schema and statistics intact)."""
+def _scramble_data_pages(path: Path, columns: tuple[str, ...] | None = None) -> None:
+    """Overwrite the column chunks of a Parquet file (of these columns, or all), its footer,
+    schema and statistics intact: DuckDB fails on any page of them it decodes."""
     import duckdb
 
-    [(first, end)] = duckdb.sql(
-        "SELECT min(coalesce(dictionary_page_offset, data_page_offset)), "
-        f"max(coalesce(dictionary_page_offset, data_page_offset) + total_compressed_size) FROM parquet_metadata('{path}')"
-    ).fetchall()
+    only = f"WHERE path_in_schema IN ({', '.join(repr(c) for c in columns)})" if columns else ""
+    chunks = duckdb.sql(f"SELECT coalesce(dictionary_page_offset, data_page_offset), total_compressed_size "
+                        f"FROM parquet_metadata('{path}') {only}").fetchall()
+    assert chunks
     data = bytearray(path.read_bytes())
-    data[first:end] = bytes((i * 7 + 13) % 251 for i in range(end - first))
+    for first, size in chunks:
+        data[first:first + size] = bytes((i * 7 + 13) % 251 for i in range(size))
     path.write_bytes(bytes(data))
 
 

@@ -46,9 +46,11 @@ STATUS_LOOKBACK_MS = 15 * 60_000
 ROOT_SKEW_MS = 60_000
 
 
+MAX_SPANS = 16  # time ranges pass two tests each row against, at most
+
+
 class StatusBound(NamedTuple):
-    start: datetime
-    end: datetime
+    spans: list[tuple[datetime, datetime]]  # what pass two read, start inclusive, end exclusive
     reread: int  # hit trajectories read again over the whole store
 
 
@@ -95,17 +97,25 @@ def connect(limit: str | None = None, threads: int | None = None) -> Any:
 
 
 def source(con: Any, files: list[Path], sig: Signature | None = None,
-           types: dict[str, str] | None = None) -> str:
-    """The store's JSON lines and Parquet files as one relation (the columns `sig` or `types` name)."""
+           types: dict[str, str] | None = None, present: dict[str, str] | None = None) -> str:
+    """The store's JSON lines and Parquet files as one relation (the columns `sig` or `types` name;
+    `present`: the Parquet files' columns and types, when parquet_columns() read them before)."""
     jsonl = [str(f) for f in files if f.suffix != ".parquet"]
     parquet = [str(f) for f in files if f.suffix == ".parquet"]
     parts = [files_source(jsonl, sig, types)] if jsonl else []
     if parquet:
-        listed = "[" + ", ".join(lit(p) for p in parquet) + "]"
-        present = {row[0]: row[1] for row in con.execute(
-            f"DESCRIBE SELECT * FROM read_parquet({listed}, union_by_name=true)").fetchall()}
-        parts.append(parquet_source(parquet, present, sig, types))
+        parts.append(parquet_source(parquet, present if present is not None else parquet_columns(con, files), sig, types))
     return union_source(parts)
+
+
+def parquet_columns(con: Any, files: list[Path]) -> dict[str, str]:
+    """The columns of the store's Parquet files (all of them, by name) and their types."""
+    parquet = [str(f) for f in files if f.suffix == ".parquet"]
+    if not parquet:
+        return {}
+    listed = "[" + ", ".join(lit(p) for p in parquet) + "]"
+    return {row[0]: row[1] for row in con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet({listed}, union_by_name=true)").fetchall()}
 
 
 def holds_data(path: Path) -> bool:
@@ -203,13 +213,11 @@ class HitRows(Sequence[Hit]):
 
     def __init__(self, con: Any, n: int, order: str) -> None:
         self._con, self._n, self._order = con, n, order
-        users = [u for (u,) in con.execute(
-            f"SELECT DISTINCT user_id FROM {RESULT_TABLE} WHERE user_id IS NOT NULL AND user_id <> '' "
-            "ORDER BY user_id").fetchall()]
-        still_open = [t for (t,) in con.execute(
-            f"SELECT trace_id FROM {RESULT_TABLE} WHERE status = 'running' ORDER BY {order}").fetchall()]
-        first, last = con.execute(f"SELECT min(hit_t), max(hit_t) FROM {RESULT_TABLE}").fetchone()
-        self.summary = HitsSummary(users, still_open, _ms(first), _ms(last))
+        users, still_open, first, last = con.execute(
+            "SELECT list(DISTINCT user_id ORDER BY user_id) FILTER (WHERE user_id IS NOT NULL AND user_id <> ''), "
+            f"list(trace_id ORDER BY {order}) FILTER (WHERE status = 'running'), min(hit_t), max(hit_t) "
+            f"FROM {RESULT_TABLE}").fetchone()
+        self.summary = HitsSummary(users or [], still_open or [], _ms(first), _ms(last))
 
     def __len__(self) -> int:
         return self._n
@@ -255,9 +263,12 @@ class _Scan:
         self.con, self.files, self.sig, self.window, self.hook = con, files, sig, window, hook
         self.ignore_errors, self.big_lines = ignore_errors, big_lines
         self.stats_bound: StatusBound | None = None
+        self._present: dict[str, str] | None = None
 
     def _src(self, **kw: Any) -> str:
-        src = source(self.con, self.files, **kw)
+        if self._present is None:  # the Parquet footers read once for both passes
+            self._present = parquet_columns(self.con, self.files)
+        src = source(self.con, self.files, present=self._present, **kw)
         if self.ignore_errors:
             src = src.replace("ignore_errors=false", "ignore_errors=true")
         if self.big_lines:
@@ -312,38 +323,57 @@ class _Scan:
         return bool(ids)
 
     def _bounded_status(self, status_src: str, create: str) -> StatusBound | None:
-        """Pass two over the rows that started from STATUS_LOOKBACK before the first hit to the
-        last hit, not the whole store: a trajectory's root starts before its steps and its hit,
-        and nothing after the hit changes its status inputs (the root's later versions share its
-        start; user, start and step index come from rows before it). A trajectory whose earliest
-        root is not at least ROOT_SKEW inside that span (it started earlier, or has no root yet)
-        is read again over the whole store, so the answer is the unbounded one.
+        """Pass two over the rows that started in the STATUS_LOOKBACK before some hit, not the
+        whole store: a trajectory's root starts before its steps and its hit, and nothing after
+        the hit changes its status inputs (the root's later versions share its start; user,
+        start and step index come from rows before it). A trajectory whose earliest root is not
+        at least ROOT_SKEW inside its hit's lookback (it started earlier, or has no root yet) is
+        read again over the whole store, so the answer is the unbounded one.
         Parquet skips the row groups whose times fall outside (an incident window over a month's
-        store reads about the window, where the hit ids alone rule out no row group)."""
-        con, c = self.con, FILES_COLUMNS
-        first, last = con.execute("SELECT min(hit_t), max(hit_t) FROM agentfire_hits").fetchone()
-        if first is None:  # no hit (or none with a time): nothing to bound by
+        store reads about the window; twenty hits in a week read twenty spans), where the hit
+        ids alone rule out no row group (trace ids are random)."""
+        con, c, look = self.con, FILES_COLUMNS, STATUS_LOOKBACK_MS
+        # each hit's lookback, up to its millisecond, whole (a root that started in it,
+        # microseconds after the hit, is still the trajectory's root); spans closer than a
+        # lookback merged (reading the gap costs less than another range to test)
+        rows = con.execute(f"""
+            SELECT min(s), max(e), bool_or(s IS NULL) FROM (
+              SELECT s, e, sum(CASE WHEN s > prev_e + {look} THEN 1 ELSE 0 END) OVER (ORDER BY s) AS grp FROM (
+                SELECT hit_t - {look} AS s, hit_t + 1 AS e,
+                  max(hit_t + 1) OVER (ORDER BY hit_t ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_e
+                FROM agentfire_hits))
+            GROUP BY grp ORDER BY 1""").fetchall()
+        if not rows or any(no_time for _s, _e, no_time in rows):  # a hit without a time: nothing to bound by
             _execute(con, create + status_query(status_src, c, "agentfire_hits"), self.hook, 0.5, 0.5)
             return None
-        lower_ms = first - STATUS_LOOKBACK_MS
-        # up to the last hit's millisecond, whole: a root that started in it (microseconds after
-        # the hit) is still the trajectory's root
-        upper_ms = last + 1
+        spans = _fewest_spans([(s, e) for s, e, _ in rows], MAX_SPANS)
         d = Dialect()
-        lower, upper = _ms(lower_ms), _ms(upper_ms)
-        src = (f"(SELECT * FROM {status_src} WHERE ({c.start} >= {d.ts(lower)} AND {c.start} < {d.ts(upper)}) "
-               f"OR {c.start} IS NULL)")
+        within = " OR ".join(f"({c.start} >= {d.ts(_ms(s))} AND {c.start} < {d.ts(_ms(e))})"  # type: ignore[arg-type]
+                             for s, e in spans)
+        src = f"(SELECT * FROM {status_src} WHERE {within} OR {c.start} IS NULL)"
         _execute(con, create + status_query(src, c, "agentfire_hits"), self.hook, 0.5, 0.4)
         con.execute("CREATE OR REPLACE TEMP TABLE agentfire_reread AS SELECT h.* FROM agentfire_hits AS h "
                     f"JOIN {RESULT_TABLE} AS r ON r.trace_id = h.trace_id "
-                    f"WHERE r.root_start_ms IS NULL OR r.root_start_ms < {lower_ms + ROOT_SKEW_MS}")
+                    f"WHERE r.root_start_ms IS NULL OR r.root_start_ms < h.hit_t - {look - ROOT_SKEW_MS}")
         (reread,) = con.execute("SELECT count(*) FROM agentfire_reread").fetchone()
         if reread:
             con.execute(f"DELETE FROM {RESULT_TABLE} WHERE trace_id IN (SELECT trace_id FROM agentfire_reread)")
             _execute(con, f"INSERT INTO {RESULT_TABLE} BY NAME "
                           + status_query(status_src, c, "agentfire_reread"), self.hook, 0.9, 0.1)
-        assert lower is not None and upper is not None
-        return StatusBound(lower, upper, int(reread))
+        return StatusBound([(_ms(s), _ms(e)) for s, e in spans], int(reread))  # type: ignore[misc]
+
+
+def _fewest_spans(spans: list[tuple[int, int]], most: int) -> list[tuple[int, int]]:
+    """At most `most` spans covering these (sorted, disjoint): the smallest gaps are closed."""
+    if len(spans) <= most:
+        return spans
+    gaps = sorted(range(1, len(spans)), key=lambda i: spans[i][0] - spans[i - 1][1])
+    cut = sorted(gaps[len(gaps) - (most - 1):])  # the widest gaps stay open
+    out, begin = [], 0
+    for i in cut + [len(spans)]:
+        out.append((spans[begin][0], spans[i - 1][1]))
+        begin = i
+    return out
 
 
 def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | None = None) -> BlastResult:
@@ -369,8 +399,7 @@ def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | Non
             run = _Scan(con, files, sig, window, hook, ignore_errors, big_lines)
             hits, stats.candidates = run.run()
             if run.stats_bound is not None:
-                stats.status_span = (run.stats_bound.start, run.stats_bound.end)
-                stats.reread = run.stats_bound.reread
+                stats.status_spans, stats.reread = run.stats_bound
             break
         except duckdb.InvalidInputException as exc:
             text = str(exc).lower()

@@ -62,16 +62,16 @@ class ScanStats:
     candidates: int = 0
     seconds: float = 0.0
     engine: str = ""
-    # the files store's Parquet scan: the time span the status pass read (from, to) and how many
-    # hit trajectories reached outside it and were read again over the whole store
-    status_span: tuple[datetime, datetime] | None = None
+    # the files store's Parquet scan: the time spans the status pass read ([from, to) each) and
+    # how many hit trajectories reached outside them and were read again over the whole store
+    status_spans: list[tuple[datetime, datetime]] | None = None
     reread: int = 0
 
     def to_json(self) -> dict[str, Any]:
         out = {"pages": self.pages, "requests": self.requests, "rows_scanned": self.rows_scanned,
                "candidates": self.candidates, "seconds": round(self.seconds, 3), "engine": self.engine}
-        if self.status_span is not None:
-            out["status_read"] = {"from": iso(self.status_span[0]), "to": iso(self.status_span[1]),
+        if self.status_spans is not None:
+            out["status_read"] = {"spans": [[iso(a), iso(b)] for a, b in self.status_spans],
                                   "reread_whole_store": self.reread}
         return out
 
