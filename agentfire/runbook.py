@@ -224,13 +224,16 @@ def _cache_dir() -> Path:
 def _key(data: bytes) -> str:
     """The runbook's bytes and what validated them: agentfire's version, agentfire/config.py
     (its models), pydantic's version file, the Python version."""
-    import hashlib
     import importlib.util
     import sys
 
     from agentfire import __version__
 
-    h = hashlib.sha256(data)
+    try:  # CPython's own BLAKE2: `import hashlib` loads OpenSSL first (15 ms of a 150 ms start)
+        from _blake2 import blake2b
+    except ImportError:  # another Python
+        from hashlib import blake2b
+    h = blake2b(data, digest_size=32)
     here = Path(__file__).resolve().parent
     spec = importlib.util.find_spec("pydantic")
     stamps = [here / "config.py", Path(__file__).resolve()]

@@ -99,6 +99,8 @@ import sys, duckdb
 con = duckdb.connect()
 con.execute("SET enable_progress_bar=false")
 fmt, path, tool, needle, lo, hi = sys.argv[1:7]
+if fmt != "parquet":  # text times: '...T00:00:00.016Z' sorts before '...T00:00:00Z' ('.' < 'Z')
+    lo, hi = lo.rstrip("Z"), hi.rstrip("Z")
 src = (f"read_parquet('{path}/*.parquet')" if fmt == "parquet" else
        f"read_json('{path}', format='newline_delimited', columns={{traceId: 'VARCHAR', type: 'VARCHAR', "
        f"name: 'VARCHAR', startTime: 'VARCHAR', input: 'VARCHAR'}})")
