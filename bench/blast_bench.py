@@ -154,7 +154,9 @@ def prepare(fmt: str) -> Path:
     return data
 
 
-def bench_files(fmt: str = "jsonl", which: str = "selective", runs: int = 1) -> dict:
+def bench_files(fmt: str = "jsonl", which: str = "selective", runs: int = 1, baseline: Path | None = None) -> dict:
+    """One case: the plain count and blast alternate run by run (and the `baseline` checkout's
+    blast, when given, in the same rounds)."""
     # generated in a child: a child forked from a bench that had DuckDB write 3 GB would report
     # the bench's own peak as its RSS (Linux carries ru_maxrss over fork and exec)
     proc = subprocess.run([sys.executable, __file__, "--prepare", fmt], text=True, stdout=subprocess.PIPE)
@@ -177,11 +179,20 @@ def bench_files(fmt: str = "jsonl", which: str = "selective", runs: int = 1) -> 
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "agentfire")], check=True,
                    stdout=subprocess.DEVNULL)
     measure(cmd, env, work)
-    done, plains = [], []
+    base_env = {**env, "PYTHONPATH": str(baseline)} if baseline else None
+    if baseline:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(baseline / "agentfire")], check=True,
+                       stdout=subprocess.DEVNULL)
+        measure(cmd, base_env, work)  # type: ignore[arg-type]
+    done, plains, befores = [], [], []
     for k in range(runs):  # the plain count and blast alternate: each pair under the same load
         p = measure(plain_cmd, env, work)
         assert p["code"] == 0 and int(p["stdout"].split()[-1]) == expected, p
         plains.append(p)
+        if base_env is not None:
+            b = measure(cmd, base_env, work)
+            ok_b = b["code"] == 0 and json.loads(b["stdout"])["trajectories"] == expected
+            befores.append(b["wall_s"] if ok_b else float("nan"))
         r = measure(cmd, env, work)
         if r["code"] != 0:
             print(f"  run {k + 1}/{runs}: blast exited {r['code']}: {r['stderr'][-300:]}", flush=True)
@@ -204,11 +215,15 @@ def bench_files(fmt: str = "jsonl", which: str = "selective", runs: int = 1) -> 
            "max_rss_mb": max((r["rss_mb"] for r in done), default=None),
            "plain_duckdb_s": plain_s, "plain_duckdb_rss_mb": max(p["rss_mb"] for p in plains),
            "hits": expected, "load_avg": round(os.getloadavg()[0], 1)}
+    if befores:
+        out["baseline_s_median"] = sorted(befores)[len(befores) // 2]
     ratio = (out["wall_s_median"] / plain_s) if walls else float("nan")
     print(f"files store, 10,000,000 observations ({fmt}), {which} signature {' '.join(flags)} {lo}..{hi}: "
           f"{len(good)}/{runs} runs complete; blast median {out['wall_s_median']} s (max {out['wall_s_max']} s), "
           f"max RSS of all runs {out['max_rss_mb']} MB; plain DuckDB count median {plain_s:.2f} s "
-          f"({out['plain_duckdb_rss_mb']} MB): {ratio:.2f}x; load average {out['load_avg']}", flush=True)
+          f"({out['plain_duckdb_rss_mb']} MB): {ratio:.2f}x; load average {out['load_avg']}"
+          + (f"; baseline {baseline}: median {out['baseline_s_median']} s ({out['baseline_s_median'] / plain_s:.2f}x)"
+             if befores else ""), flush=True)
     return out
 
 
@@ -330,6 +345,8 @@ def main() -> None:
     ap.add_argument("--no-non-selective", action="store_true", help="skip the --tool read_inbox scans")
     ap.add_argument("--case", action="append", metavar="FORMAT:SIGNATURE",
                     help=f"run only these (repeatable), e.g. parquet:selective-1h; signatures: {', '.join(SIGNATURES)}")
+    ap.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                    help="another checkout (git worktree add /tmp/before COMMIT) whose blast runs in the same rounds")
     ap.add_argument("--prepare", choices=["jsonl", "parquet"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.prepare:
@@ -346,15 +363,16 @@ def main() -> None:
         if which not in SIGNATURES or fmt not in ("jsonl", "parquet"):
             raise SystemExit(f"--case {fmt}:{which}: unknown (formats jsonl, parquet; signatures {', '.join(SIGNATURES)})")
         runs = a.parquet_runs if fmt == "parquet" else (a.runs if which == "selective" else 1)
-        rows.append(bench_files(fmt, which, runs))
+        rows.append(bench_files(fmt, which, runs, a.baseline))
     if rows:
         print(f"\n{'format':<8} {'signature':<14} {'complete':>9} {'blast s':>8} {'max RSS MB':>11} "
-              f"{'plain s':>8} {'ratio':>6}   [targets: 10/10 complete; non-selective < 30 s and < 1024 MB; "
-              "Parquet within 2x of the plain count]")
+              f"{'plain s':>8} {'ratio':>6} {'baseline s':>11}   [targets: 10/10 complete; non-selective < 30 s "
+              "and < 1024 MB; Parquet within 2x of the plain count]")
         for r in rows:
             ratio = r["wall_s_median"] / r["plain_duckdb_s"] if r["wall_s_median"] else float("nan")
             print(f"{r['format']:<8} {r['signature']:<14} {r['completed']:>4}/{r['runs']:<4} "
-                  f"{r['wall_s_median'] or '-':>8} {r['max_rss_mb']:>11} {r['plain_duckdb_s']:>8} {ratio:>5.2f}x")
+                  f"{r['wall_s_median'] or '-':>8} {r['max_rss_mb']:>11} {r['plain_duckdb_s']:>8} {ratio:>5.2f}x "
+                  f"{r.get('baseline_s_median', '-'):>11}")
         print(json.dumps(rows))
     if not a.files_only and not a.case:
         bench_langfuse()
