@@ -441,3 +441,39 @@ def test_a_root_exported_open_then_closed_is_finished_not_still_open(tmp_path: P
     got = files_scan.scan(path, sig, window)
     assert want and {h.trace_id: h.status for h in got.hits} == {t: v[1] for t, v in want.items()}
     assert not {r["traceId"] for r in roots} & set(got.still_open_ids)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_steps_exported_in_several_versions_count_once_in_the_step_index(tmp_path: Path, fmt: str) -> None:
+    """A store that appends each version of an observation (updatedAt on every row): every step
+    is there twice, started and then ended. The hit's step index counts each step once, as the
+    reference does (it keeps one row per observation id), and the status is the closed root's."""
+    import duckdb
+
+    from agentfire.blast import files_scan, from_flags, resolve
+
+    rows = [r for r in synthetic_rows() if r["traceId"] in {f"tr-{k:04d}" for k in range(10, 40)}]
+    versions = []
+    for r in rows:
+        r["updatedAt"] = r["endTime"] or r["startTime"]
+        versions.append(dict(r, endTime=None, output=None, updatedAt=r["startTime"]))  # written at its start
+    rows = versions + rows
+    store = tmp_path / "store"
+    store.mkdir()
+    if fmt == "jsonl":
+        write_store(store / "obs.jsonl", rows)
+    else:
+        src = write_store(tmp_path / "src.jsonl", rows)
+        duckdb.sql(f"COPY (SELECT * REPLACE (CAST(startTime AS TIMESTAMPTZ) AS startTime, "
+                   f"CAST(endTime AS TIMESTAMPTZ) AS endTime) FROM read_json('{src}', format='newline_delimited')) "
+                   f"TO '{store / 'obs.parquet'}' (FORMAT PARQUET)")
+    window = resolve(from_=_ts(NOW - timedelta(hours=9)), to=_ts(NOW))
+    for flags in (dict(tool="send_email"), dict(tool="*"), dict(tool="read_inbox", then=["send_email"])):
+        sig = from_flags(**flags)
+        want = reference(rows, sig, window)
+        got = files_scan.scan(store, sig, window)
+        assert got.complete and want, flags
+        assert {h.trace_id: (h.status, h.step_index) for h in got.hits} == \
+            {t: (v[1], v[2]) for t, v in want.items()}, flags
+        if flags.get("tool") == "send_email":  # later steps, where double counting would show
+            assert any(v[2] > 2 for v in want.values())

@@ -264,6 +264,7 @@ class _Scan:
         self.ignore_errors, self.big_lines = ignore_errors, big_lines
         self.stats_bound: StatusBound | None = None
         self._present: dict[str, str] | None = None
+        self._carries_versions: bool | None = None
 
     def _src(self, **kw: Any) -> str:
         if self._present is None:  # the Parquet footers read once for both passes
@@ -289,7 +290,8 @@ class _Scan:
             # join with the hits is the only filter pass two needs: DuckDB pushes the hit ids into
             # the scan itself (Parquet row groups whose bloom filters and min/max rule them out are
             # skipped), a literal IN list as well only added a second probe
-            _execute(con, create + status_query(status_src, FILES_COLUMNS, "agentfire_hits", hits=query),
+            _execute(con, create + status_query(status_src, FILES_COLUMNS, "agentfire_hits", hits=query,
+                                             distinct_ids=self._versions()),
                      self.hook, 0.0, 1.0)
         else:
             if len(sig.steps) == 1:
@@ -299,12 +301,25 @@ class _Scan:
             if bounded:
                 self.stats_bound = self._bounded_status(status_src, create)
             else:
-                _execute(con, create + status_query(status_src, FILES_COLUMNS, "agentfire_hits"), self.hook, 0.5, 0.5)
+                _execute(con, create + status_query(status_src, FILES_COLUMNS, "agentfire_hits", distinct_ids=self._versions()),
+                         self.hook, 0.5, 0.5)
         (n,) = con.execute(f"SELECT count(*) FROM {RESULT_TABLE}").fetchone()
         if not n:
             return [], 0
         start_ms = int(w.start.timestamp() * 1000)
         return HitRows(con, n, f"coalesce(hit_t, {start_ms}), trace_id"), n
+
+    def _versions(self) -> bool:
+        """Whether the store's rows carry updatedAt (a store appending each version of an
+        observation): the Parquet files' columns, the head of each JSON-lines file."""
+        if self._carries_versions is None:
+            from agentfire.blast.costs import carries_versions
+
+            if self._present is None:
+                self._present = parquet_columns(self.con, self.files)
+            self._carries_versions = "updatedAt" in self._present or carries_versions(
+                self.con, [f for f in self.files if f.suffix != ".parquet"])
+        return bool(self._carries_versions)
 
     def _sequence_hits(self, query: str) -> bool:
         """A sequence: Python finds each trajectory's first embedding in its marks; the hits go to
@@ -344,14 +359,16 @@ class _Scan:
                 FROM agentfire_hits))
             GROUP BY grp ORDER BY 1""").fetchall()
         if not rows or any(no_time for _s, _e, no_time in rows):  # a hit without a time: nothing to bound by
-            _execute(con, create + status_query(status_src, c, "agentfire_hits"), self.hook, 0.5, 0.5)
+            _execute(con, create + status_query(status_src, c, "agentfire_hits", distinct_ids=self._versions()),
+                     self.hook, 0.5, 0.5)
             return None
         spans = _fewest_spans([(s, e) for s, e, _ in rows], MAX_SPANS)
         d = Dialect()
         within = " OR ".join(f"({c.start} >= {d.ts(_ms(s))} AND {c.start} < {d.ts(_ms(e))})"  # type: ignore[arg-type]
                              for s, e in spans)
         src = f"(SELECT * FROM {status_src} WHERE {within} OR {c.start} IS NULL)"
-        _execute(con, create + status_query(src, c, "agentfire_hits"), self.hook, 0.5, 0.4)
+        _execute(con, create + status_query(src, c, "agentfire_hits", distinct_ids=self._versions()),
+                 self.hook, 0.5, 0.4)
         con.execute("CREATE OR REPLACE TEMP TABLE agentfire_reread AS SELECT h.* FROM agentfire_hits AS h "
                     f"JOIN {RESULT_TABLE} AS r ON r.trace_id = h.trace_id "
                     f"WHERE r.root_start_ms IS NULL OR r.root_start_ms < h.hit_t - {look - ROOT_SKEW_MS}")
@@ -359,7 +376,8 @@ class _Scan:
         if reread:
             con.execute(f"DELETE FROM {RESULT_TABLE} WHERE trace_id IN (SELECT trace_id FROM agentfire_reread)")
             _execute(con, f"INSERT INTO {RESULT_TABLE} BY NAME "
-                          + status_query(status_src, c, "agentfire_reread"), self.hook, 0.9, 0.1)
+                          + status_query(status_src, c, "agentfire_reread", distinct_ids=self._versions()),
+                     self.hook, 0.9, 0.1)
         return StatusBound([(_ms(s), _ms(e)) for s, e in spans], int(reread))  # type: ignore[misc]
 
 

@@ -330,19 +330,28 @@ HAVING {" AND ".join(having)}
 """
 
 
-def status_query(source: str, c: Columns, hits_table: str, hits: str | None = None) -> str:
+def status_query(source: str, c: Columns, hits_table: str, hits: str | None = None,
+                 distinct_ids: bool = False) -> str:
     """Pass two, over the rows of the hit trajectories only (`hits_table`: trace_id, hit_t, tool,
     input; or `hits`, the query of pass one, computed first in the same statement under that
     name): user, start, status inputs, how many steps started before the hit (its index - 1), the
     hit, and when the earliest root started (files_scan's bounded read checks it). The inner join with the hits is the row filter: DuckDB pushes the hit ids into the
-    scan (dynamic join filters), so a Parquet row group without any of them is skipped."""
+    scan (dynamic join filters), so a Parquet row group without any of them is skipped.
+    `distinct_ids`: the store appends each version of an observation (its rows carry updatedAt):
+    a step counts once in the hit's index, however many versions it has (the id is read only then:
+    in Parquet it is the costliest column)."""
     first = f"{hits_table} AS MATERIALIZED ({hits}\n),\n" if hits is not None else ""
+    id_col = f", o.{c.id} AS id" if distinct_ids else ""
+    step = "NOT is_root AND t < hit_t"
+    before = (f"count(DISTINCT id) FILTER (WHERE {step} AND id <> '') "
+              f"+ count(*) FILTER (WHERE {step} AND coalesce(id, '') = '')"  # no id: each row is a step
+              if distinct_ids else f"count(*) FILTER (WHERE {step})")
     # the join sits under the projection: times cast and status inputs computed for the hit
     # trajectories' rows only (computed before the join, they cost more than reading the store)
     return f"""
 WITH {first}obs AS (
   SELECT h.trace_id AS trace_id, h.hit_t AS hit_t, {c.user_id} AS user_id, epoch_ms({c.start}) AS t,
-    {c.end} IS NULL AS open_end, {c.is_root} AS is_root, {c.level} AS level
+    {c.end} IS NULL AS open_end, {c.is_root} AS is_root, {c.level} AS level{id_col}
   FROM {source} AS o JOIN {hits_table} AS h ON h.trace_id = o.{c.trace_id}
 ),
 per AS (
@@ -352,7 +361,7 @@ per AS (
     -- a closed one, as an observation's end is set once and never unset
     arg_min(open_end, t * 2 + CASE WHEN open_end THEN 1 ELSE 0 END) FILTER (WHERE is_root) AS root_open,
     arg_min(level, t * 2 + CASE WHEN open_end THEN 1 ELSE 0 END) FILTER (WHERE is_root) AS root_level,
-    count(*) FILTER (WHERE NOT is_root AND t < hit_t) AS before,
+    {before} AS before,
     min(t) FILTER (WHERE is_root) AS root_start_ms
   FROM obs
   GROUP BY trace_id
