@@ -477,3 +477,56 @@ def test_steps_exported_in_several_versions_count_once_in_the_step_index(tmp_pat
             {t: (v[1], v[2]) for t, v in want.items()}, flags
         if flags.get("tool") == "send_email":  # later steps, where double counting would show
             assert any(v[2] > 2 for v in want.values())
+
+
+def test_times_without_an_offset_are_utc_on_a_machine_in_another_zone(tmp_path: Path) -> None:
+    """A store whose times carry no offset (a hand export, a Parquet TIMESTAMP column) scanned on
+    a laptop set to New York: the hits and the freeze aggregate are the Python reference's (UTC),
+    not five hours off."""
+    import os
+    import subprocess
+    import sys
+
+    import duckdb
+
+    from agentfire.blast import from_flags, resolve
+
+    rows = [dict(r, startTime=r["startTime"].rstrip("Z"), endTime=r["endTime"] and r["endTime"].rstrip("Z"))
+            for r in synthetic_rows()]
+    store = tmp_path / "store"
+    store.mkdir()
+    write_store(store / "a.jsonl", rows[: len(rows) // 2])
+    src = write_store(tmp_path / "b.jsonl", rows[len(rows) // 2:])
+    duckdb.sql(f"COPY (SELECT * REPLACE (CAST(startTime AS TIMESTAMP) AS startTime, CAST(endTime AS TIMESTAMP) AS endTime) "
+               f"FROM read_json('{src}', format='newline_delimited')) TO '{store / 'b.parquet'}' (FORMAT PARQUET)")
+    lo, hi = _ts(NOW - timedelta(hours=3)), _ts(NOW)
+    sig = from_flags(tool="send_email")
+    want = reference(rows, sig, resolve(from_=lo, to=hi))
+    assert want
+    code = f"""
+import json, sys
+from datetime import datetime
+from agentfire.blast import files_scan, from_flags, resolve
+from agentfire.blast.costs import window_costs
+r = files_scan.scan(__import__("pathlib").Path(sys.argv[1]), from_flags(tool="send_email"), resolve(from_={lo!r}, to={hi!r}))
+costs = window_costs(files_scan.store_files(__import__("pathlib").Path(sys.argv[1])),
+                     datetime.fromisoformat({lo!r}.replace("Z", "+00:00")), datetime.fromisoformat({hi!r}.replace("Z", "+00:00")))
+print(json.dumps({{"hits": {{h.trace_id: h.step_index for h in r.hits}}, "costs": sorted(c.trace_id for c in costs)}}))
+"""
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "TZ": "America/New_York",
+           "PYTHONPATH": os.pathsep.join([repo, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    out = subprocess.run([sys.executable, "-c", code, str(store)], env=env, capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout)
+    assert got["hits"] == {t: v[2] for t, v in want.items()}
+    started = defaultdict(list)
+    for r in rows:
+        started[r["traceId"]].append(r["startTime"] + "Z")
+    lo_dt, hi_dt = NOW - timedelta(hours=3), NOW
+    assert got["costs"] == sorted(t for t, s in started.items() if lo_dt <= min(map(_parse, s)) < hi_dt)
+
+
+def _parse(ts: str) -> datetime:
+    from agentfire.trajectory import parse_time
+
+    return parse_time(ts)

@@ -90,6 +90,9 @@ def connect(limit: str | None = None, threads: int | None = None) -> Any:
     con = duckdb.connect()
     con.execute(f"SET memory_limit='{limit or memory_limit()}'")
     con.execute("SET preserve_insertion_order=false")
+    # times without an offset are UTC, as agentfire.trajectory.parse_time reads them (DuckDB's
+    # default is the machine's zone: on a laptop in New York they read five hours late)
+    con.execute("SET TimeZone='UTC'")
     con.execute(f"SET temp_directory='{tempfile.gettempdir()}/agentfire-duckdb'")
     if threads:
         con.execute(f"SET threads={int(threads)}")
