@@ -130,6 +130,10 @@ SIGNATURES = {
                      _trajectories(16_200_000, 19_800_000, lambda k: k % 997 == 0), HOUR),
     "search-10min": (["--tool", "search"], "search", "",
                      _trajectories(19_200_000, 19_800_000, lambda k: k % 997 != 0), TEN_MIN),
+    # a sequence whose first step every trajectory calls (the plain count is its last step's:
+    # every trajectory that emails the landlord read its inbox first)
+    "sequence": (["--tool", "read_inbox", "--then", "send_email", "--arg", "to~landlord"], "send_email", "landlord",
+                 len(range(0, 500_000, 997)), DAY),
 }
 
 
@@ -357,7 +361,8 @@ def main() -> None:
     if not cases and not a.langfuse_only:
         if not a.parquet_only:
             cases += [("jsonl", "selective")] + ([] if a.no_non_selective else [("jsonl", "non-selective")])
-        cases += [("parquet", "selective"), ("parquet", "selective-1h"), ("parquet", "search-10min")]
+        cases += [("parquet", "selective"), ("parquet", "selective-1h"), ("parquet", "search-10min"),
+                  ("parquet", "sequence")]
         cases += [] if a.no_non_selective else [("parquet", "non-selective")]
     for fmt, which in cases:
         if which not in SIGNATURES or fmt not in ("jsonl", "parquet"):

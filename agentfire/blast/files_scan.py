@@ -24,8 +24,8 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 from agentfire.blast.result import BlastResult, Gap, Hit, HitsSummary, ScanStats, _parsed_args
 from agentfire.blast.signature import Signature
 from agentfire.blast.sql import (
-    BIG_OBJECT, FILES_COLUMNS, MAX_OBJECT, STATUS_TYPES, Dialect, files_source, hits_query, lit, parquet_source,
-    status_query, union_source,
+    BIG_OBJECT, FILES_COLUMNS, MAX_OBJECT, STATUS_TYPES, Dialect, files_source, hits_query, last_step_query, lit,
+    parquet_source, status_query, union_source,
 )
 from agentfire.blast.window import Window
 from agentfire.errors import NotDoneError
@@ -281,7 +281,7 @@ class _Scan:
 
     def run(self) -> tuple[Sequence[Hit], int]:
         sig, w, con = self.sig, self.window, self.con
-        query = hits_query(sig, self._src(sig=sig), FILES_COLUMNS, w.start, w.end)
+        query = hits_query(sig, self._src(sig=sig), FILES_COLUMNS, w.start, w.end) if len(sig.steps) == 1 else ""
         status_src = self._src(types=STATUS_TYPES)
         # Parquet's row groups carry min/max times: pass two reads only the time its hit
         # trajectories can span (JSON lines have no statistics: a bound would not skip a byte)
@@ -299,7 +299,7 @@ class _Scan:
         else:
             if len(sig.steps) == 1:
                 _execute(con, f"CREATE OR REPLACE TEMP TABLE agentfire_hits AS {query}", self.hook, 0.0, 0.5)
-            elif not self._sequence_hits(query):
+            elif not self._sequence_hits():
                 return [], 0
             if bounded:
                 self.stats_bound = self._bounded_status(status_src, create)
@@ -324,17 +324,27 @@ class _Scan:
                 self.con, [f for f in self.files if f.suffix != ".parquet"])
         return bool(self._carries_versions)
 
-    def _sequence_hits(self, query: str) -> bool:
-        """A sequence: Python finds each trajectory's first embedding in its marks; the hits go to
-        the agentfire_hits table. False when there is none."""
+    def _sequence_hits(self) -> bool:
+        """A sequence: the trajectories whose last step matched in the window first (a selective
+        read), then the marks of those only (an earlier step is often a tool every trajectory
+        calls: grouping its marks store-wide cost 10 s at 10M rows for no hit); Python finds each
+        trajectory's first embedding in its marks; the hits go to the agentfire_hits table. False
+        when there is none."""
+        sig, w, con = self.sig, self.window, self.con
+        src = self._src(sig=sig)
+        _execute(con, "CREATE OR REPLACE TEMP TABLE agentfire_last AS "
+                 + last_step_query(sig, src, FILES_COLUMNS, w.start, w.end), self.hook, 0.0, 0.2)
         ids: list[str] = []
         cols: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
-        for trace_id, marks in _stream(_execute(self.con, query, self.hook, 0.0, 0.5)):
-            mark = first_embedding(self.sig, marks)
-            if mark is not None:
-                ids.append(trace_id)
-                for col, key in zip(cols, ("t", "name", "input")):
-                    col.append(mark[key])
+        (candidates,) = con.execute("SELECT count(*) FROM agentfire_last").fetchone()
+        if candidates:
+            query = hits_query(sig, src, FILES_COLUMNS, w.start, w.end, only="agentfire_last")
+            for trace_id, marks in _stream(_execute(con, query, self.hook, 0.2, 0.3)):
+                mark = first_embedding(sig, marks)
+                if mark is not None:
+                    ids.append(trace_id)
+                    for col, key in zip(cols, ("t", "name", "input")):
+                        col.append(mark[key])
         self.con.execute("CREATE OR REPLACE TEMP TABLE agentfire_hits AS SELECT unnest($1::VARCHAR[]) AS trace_id, "
                          "unnest($2::BIGINT[]) AS hit_t, unnest($3::VARCHAR[]) AS tool, unnest($4::VARCHAR[]) AS input",
                          [ids, *cols])

@@ -272,11 +272,24 @@ STATUS_TYPES = {k: JSONL_TYPES[k] for k in ("id", "traceId", "startTime", "endTi
                                             "isRootObservation", "userId", "level")}
 
 
-def hits_query(sig: Signature, source: str, c: Columns, start: datetime, end: datetime) -> str:
+def last_step_query(sig: Signature, source: str, c: Columns, start: datetime, end: datetime) -> str:
+    """A sequence's first read: the trajectories with a match of its last step in the window
+    (the marks of the earlier steps, often a common tool, are then grouped for these only)."""
+    d = Dialect()
+    last = sig.steps[-1]
+    cond = f"{step_cond(d, c, last)} AND {in_window(d, c, start, end)}"
+    if last.tool is not None and not is_glob(last.tool):
+        cond = f"{c.name} = {d.lit(last.tool)} AND {cond}"  # a plain column test, pushed into the scan
+    return f"SELECT DISTINCT {c.trace_id} AS trace_id FROM {source} WHERE {c.trace_id} IS NOT NULL AND {cond}"
+
+
+def hits_query(sig: Signature, source: str, c: Columns, start: datetime, end: datetime,
+               only: str | None = None) -> str:
     """Pass one: only rows that match a step (or a trajectory condition) are projected and
     grouped, so the GROUP BY holds the matching rows, not the store. One row per trajectory whose
     last step matched in the window: one step, its first match (hit_t, tool, input); a sequence,
-    every mark in time order (`marks`: Python finds the first embedding)."""
+    every mark in time order (`marks`: Python finds the first embedding). `only`: a table of the
+    trace ids to group (last_step_query's), its join the scan's filter."""
     d = Dialect()
     n = len(sig.steps)
     marks = [step_cond(d, c, s) for s in sig.steps]
@@ -305,9 +318,10 @@ def hits_query(sig: Signature, source: str, c: Columns, start: datetime, end: da
         wanted = f"{c.name} IN ({', '.join(d.lit(t) for t in sorted(tools))}) AND ({wanted})"  # type: ignore[arg-type]
     any_mark = " OR ".join(f"m{i}" for i in range(n))
     having = [f"bool_or(m{n - 1})"] + [f"bool_or(c{i})" for i in range(len(tconds))]
+    restrict = f" AND {c.trace_id} IN (SELECT trace_id FROM {only})" if only else ""
     obs = f"""obs AS (
   SELECT {", ".join(select)}
-  FROM (SELECT * FROM {source} WHERE {c.trace_id} IS NOT NULL AND ({wanted}))
+  FROM (SELECT * FROM {source} WHERE {c.trace_id} IS NOT NULL AND ({wanted}){restrict})
 )"""
     if n == 1:
         return f"""
