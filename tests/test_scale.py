@@ -406,6 +406,31 @@ def _found(result: Any) -> dict[str, tuple[Any, ...]]:
     return {h.trace_id: (h.user_id, h.status, h.step_index, h.tool, h.args) for h in result.hits}
 
 
+def _reference_hits(rows: list[dict[str, Any]], sig: Any, window: Any) -> tuple[dict[str, tuple[Any, ...]],
+                                                                               dict[str, datetime],
+                                                                               dict[str, datetime | None]]:
+    """The Python reference over whole trajectories: per hit trajectory (user, status, step
+    index, tool, input), its hit's time and its earliest root's start (None: no root)."""
+    from agentfire.trajectory import from_observations, parse_time
+    from tests.test_blast import NOW
+
+    by_trace: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_trace.setdefault(r["traceId"], []).append(r)
+    want: dict[str, tuple[Any, ...]] = {}
+    hit_at: dict[str, datetime] = {}
+    root_start: dict[str, datetime | None] = {}
+    for tid, rs in by_trace.items():
+        traj = from_observations(tid, rs, as_of=NOW)
+        step = sig.match_step(traj, window=(window.start, window.end))
+        if step is not None:
+            want[tid] = (traj.user_id, traj.status, step.index, step.name, step.input)
+            hit_at[tid] = step.start
+            roots = [parse_time(r["startTime"]) for r in rs if r["parentObservationId"] is None]
+            root_start[tid] = min(roots) if roots else None  # type: ignore[type-var]
+    return want, hit_at, root_start
+
+
 def _mixed_store(root_dir: Path) -> tuple[Path, list[dict[str, Any]]]:
     """The synthetic store plus trajectories made to catch a one-statement scan out: hits
     straddling the window (a match before its start and one inside; one only before; one only
@@ -470,22 +495,10 @@ def test_one_statement_scan_of_mixed_files_agrees_with_the_reference(
     the join with it pass two's only filter) over JSON lines and Parquet together give the
     Python reference's hits, counts, distinct users, still-running ids and first/last hit."""
     from agentfire.blast import files_scan, from_flags
-    from agentfire.trajectory import from_observations
-    from tests.test_blast import NOW
 
     store, rows = _mixed_store(tmp_path / "store")
     sig, window = from_flags(**flags), _blast_window()
-    by_trace: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        by_trace.setdefault(r["traceId"], []).append(r)
-    want: dict[str, tuple[Any, ...]] = {}
-    hit_at: dict[str, datetime] = {}
-    for tid, rs in by_trace.items():
-        traj = from_observations(tid, rs, as_of=NOW)
-        step = sig.match_step(traj, window=(window.start, window.end))
-        if step is not None:
-            want[tid] = (traj.user_id, traj.status, step.index, step.name, step.input)
-            hit_at[tid] = step.start
+    want, hit_at, _roots = _reference_hits(rows, sig, window)
     got = files_scan.scan(store, sig, window)
     assert got.complete and not got.warnings and got.stats.pages == 3
     assert _found(got) == want and len(want) > 3
@@ -562,24 +575,12 @@ def test_parquet_status_pass_reads_a_bounded_span_and_agrees_with_the_reference(
     statuses, users and step indexes are the Python reference's over whole trajectories."""
     from agentfire.blast import files_scan, from_flags
     from agentfire.blast.files_scan import ROOT_SKEW_MS, STATUS_LOOKBACK_MS
-    from agentfire.trajectory import from_observations, parse_time
-    from tests.test_blast import NOW, synthetic_rows
+    from tests.test_blast import synthetic_rows
 
     rows = synthetic_rows(n_traces=120, seed=5) + _edge_rows()
     store = _parquet_store(tmp_path / "store", rows)
     sig, window = from_flags(**flags), _blast_window()
-    by_trace: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        by_trace.setdefault(r["traceId"], []).append(r)
-    want, hit_at, root_start = {}, {}, {}
-    for tid, rs in by_trace.items():
-        traj = from_observations(tid, rs, as_of=NOW)
-        step = sig.match_step(traj, window=(window.start, window.end))
-        if step is not None:
-            want[tid] = (traj.user_id, traj.status, step.index, step.name, step.input)
-            hit_at[tid] = step.start
-            roots = [parse_time(r["startTime"]) for r in rs if r["parentObservationId"] is None]
-            root_start[tid] = min(roots) if roots else None
+    want, hit_at, root_start = _reference_hits(rows, sig, window)
     got = files_scan.scan(store, sig, window)
     assert got.complete and not got.warnings
     assert _found(got) == want and len(want) > 3
@@ -611,7 +612,7 @@ def test_parquet_status_pass_skips_row_groups_outside_its_span(tmp_path: Path) -
     import hashlib
 
     from agentfire.blast import files_scan, from_flags
-    from tests.test_blast import NOW, synthetic_rows
+    from tests.test_blast import synthetic_rows
 
     def hexed(rs: list[dict[str, Any]], salt: str, shift: timedelta) -> list[dict[str, Any]]:
         out = []
