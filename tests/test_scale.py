@@ -222,6 +222,48 @@ def test_window_aggregate_matches_the_full_parse_on_a_seeded_store(tmp_path: Pat
         assert [c for _t, c in summary.running] == sorted((c for _t, c in summary.running), reverse=True)
 
 
+def test_a_parquet_store_serves_trajectories_as_its_json_lines(tmp_path: Path) -> None:
+    """blast finds hits in Parquet files; triage, capture and the trajectory list must find the
+    same trajectories there: the seeded incident as one Parquet file (times as TIMESTAMP WITH
+    TIME ZONE) reads as the same trajectories, window and costs as its JSON lines; a trajectory
+    whose rows are split between a JSON-lines file and a Parquet file reads whole; a Parquet
+    file DuckDB cannot read is a named problem, the other files still read."""
+    import duckdb
+
+    res = seed_store(tmp_path / "json", scenario="wrong_recipient", traces=300, seed=5, now=T0)
+    pq = tmp_path / "pq"
+    pq.mkdir()
+    duckdb.sql(f"COPY (SELECT * REPLACE (CAST(startTime AS TIMESTAMPTZ) AS startTime, "
+               f"CAST(endTime AS TIMESTAMPTZ) AS endTime) FROM read_json('{res.data_file}', format='newline_delimited')) "
+               f"TO '{pq / 'export.parquet'}' (FORMAT PARQUET)")
+    js, ps = FilesTraceStore(tmp_path / "json"), FilesTraceStore(pq)
+    start = T0 - timedelta(hours=6)
+    want = js.list_trajectories_sync(start, T0)
+    assert len(want) > 100 and as_tuples(ps.list_trajectories_sync(start, T0)) == as_tuples(want)
+
+    def steps(t: Any) -> list[tuple[Any, ...]]:
+        return [(s.index, s.kind, s.name, s.input, s.output, s.start, s.level) for s in t.steps]
+
+    failing = [f["trace_id"] for f in res.truth["failing"]][:3]
+    for tid in failing + [w.trace_id for w in want[:3]]:
+        a, b = js.get_trajectory_sync(tid), ps.get_trajectory_sync(tid)
+        assert (b.status, b.user_id, b.start, b.cost_usd) == (a.status, a.user_id, a.start, a.cost_usd)
+        assert steps(b) == steps(a) and steps(a) and b.problems == a.problems
+    # one trajectory's rows split over both formats
+    rows = [json.loads(line) for line in res.data_file.read_text().splitlines()]
+    tid = failing[0]
+    mine = [r for r in rows if r["traceId"] == tid]
+    split = tmp_path / "split"
+    write(split / "a.jsonl", mine[::2])
+    src = write(tmp_path / "half.jsonl", mine[1::2])
+    duckdb.sql(f"COPY (SELECT * REPLACE (CAST(startTime AS TIMESTAMPTZ) AS startTime) "
+               f"FROM read_json('{src}', format='newline_delimited')) TO '{split / 'b.parquet'}' (FORMAT PARQUET)")
+    (split / "torn.parquet").write_bytes(b"PAR1 not a parquet file")
+    got = FilesTraceStore(split).get_trajectory_sync(tid)
+    assert steps(got) == steps(js.get_trajectory_sync(tid))
+    assert any("torn.parquet" in p and "DuckDB could not read it" in p for p in got.problems)
+
+
 def test_window_aggregate_matches_the_full_parse_on_real_traces(tmp_path: Path) -> None:
     data = DATASETS / "tau-airline" / "observations.jsonl"
     if not data.is_file():
@@ -341,13 +383,55 @@ def _latencies(base_url: str, path: str, headers: dict[str, str], n: int = 15) -
     return sorted(out)
 
 
-def assert_latency(got: list[float], want: float) -> None:
-    """The fastest answer within want +-5 ms and the median under want + 25 ms: a shared, loaded
-    machine adds scheduling delay to some answers, never the ~40 ms of a delayed ACK that every
-    keep-alive answer waited before (fastest ~90 ms for 50 ms, ~140 ms for 100 ms)."""
-    shown = [round(x * 1000, 1) for x in got]
-    assert want - 0.005 <= got[0] <= want + 0.005, shown
-    assert got[len(got) // 2] < want + 0.025, shown
+def _ideal_server(delay: float) -> str:
+    """The ideal of what the fakes should be: an HTTP server that reads a request, waits `delay`
+    and answers in one write with TCP_NODELAY. Measured beside a fake, it is this machine's own
+    round trip for such an answer (on this VM time.sleep and two thread wake-ups add 2-4 ms)."""
+    import socket
+    import threading
+    import time
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buf = b""
+        with conn:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+                while b"\r\n\r\n" in buf:
+                    _, _, buf = buf.partition(b"\r\n\r\n")
+                    time.sleep(delay)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{srv.getsockname()[1]}"
+
+
+def assert_latency(measure: Any, want: float) -> None:
+    """The fake's answers (`measure()`: sorted seconds) beside the ideal server's on this
+    machine: the fastest within 5 ms of the ideal's (and never more than 5 ms early), the median
+    under the ideal's + 25 ms. A delayed ACK adds ~40 ms to every keep-alive answer (fastest ~90
+    ms for 50 ms, ~140 ms for 100 ms). One more try when the first is off: a shared machine
+    sometimes adds scheduling delay to a whole run."""
+    for attempt in (1, 2):
+        got = measure()
+        ideal = _latencies(_ideal_server(want), "/", {}, n=len(got))
+        shown = (f"fake {[round(x * 1000, 1) for x in got]} ms, "
+                 f"ideal {[round(x * 1000, 1) for x in ideal]} ms")
+        ok = (got[0] >= want - 0.005 and got[0] - ideal[0] <= 0.005
+              and got[len(got) // 2] < ideal[len(ideal) // 2] + 0.025)
+        if ok or attempt == 2:
+            break
+    assert got[0] >= want - 0.005, shown
+    assert got[0] - ideal[0] <= 0.005, shown
+    assert got[len(got) // 2] < ideal[len(ideal) // 2] + 0.025, shown
 
 
 def test_the_langfuse_fake_answers_in_its_configured_latency() -> None:
@@ -360,8 +444,8 @@ def test_the_langfuse_fake_answers_in_its_configured_latency() -> None:
     rows = [root("a", 0, 10), row("a", "a1", 1, 2, totalCost=0.1)]
     with FakeLangfuse(rows=rows, latency=0.05) as fake:
         auth = base64.b64encode(f"{fake.public_key}:{fake.secret_key}".encode()).decode()
-        got = _latencies(fake.base_url, "/api/public/v2/observations?traceId=a", {"Authorization": f"Basic {auth}"})
-    assert_latency(got, 0.050)
+        assert_latency(lambda: _latencies(fake.base_url, "/api/public/v2/observations?traceId=a",
+                                          {"Authorization": f"Basic {auth}"}), 0.050)
 
 
 def test_the_unleash_fake_answers_in_its_configured_latency() -> None:
@@ -375,13 +459,12 @@ def test_the_unleash_fake_answers_in_its_configured_latency() -> None:
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         assert line.startswith("PORT "), line
-        got = _latencies(f"http://127.0.0.1:{int(line.split()[1])}",
-                         "/api/admin/projects/default/features/agent.enabled/environments/env-01",
-                         {"Authorization": "tok"}, n=9)
+        assert_latency(lambda: _latencies(f"http://127.0.0.1:{int(line.split()[1])}",
+                                          "/api/admin/projects/default/features/agent.enabled/environments/env-01",
+                                          {"Authorization": "tok"}, n=9), 0.100)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    assert_latency(got, 0.100)
 
 
 # --- blast: memory follows the hits -----------------------------------------------------------

@@ -1,9 +1,10 @@
 """The local `files` trace store (the embedded default).
 
 JSON lines of Langfuse v2-observation-shaped rows (camelCase; `input`/`output` as raw JSON
-strings), one file or a directory of `*.jsonl` files; the same parser as the Langfuse provider
-(agentfire.trajectory.from_observations). Large-window scans (blast) use DuckDB over the same
-files; this module serves single trajectories and window summaries.
+strings), one file or a directory of `*.jsonl` files, and `*.parquet` files of the same rows
+beside them (read through DuckDB, their rows as the JSON lines would hold them); the same parser
+as the Langfuse provider (agentfire.trajectory.from_observations). Large-window scans (blast) use
+DuckDB over the same files; this module serves single trajectories and window summaries.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from agentfire.providers.traces import TraceNotFound, TraceStoreError, Trajector
 from agentfire.trajectory import Trajectory, from_observations
 
 
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 class FilesTraceStore:
     kind = "files"
 
@@ -32,12 +37,16 @@ class FilesTraceStore:
         if self.path.is_file():
             return [self.path]
         if self.path.is_dir():
-            return sorted(p for p in self.path.rglob("*.jsonl") if p.is_file())
+            return sorted(p for pattern in ("*.jsonl", "*.parquet") for p in self.path.rglob(pattern) if p.is_file())
         raise TraceStoreError(f"trace store {self.path} does not exist")
 
     def iter_rows(self, needle: str | None = None) -> Iterator[tuple[Path, int, dict[str, Any] | None, str]]:
-        """(file, line number, row or None when unparsable, raw line); `needle` pre-filters."""
+        """(file, line number, row or None when unparsable, raw line); `needle` pre-filters (every
+        caller passes a trace id or its start: in a Parquet file it is looked for in traceId)."""
         for f in self.files():
+            if f.suffix == ".parquet":
+                yield from self._parquet_rows(f, needle)
+                continue
             with open(f, encoding="utf-8", errors="replace") as fh:
                 for n, line in enumerate(fh, 1):
                     if needle is not None and needle not in line:
@@ -51,12 +60,54 @@ class FilesTraceStore:
                         continue
                     yield f, n, row if isinstance(row, dict) else None, line
 
+    def _parquet_rows(self, f: Path, needle: str | None) -> Iterator[tuple[Path, int, dict[str, Any] | None, str]]:
+        """A Parquet file's rows as its JSON lines would hold them: DuckDB writes each as JSON, its
+        times as ISO text in UTC (row number for line number). A file DuckDB cannot read is one
+        unreadable row, as a torn line is, never the end of the others."""
+        try:
+            import duckdb
+
+            from agentfire.blast.files_scan import connect
+            from agentfire.blast.sql import lit
+        except ImportError as exc:
+            raise TraceStoreError(f"reading {f} needs duckdb ({exc})") from None
+        con = connect()
+        try:
+            src = f"read_parquet({lit(str(f))}, file_row_number=true)"
+            cols = [(name, typ) for name, typ, *_ in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
+                    if name != "file_row_number"]
+            sel = ", ".join(
+                f"{lit(name)}: " + (f"strftime(CAST({_q(name)} AS TIMESTAMPTZ), '%Y-%m-%dT%H:%M:%S.%fZ')"
+                                    if typ.upper().startswith("TIMESTAMP") else _q(name))
+                for name, typ in cols)
+            where = ""
+            params: list[Any] = []
+            if needle is not None:
+                if "traceId" not in {name for name, _ in cols}:
+                    return
+                where, params = "WHERE strpos(CAST(traceId AS VARCHAR), ?) > 0", [needle]
+            if not cols:
+                return
+            cur = con.execute(f"SELECT file_row_number, to_json({{{sel}}})::VARCHAR FROM {src} {where}", params)
+            while True:
+                batch = cur.fetchmany(10_000)
+                if not batch:
+                    return
+                for n, text in batch:
+                    row = json.loads(text)
+                    yield f, n + 1, row if isinstance(row, dict) else None, text
+        except duckdb.Error as exc:
+            yield f, 0, None, f"DuckDB could not read it: {str(exc).splitlines()[0][:200]}"
+        finally:
+            con.close()
+
     def rows_for(self, trace_id: str) -> tuple[list[dict[str, Any]], list[str]]:
         rows: list[dict[str, Any]] = []
         problems: list[str] = []
-        for f, n, row, _line in self.iter_rows(needle=trace_id):
+        for f, n, row, line in self.iter_rows(needle=trace_id):
             if row is None:
-                problems.append(f"{f.name}:{n}: unreadable line (not JSON); skipped")
+                problems.append(f"{f.name}: {line}; skipped" if f.suffix == ".parquet"
+                                else f"{f.name}:{n}: unreadable line (not JSON); skipped")
             elif row.get("traceId") == trace_id:
                 rows.append(row)
         return rows, problems
