@@ -222,36 +222,49 @@ def test_window_aggregate_matches_the_full_parse_on_a_seeded_store(tmp_path: Pat
         assert [c for _t, c in summary.running] == sorted((c for _t, c in summary.running), reverse=True)
 
 
-def test_a_parquet_store_serves_trajectories_as_its_json_lines(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", ["sandbox", "tau-airline"])
+def test_a_parquet_store_serves_trajectories_as_its_json_lines(tmp_path: Path, source: str) -> None:
     """blast finds hits in Parquet files; triage, capture and the trajectory list must find the
-    same trajectories there: the seeded incident as one Parquet file (times as TIMESTAMP WITH
-    TIME ZONE) reads as the same trajectories, window and costs as its JSON lines; a trajectory
-    whose rows are split between a JSON-lines file and a Parquet file reads whole; a Parquet
-    file DuckDB cannot read is a named problem, the other files still read."""
+    same trajectories there: a store as one Parquet file (times as TIMESTAMP WITH TIME ZONE)
+    reads as the same trajectories, window and costs as its JSON lines (the seeded incident, and
+    the 200 real tau-bench airline runs with their golden traces when ../shared/datasets is
+    here); a trajectory whose rows are split between a JSON-lines file and a Parquet file reads
+    whole; a Parquet file DuckDB cannot read is a named problem, the other files still read."""
     import duckdb
 
-    res = seed_store(tmp_path / "json", scenario="wrong_recipient", traces=300, seed=5, now=T0)
+    if source == "sandbox":
+        res = seed_store(tmp_path / "json", scenario="wrong_recipient", traces=300, seed=5, now=T0)
+        data, start, end = res.data_file, T0 - timedelta(hours=6), T0
+        picked = [f["trace_id"] for f in res.truth["failing"]][:3]
+    else:
+        real = DATASETS / "tau-airline" / "observations.jsonl"
+        if not real.is_file():
+            pytest.skip(f"{real} is not here")
+        data = tmp_path / "json" / "observations.jsonl"
+        data.parent.mkdir()
+        shutil.copy(real, data)
+        start, end = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2027, 1, 1, tzinfo=timezone.utc)
+        picked = []
     pq = tmp_path / "pq"
     pq.mkdir()
     duckdb.sql(f"COPY (SELECT * REPLACE (CAST(startTime AS TIMESTAMPTZ) AS startTime, "
-               f"CAST(endTime AS TIMESTAMPTZ) AS endTime) FROM read_json('{res.data_file}', format='newline_delimited')) "
+               f"CAST(endTime AS TIMESTAMPTZ) AS endTime) FROM read_json('{data}', format='newline_delimited')) "
                f"TO '{pq / 'export.parquet'}' (FORMAT PARQUET)")
     js, ps = FilesTraceStore(tmp_path / "json"), FilesTraceStore(pq)
-    start = T0 - timedelta(hours=6)
-    want = js.list_trajectories_sync(start, T0)
-    assert len(want) > 100 and as_tuples(ps.list_trajectories_sync(start, T0)) == as_tuples(want)
+    want = js.list_trajectories_sync(start, end)
+    assert len(want) > 100 and as_tuples(ps.list_trajectories_sync(start, end)) == as_tuples(want)
 
     def steps(t: Any) -> list[tuple[Any, ...]]:
         return [(s.index, s.kind, s.name, s.input, s.output, s.start, s.level) for s in t.steps]
 
-    failing = [f["trace_id"] for f in res.truth["failing"]][:3]
-    for tid in failing + [w.trace_id for w in want[:3]]:
+    picked += [w.trace_id for w in want[:3]]
+    for tid in picked:
         a, b = js.get_trajectory_sync(tid), ps.get_trajectory_sync(tid)
         assert (b.status, b.user_id, b.start, b.cost_usd) == (a.status, a.user_id, a.start, a.cost_usd)
         assert steps(b) == steps(a) and steps(a) and b.problems == a.problems
     # one trajectory's rows split over both formats
-    rows = [json.loads(line) for line in res.data_file.read_text().splitlines()]
-    tid = failing[0]
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    tid = picked[0]
     mine = [r for r in rows if r["traceId"] == tid]
     split = tmp_path / "split"
     write(split / "a.jsonl", mine[::2])
