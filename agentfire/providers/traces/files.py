@@ -21,6 +21,16 @@ from agentfire.providers.traces import TraceNotFound, TraceStoreError, Trajector
 from agentfire.trajectory import Trajectory, from_observations
 
 
+def _duckdb(f: Path) -> Any:
+    """A DuckDB connection for reading the store's Parquet files (memory capped, times in UTC)."""
+    try:
+        from agentfire.blast.files_scan import connect
+
+        return connect()
+    except ImportError as exc:
+        raise TraceStoreError(f"reading {f} needs duckdb ({exc})") from None
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -43,35 +53,43 @@ class FilesTraceStore:
     def iter_rows(self, needle: str | None = None) -> Iterator[tuple[Path, int, dict[str, Any] | None, str]]:
         """(file, line number, row or None when unparsable, raw line); `needle` pre-filters (every
         caller passes a trace id or its start: in a Parquet file it is looked for in traceId)."""
-        for f in self.files():
-            if f.suffix == ".parquet":
-                yield from self._parquet_rows(f, needle)
-                continue
-            with open(f, encoding="utf-8", errors="replace") as fh:
-                for n, line in enumerate(fh, 1):
-                    if needle is not None and needle not in line:
-                        continue
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except (json.JSONDecodeError, RecursionError):  # corrupt, or nested past Python's limit
-                        yield f, n, None, line
-                        continue
-                    yield f, n, row if isinstance(row, dict) else None, line
+        con = None  # one DuckDB connection for every Parquet file (opening one costs 50-100 ms)
+        try:
+            for f in self.files():
+                if f.suffix == ".parquet":
+                    if con is None:
+                        con = _duckdb(f)
+                    yield from self._parquet_rows(con, f, needle)
+                    continue
+                yield from self._json_rows(f, needle)
+        finally:
+            if con is not None:
+                con.close()
 
-    def _parquet_rows(self, f: Path, needle: str | None) -> Iterator[tuple[Path, int, dict[str, Any] | None, str]]:
+    @staticmethod
+    def _json_rows(f: Path, needle: str | None) -> Iterator[tuple[Path, int, dict[str, Any] | None, str]]:
+        with open(f, encoding="utf-8", errors="replace") as fh:
+            for n, line in enumerate(fh, 1):
+                if needle is not None and needle not in line:
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except (json.JSONDecodeError, RecursionError):  # corrupt, or nested past Python's limit
+                    yield f, n, None, line
+                    continue
+                yield f, n, row if isinstance(row, dict) else None, line
+
+    @staticmethod
+    def _parquet_rows(con: Any, f: Path, needle: str | None) -> Iterator[tuple[Path, int, dict[str, Any] | None, str]]:
         """A Parquet file's rows as its JSON lines would hold them: DuckDB writes each as JSON, its
         times as ISO text in UTC (row number for line number). A file DuckDB cannot read is one
         unreadable row, as a torn line is, never the end of the others."""
-        try:
-            import duckdb
+        import duckdb
 
-            from agentfire.blast.files_scan import connect
-            from agentfire.blast.sql import lit
-        except ImportError as exc:
-            raise TraceStoreError(f"reading {f} needs duckdb ({exc})") from None
-        con = connect()
+        from agentfire.blast.sql import lit
+
         try:
             src = f"read_parquet({lit(str(f))}, file_row_number=true)"
             cols = [(name, typ) for name, typ, *_ in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
@@ -98,8 +116,6 @@ class FilesTraceStore:
                     yield f, n + 1, row if isinstance(row, dict) else None, text
         except duckdb.Error as exc:
             yield f, 0, None, f"DuckDB could not read it: {str(exc).splitlines()[0][:200]}"
-        finally:
-            con.close()
 
     def rows_for(self, trace_id: str) -> tuple[list[dict[str, Any]], list[str]]:
         rows: list[dict[str, Any]] = []
