@@ -269,6 +269,21 @@ def _start_rows(provs: dict[str, FlagProvider], failed: dict[str, FlagError], de
     return order, kinds, progress, started, {n: RegionProgress(deadline=started + deadline_s) for n in provs}
 
 
+def _unfinished(r: RegionResult, mark: Any, started: float, deadline_s: float, interrupted: bool,
+                dry_run: bool) -> None:
+    """A region that did not finish by the deadline (or by Ctrl-C): TIMEOUT or INTERRUPTED,
+    saying what it was doing and whether a write was sent."""
+    r.outcome = Outcome.INTERRUPTED if interrupted else Outcome.TIMEOUT
+    r.latency_ms = int((time.monotonic() - started) * 1000)
+    r.wrote = mark.sent and not dry_run
+    why = ("interrupted (Ctrl-C) after " + f"{r.latency_ms / 1000:.1f}s" if interrupted
+           else f"no answer within the {deadline_s:g}s deadline")
+    r.detail = (
+        why + (f", while {mark.doing}" if mark.doing else "")
+        + ("; a write was sent and is not confirmed" if r.wrote else "; no write was sent")
+    )
+
+
 async def _flip_all(
     provs: dict[str, FlagProvider], flag: str, *, want_on: dict[str, bool], comment: str,
     dry_run: bool, deadline_s: float, hook: ProgressHook | None,
@@ -314,16 +329,7 @@ async def _flip_all(
             await asyncio.gather(*pending, return_exceptions=True)
         for t in pending:
             n = tasks[t]
-            r, mark = progress[n], marks[n]
-            r.outcome = Outcome.INTERRUPTED if interrupted else Outcome.TIMEOUT
-            r.latency_ms = int((time.monotonic() - started) * 1000)
-            r.wrote = mark.sent and not dry_run
-            why = ("interrupted (Ctrl-C) after " + f"{r.latency_ms / 1000:.1f}s" if interrupted
-                   else f"no answer within the {deadline_s:g}s deadline")
-            r.detail = (
-                why + (f", while {mark.doing}" if mark.doing else "")
-                + ("; a write was sent and is not confirmed" if r.wrote else "; no write was sent")
-            )
+            _unfinished(progress[n], marks[n], started, deadline_s, interrupted, dry_run)
     finally:
         closing = asyncio.gather(*(p.aclose() for p in provs.values()), return_exceptions=True)
         try:
@@ -403,16 +409,8 @@ def _flip_files(
             progress[n] = done[n]
             continue
         marks[n].gave_up.set()
-        r, mark = copy.copy(working[n]), marks[n]  # as far as it got (the read before a hung write)
-        r.outcome = Outcome.INTERRUPTED if interrupted else Outcome.TIMEOUT
-        r.latency_ms = int((time.monotonic() - started) * 1000)
-        r.wrote = mark.sent and not dry_run
-        why = ("interrupted (Ctrl-C) after " + f"{r.latency_ms / 1000:.1f}s" if interrupted
-               else f"no answer within the {deadline_s:g}s deadline")
-        r.detail = (
-            why + (f", while {mark.doing}" if mark.doing else "")
-            + ("; a write was sent and is not confirmed" if r.wrote else "; no write was sent")
-        )
+        r = copy.copy(working[n])  # as far as it got (the read before a hung write)
+        _unfinished(r, marks[n], started, deadline_s, interrupted, dry_run)
         progress[n] = r
     return [progress[n] for n in order], interrupted
 
