@@ -222,6 +222,18 @@ def test_window_aggregate_matches_the_full_parse_on_a_seeded_store(tmp_path: Pat
         assert [c for _t, c in summary.running] == sorted((c for _t, c in summary.running), reverse=True)
 
 
+def _tau_airline_store(root: Path) -> tuple[Path, datetime, datetime]:
+    """The 200 real tau-bench airline runs and their golden traces as a JSON-lines store in
+    `root`, and a window holding them all (the test skips without ../shared/datasets)."""
+    real = DATASETS / "tau-airline" / "observations.jsonl"
+    if not real.is_file():
+        pytest.skip(f"{real} is not here")
+    root.mkdir(parents=True)
+    data = root / "observations.jsonl"
+    shutil.copy(real, data)
+    return data, datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2027, 1, 1, tzinfo=timezone.utc)
+
+
 @pytest.mark.parametrize("source", ["sandbox", "tau-airline"])
 def test_a_parquet_store_serves_trajectories_as_its_json_lines(tmp_path: Path, source: str) -> None:
     """blast finds hits in Parquet files; triage, capture and the trajectory list must find the
@@ -237,13 +249,7 @@ def test_a_parquet_store_serves_trajectories_as_its_json_lines(tmp_path: Path, s
         data, start, end = res.data_file, T0 - timedelta(hours=6), T0
         picked = [f["trace_id"] for f in res.truth["failing"]][:3]
     else:
-        real = DATASETS / "tau-airline" / "observations.jsonl"
-        if not real.is_file():
-            pytest.skip(f"{real} is not here")
-        data = tmp_path / "json" / "observations.jsonl"
-        data.parent.mkdir()
-        shutil.copy(real, data)
-        start, end = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2027, 1, 1, tzinfo=timezone.utc)
+        data, start, end = _tau_airline_store(tmp_path / "json")
         picked = []
     pq = tmp_path / "pq"
     pq.mkdir()
@@ -275,6 +281,70 @@ def test_a_parquet_store_serves_trajectories_as_its_json_lines(tmp_path: Path, s
     got = FilesTraceStore(split).get_trajectory_sync(tid)
     assert steps(got) == steps(js.get_trajectory_sync(tid))
     assert any("torn.parquet" in p and "DuckDB could not read it" in p for p in got.problems)
+
+
+def _written_by(writer: str, data: Path, target: Path) -> None:
+    """A JSON-lines store as a data pipeline writes it to Parquet: pandas (times parsed to
+    timestamp[us, tz=UTC], objects as structs, large strings) or Arrow's own JSON reader (its
+    inferred types: ISO times it can read as timestamps, objects as structs); zstd row groups
+    of 500 rows either way."""
+    import pyarrow.json
+    import pyarrow.parquet
+
+    target.mkdir(parents=True)
+    if writer == "pandas":
+        import pandas as pd
+
+        df = pd.read_json(data, lines=True, dtype=False)
+        for col in ("startTime", "endTime"):
+            df[col] = pd.to_datetime(df[col], utc=True, format="ISO8601")
+        df.to_parquet(target / "export.parquet", engine="pyarrow", row_group_size=500, compression="zstd")
+    else:
+        table = pyarrow.json.read_json(data)
+        pyarrow.parquet.write_table(table, target / "export.parquet", row_group_size=500, compression="zstd")
+
+
+@pytest.mark.parametrize("writer", ["pandas", "arrow"])
+@pytest.mark.parametrize("source", ["sandbox", "tau-airline"])
+def test_a_parquet_store_written_by_pandas_or_arrow_reads_as_its_json_lines(
+        tmp_path: Path, source: str, writer: str) -> None:
+    """Stores are exported to Parquet by pandas and Arrow far more often than by DuckDB (the
+    other tests' writer): their types (large strings, microsecond UTC timestamps or the ones
+    Arrow infers, structs for metadata and token usage) must not change an answer. blast (the
+    seeded incident's own signature and broad ones), the trajectories triage, capture and
+    `traces` read, and freeze's window costs are the same as from the JSON lines: the seeded
+    incident, and the 200 real tau-bench airline runs when ../shared/datasets is here."""
+    from agentfire.blast import files_scan, from_flags, resolve
+    from tests.test_blast_scenarios import truth_signature
+
+    if source == "sandbox":
+        res = seed_store(tmp_path / "json", scenario="wrong_recipient", traces=300, seed=5, now=T0)
+        data, start, end = res.data_file, T0 - timedelta(hours=6), T0 + timedelta(seconds=1)
+        sigs = [truth_signature(res.truth["signature"]), from_flags(tool="*", metadata=["channel=web"]),
+                from_flags(tool="*", model="gpt*")]
+    else:
+        data, start, end = _tau_airline_store(tmp_path / "json")
+        sigs = [from_flags(tool="book_reservation"), from_flags(tool="cancel_reservation", args=["reservation_id exists"])]
+    sigs += [from_flags(tool="*"), from_flags(level="ERROR")]
+    _written_by(writer, data, tmp_path / "pq")
+    window = resolve(from_=start.isoformat(), to=end.isoformat())
+    for sig in sigs:
+        want, got = files_scan.scan(tmp_path / "json", sig, window), files_scan.scan(tmp_path / "pq", sig, window)
+        assert got.complete and not got.warnings, (got.gaps, got.warnings)
+        assert _found(got) == _found(want), sig.describe()
+        assert (got.user_ids, sorted(got.still_open_ids)) == (want.user_ids, sorted(want.still_open_ids))
+        assert {h.trace_id: h.hit_at for h in got.hits} == {h.trace_id: h.hit_at for h in want.hits}
+    assert len(_found(files_scan.scan(tmp_path / "pq", sigs[0], window))) > 0
+    js, ps = FilesTraceStore(tmp_path / "json"), FilesTraceStore(tmp_path / "pq")
+    trajectories = js.list_trajectories_sync(start, end)
+    assert len(trajectories) > 100
+    assert as_tuples(ps.list_trajectories_sync(start, end)) == as_tuples(trajectories)
+    assert as_tuples(ps.window_costs(start, end)) == as_tuples(js.window_costs(start, end))
+    for t in trajectories[:5]:
+        a, b = js.get_trajectory_sync(t.trace_id), ps.get_trajectory_sync(t.trace_id)
+        assert (b.status, b.user_id, b.start, b.cost_usd, b.problems) == (a.status, a.user_id, a.start, a.cost_usd, a.problems)
+        assert [(s.index, s.kind, s.name, s.input, s.output, s.start, s.level) for s in b.steps] == \
+               [(s.index, s.kind, s.name, s.input, s.output, s.start, s.level) for s in a.steps]
 
 
 def test_window_aggregate_matches_the_full_parse_on_real_traces(tmp_path: Path) -> None:
