@@ -35,6 +35,15 @@ def _agentfire_cache_in_a_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> 
         os.environ["AGENTFIRE_CACHE_DIR"] = before
 
 
+def interruptible() -> None:
+    """preexec_fn of a child the test interrupts: SIGINT at its default, whatever this run
+    inherited (a run started in the background by a shell without job control, e.g. under
+    nohup from a script, ignores SIGINT, and so would every child: Ctrl-C would never arrive)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, run_agentfire
+from tests.conftest import REPO, interruptible, run_agentfire
 from tests.fakes.launchdarkly import LaunchDarklyFake, launchdarkly_fake  # noqa: F401
 
 FLAG = "agent.enabled"
@@ -216,7 +216,7 @@ def test_ctrl_c_stops_the_kill_and_journals_what_happened(ops: Path) -> None:
     env.pop("AGENTFIRE_INCIDENT", None)
     p = subprocess.Popen([sys.executable, "-m", "agentfire", "--incident", "inc-int", "--new", "kill", "--yes",
                           "--deadline", "60", "--json"], cwd=ops, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     try:
         # wait until the healthy regions are off (the hung one is stuck opening its FIFO)
         t0 = time.monotonic()

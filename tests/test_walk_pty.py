@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, interruptible
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -36,7 +36,7 @@ def _env() -> dict[str, str]:
 
 def spawn(root: Path, argv: list[str]):
     return pexpect.spawn(sys.executable, ["-m", "agentfire", *argv], cwd=str(root), env=_env(),
-                         encoding="utf-8", timeout=60, dimensions=(50, 80))
+                         encoding="utf-8", timeout=60, dimensions=(50, 80), preexec_fn=interruptible)
 
 
 def spawn_line(root: Path, line: str):
