@@ -1,9 +1,11 @@
 """Blast over the local files store with DuckDB, over the JSON lines (and any Parquet files of
 the same rows beside them), the signature pushed into SQL, memory following the hits, not the
-store: the rows matching a step are filtered before they are grouped (the hits; for a sequence,
-the marks Python resolves), then only the hit trajectories' rows are read for their status and
-step index. For one step both run as one statement (the hits a materialized CTE whose join is
-pass two's filter: DuckDB pushes the hit ids into the scan). The hits stay in DuckDB (HitRows):
+store: the rows matching a step are filtered before they are grouped (the hits), then only the
+hit trajectories' rows are read for their status and step index. For one step over JSON lines
+both run as one statement (the hits a materialized CTE whose join is pass two's filter: DuckDB
+pushes the hit ids into the scan). A sequence reads the trajectories whose last step matched,
+then their rows once for their marks (Python resolves the first embedding) and status together.
+The hits stay in DuckDB (HitRows):
 the summary (distinct users, still-open ids, first and last hit) is computed there and the hits
 stream out as JSON text, so a non-selective blast (500,000 hits) builds no Python object per hit.
 
@@ -13,6 +15,7 @@ Measured: bench/blast_bench.py (figures in the README). DuckDB's own memory is c
 
 from __future__ import annotations
 
+import bisect
 import os
 import tempfile
 import threading
@@ -25,7 +28,7 @@ from agentfire.blast.result import BlastResult, Gap, Hit, HitsSummary, ScanStats
 from agentfire.blast.signature import Signature
 from agentfire.blast.sql import (
     BIG_OBJECT, FILES_COLUMNS, MAX_OBJECT, STATUS_TYPES, Dialect, files_source, hits_query, last_step_query, lit,
-    parquet_source, status_query, union_source,
+    parquet_source, sequence_query, status_query, union_source,
 )
 from agentfire.blast.window import Window
 from agentfire.errors import NotDoneError
@@ -300,16 +303,11 @@ class _Scan:
             _execute(con, create + status_query(status_src, FILES_COLUMNS, "agentfire_hits", hits=query,
                                              distinct_ids=self._versions()),
                      self.hook, 0.0, 1.0)
-        else:
-            if len(sig.steps) == 1:
-                _execute(con, f"CREATE OR REPLACE TEMP TABLE agentfire_hits AS {query}", self.hook, 0.0, 0.5)
-            elif not self._sequence_hits():
-                return [], 0
-            if bounded:
-                self.stats_bound = self._bounded_status(status_src, create)
-            else:
-                _execute(con, create + status_query(status_src, FILES_COLUMNS, "agentfire_hits", distinct_ids=self._versions()),
-                         self.hook, 0.5, 0.5)
+        elif len(sig.steps) == 1:
+            _execute(con, f"CREATE OR REPLACE TEMP TABLE agentfire_hits AS {query}", self.hook, 0.0, 0.5)
+            self.stats_bound = self._bounded_status(status_src, create)
+        elif not self._sequence_hits(create):
+            return [], 0
         (n,) = con.execute(f"SELECT count(*) FROM {RESULT_TABLE}").fetchone()
         if not n:
             return [], 0
@@ -328,31 +326,37 @@ class _Scan:
                 self.con, [f for f in self.files if f.suffix != ".parquet"])
         return bool(self._carries_versions)
 
-    def _sequence_hits(self) -> bool:
+    def _sequence_hits(self, create: str) -> bool:
         """A sequence: the trajectories whose last step matched in the window first (a selective
-        read), then the marks of those only (an earlier step is often a tool every trajectory
-        calls: grouping its marks store-wide cost 10 s at 10M rows for no hit); Python finds each
-        trajectory's first embedding in its marks; the hits go to the agentfire_hits table. False
-        when there is none."""
+        read), then one read of those only for their marks and status (an earlier step is often a
+        tool every trajectory calls: grouping its marks store-wide cost 10 s at 10M rows for no
+        hit; reading the hits' status apart cost a third read of the store). Python finds each
+        candidate's first embedding in its marks (the hit) and counts the steps before it; the
+        hits go to RESULT_TABLE. False when there is none."""
         sig, w, con = self.sig, self.window, self.con
         src = self._src(sig=sig)
         _execute(con, "CREATE OR REPLACE TEMP TABLE agentfire_last AS "
-                 + last_step_query(sig, src, FILES_COLUMNS, w.start, w.end), self.hook, 0.0, 0.2)
-        ids: list[str] = []
-        cols: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+                 + last_step_query(sig, src, FILES_COLUMNS, w.start, w.end), self.hook, 0.0, 0.3)
         (candidates,) = con.execute("SELECT count(*) FROM agentfire_last").fetchone()
-        if candidates:
-            query = hits_query(sig, src, FILES_COLUMNS, w.start, w.end, only="agentfire_last")
-            for trace_id, marks in _stream(_execute(con, query, self.hook, 0.2, 0.3)):
-                mark = first_embedding(sig, marks)
-                if mark is not None:
-                    ids.append(trace_id)
-                    for col, key in zip(cols, ("t", "name", "input")):
-                        col.append(mark[key])
-        self.con.execute("CREATE OR REPLACE TEMP TABLE agentfire_hits AS SELECT unnest($1::VARCHAR[]) AS trace_id, "
-                         "unnest($2::BIGINT[]) AS hit_t, unnest($3::VARCHAR[]) AS tool, unnest($4::VARCHAR[]) AS input",
-                         [ids, *cols])
-        return bool(ids)
+        if not candidates:
+            return False
+        distinct = self._versions()
+        cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [])
+        query = sequence_query(sig, src, FILES_COLUMNS, w.start, w.end, "agentfire_last", distinct_ids=distinct)
+        for trace_id, marks, user_id, start_ms, status, root_start_ms, steps in _stream(
+                _execute(con, query, self.hook, 0.3, 0.7)):
+            mark = first_embedding(sig, marks)
+            if mark is None:
+                continue
+            before = _steps_before(steps or [], mark["t"], distinct)
+            for col, value in zip(cols, (trace_id, user_id, start_ms, status, before + 1, mark["t"], mark["name"],
+                                         mark["input"], root_start_ms)):
+                col.append(value)
+        con.execute(create + "SELECT unnest($1::VARCHAR[]) AS trace_id, unnest($2::VARCHAR[]) AS user_id, "
+                    "unnest($3::BIGINT[]) AS start_ms, unnest($4::VARCHAR[]) AS status, "
+                    "unnest($5::BIGINT[]) AS step_index, unnest($6::BIGINT[]) AS hit_t, unnest($7::VARCHAR[]) AS tool, "
+                    "unnest($8::VARCHAR[]) AS input, unnest($9::BIGINT[]) AS root_start_ms", list(cols))
+        return bool(cols[0])
 
     def _bounded_status(self, status_src: str, create: str) -> StatusBound | None:
         """Pass two over the rows that started in the STATUS_LOOKBACK before some hit, not the
@@ -396,6 +400,24 @@ class _Scan:
                           + status_query(status_src, c, "agentfire_reread", distinct_ids=self._versions()),
                      self.hook, 0.9, 0.1)
         return StatusBound([(_ms(s), _ms(e)) for s, e in spans], int(reread))  # type: ignore[misc]
+
+
+def _steps_before(steps: list[Any], hit_t: int, distinct_ids: bool) -> int:
+    """How many steps started before the hit (steps: start times in order, or {t, id} when a
+    step's versions share an id and count once; a step without an id counts each row), as
+    status_query counts them."""
+    if not distinct_ids:
+        return bisect.bisect_left(steps, hit_t)
+    ids: set[str] = set()
+    unnamed = 0
+    for s in steps:
+        if s["t"] >= hit_t:
+            break
+        if s["id"]:
+            ids.add(s["id"])
+        else:
+            unnamed += 1
+    return len(ids) + unnamed
 
 
 def _fewest_spans(spans: list[tuple[int, int]], most: int) -> list[tuple[int, int]]:

@@ -283,65 +283,60 @@ def last_step_query(sig: Signature, source: str, c: Columns, start: datetime, en
     return f"SELECT DISTINCT {c.trace_id} AS trace_id FROM {source} WHERE {c.trace_id} IS NOT NULL AND {cond}"
 
 
-def hits_query(sig: Signature, source: str, c: Columns, start: datetime, end: datetime,
-               only: str | None = None) -> str:
-    """Pass one: only rows that match a step (or a trajectory condition) are projected and
-    grouped, so the GROUP BY holds the matching rows, not the store. One row per trajectory whose
-    last step matched in the window: one step, its first match (hit_t, tool, input); a sequence,
-    every mark in time order (`marks`: Python finds the first embedding). `only`: a table of the
-    trace ids to group (last_step_query's), its join the scan's filter."""
+def hits_query(sig: Signature, source: str, c: Columns, start: datetime, end: datetime) -> str:
+    """Pass one of a one-step signature (a sequence: last_step_query, then sequence_query): only
+    rows that match the step (or a trajectory condition) are projected and grouped, so the GROUP
+    BY holds the matching rows, not the store. One row per trajectory whose step matched in the
+    window: its first match (hit_t, tool, input)."""
+    assert len(sig.steps) == 1, "a sequence: last_step_query and sequence_query"
     d = Dialect()
-    n = len(sig.steps)
-    marks = [step_cond(d, c, s) for s in sig.steps]
-    marks[-1] = f"({marks[-1]} AND {in_window(d, c, start, end)})"
+    (step,) = sig.steps
+    mark = f"({step_cond(d, c, step)} AND {in_window(d, c, start, end)})"
     tconds = trace_conds(d, c, sig)
-    # one step: ties in time go to the lesser (name, input), so the observation id (10M distinct
-    # strings: in Parquet the costliest column to read, 0.3 s of a 10M-row scan) is never read;
-    # a sequence orders its marks by (time, id)
-    select = [f"{c.trace_id} AS trace_id", *([f"{c.id} AS id"] if n > 1 else []), f"epoch_ms({c.start}) AS t",
-              f"{c.name} AS name", f"{c.input} AS input"]
-    select += [f"coalesce({m}, false) AS m{i}" for i, m in enumerate(marks)]
+    # ties in time go to the lesser (name, input), so the observation id (10M distinct strings:
+    # in Parquet the costliest column to read, 0.3 s of a 10M-row scan) is never read
+    select = [f"{c.trace_id} AS trace_id", f"epoch_ms({c.start}) AS t", f"{c.name} AS name", f"{c.input} AS input",
+              f"coalesce({mark}, false) AS m0"]
     select += [f"coalesce({t}, false) AS c{i}" for i, t in enumerate(tconds)]
     # the filter sits under the projection: the costly columns (times, JSON) are computed for
     # the matching rows only
-    wanted = " OR ".join(f"coalesce({x}, false)" for x in marks + tconds)
-    if n == 1 and not tconds:
+    wanted = " OR ".join(f"coalesce({x}, false)" for x in [mark, *tconds])
+    if not tconds:
         # one condition: a WHERE keeps a row only where it is true (NULL is not), so it needs no
         # coalesce, and bare its conjuncts (type, name, the window's times) are pushed into the
         # scan one by one (Parquet skips the row groups the window's times rule out and decodes
         # the other columns only for the rows that pass)
-        wanted = marks[0]
-    tools = {s.tool for s in sig.steps}
-    if not tconds and None not in tools and not any(is_glob(t) for t in tools):  # type: ignore[arg-type]
-        # a plain column test DuckDB pushes into the scan (Parquet skips the other columns of
-        # every row it rejects)
-        wanted = f"{c.name} IN ({', '.join(d.lit(t) for t in sorted(tools))}) AND ({wanted})"  # type: ignore[arg-type]
-    any_mark = " OR ".join(f"m{i}" for i in range(n))
-    having = [f"bool_or(m{n - 1})"] + [f"bool_or(c{i})" for i in range(len(tconds))]
-    restrict = f" AND {c.trace_id} IN (SELECT trace_id FROM {only})" if only else ""
-    obs = f"""obs AS (
+        wanted = mark
+        if step.tool is not None and not is_glob(step.tool):
+            # a plain column test DuckDB pushes into the scan (Parquet skips the other columns of
+            # every row it rejects)
+            wanted = f"{c.name} IN ({d.lit(step.tool)}) AND ({wanted})"
+    having = ["bool_or(m0)"] + [f"bool_or(c{i})" for i in range(len(tconds))]
+    return f"""
+WITH obs AS (
   SELECT {", ".join(select)}
-  FROM (SELECT * FROM {source} WHERE {c.trace_id} IS NOT NULL AND ({wanted}){restrict})
-)"""
-    if n == 1:
-        return f"""
-WITH {obs},
+  FROM (SELECT * FROM {source} WHERE {c.trace_id} IS NOT NULL AND ({wanted}))
+),
 per AS (
   SELECT trace_id, min({{'t': t, 'name': name, 'input': input}}) FILTER (WHERE m0) AS hit
   FROM obs GROUP BY trace_id HAVING {" AND ".join(having)}
 )
 SELECT trace_id, hit.t AS hit_t, hit.name AS tool, hit.input AS input FROM per
 """
-    mask = " + ".join(f"(m{i}::INT << {i})" for i in range(n))
-    return f"""
-WITH {obs}
-SELECT trace_id,
-  list({{'t': t, 'mask': {mask}, 'name': name, 'input': CASE WHEN m{n - 1} THEN input END}}
-       ORDER BY t, id) FILTER (WHERE {any_mark}) AS marks
-FROM obs
-GROUP BY trace_id
-HAVING {" AND ".join(having)}
-"""
+
+
+# A trajectory's status inputs over its rows (user_id, t, open_end, is_root, level): its user,
+# start, roots, the earliest root's end and level, and when that root started
+TRAJECTORY_AGGREGATES = """min(user_id) AS user_id, min(t) AS start_ms,
+    count(*) FILTER (WHERE is_root) AS roots,
+    -- the earliest root; of its versions (a store that appends each one: open, then closed)
+    -- a closed one, as an observation's end is set once and never unset
+    arg_min(open_end, t * 2 + CASE WHEN open_end THEN 1 ELSE 0 END) FILTER (WHERE is_root) AS root_open,
+    arg_min(level, t * 2 + CASE WHEN open_end THEN 1 ELSE 0 END) FILTER (WHERE is_root) AS root_level,
+    min(t) FILTER (WHERE is_root) AS root_start_ms"""
+# the status rules of agentfire.trajectory.from_observations, over those
+STATUS_CASE = """CASE WHEN roots = 0 OR root_open THEN 'running'
+       WHEN upper(coalesce(root_level, '')) = 'ERROR' THEN 'error' ELSE 'finished' END"""
 
 
 def status_query(source: str, c: Columns, hits_table: str, hits: str | None = None,
@@ -369,23 +364,52 @@ WITH {first}obs AS (
   FROM {source} AS o JOIN {hits_table} AS h ON h.trace_id = o.{c.trace_id}
 ),
 per AS (
-  SELECT trace_id, min(user_id) AS user_id, min(t) AS start_ms,
-    count(*) FILTER (WHERE is_root) AS roots,
-    -- the earliest root; of its versions (a store that appends each one: open, then closed)
-    -- a closed one, as an observation's end is set once and never unset
-    arg_min(open_end, t * 2 + CASE WHEN open_end THEN 1 ELSE 0 END) FILTER (WHERE is_root) AS root_open,
-    arg_min(level, t * 2 + CASE WHEN open_end THEN 1 ELSE 0 END) FILTER (WHERE is_root) AS root_level,
-    {before} AS before,
-    min(t) FILTER (WHERE is_root) AS root_start_ms
+  SELECT trace_id, {TRAJECTORY_AGGREGATES},
+    {before} AS before
   FROM obs
   GROUP BY trace_id
 )
-SELECT per.trace_id, user_id, start_ms,
-  -- the status rules of agentfire.trajectory.from_observations
-  CASE WHEN roots = 0 OR root_open THEN 'running'
-       WHEN upper(coalesce(root_level, '')) = 'ERROR' THEN 'error' ELSE 'finished' END AS status,
+SELECT per.trace_id, user_id, start_ms, {STATUS_CASE} AS status,
   CASE WHEN h.hit_t IS NOT NULL THEN before + 1 END AS step_index, h.hit_t, h.tool, h.input, root_start_ms
 FROM per JOIN {hits_table} AS h ON h.trace_id = per.trace_id
+"""
+
+
+def sequence_query(sig: Signature, source: str, c: Columns, start: datetime, end: datetime, only: str,
+                   distinct_ids: bool = False) -> str:
+    """A sequence's marks and its trajectories' status in one read of the candidates' rows
+    (`only`: a table of the trace ids whose last step matched in the window, last_step_query's),
+    where the marks alone and then the hits' status took two reads of the store: per candidate
+    its marks in time order (Python finds the first embedding: the hit), its status, when its
+    earliest root started, and its steps' start times in order (each with its id when
+    `distinct_ids`: a step exported in several versions counts once) for the hit's index."""
+    d = Dialect()
+    n = len(sig.steps)
+    marks = [step_cond(d, c, s) for s in sig.steps]
+    marks[-1] = f"({marks[-1]} AND {in_window(d, c, start, end)})"
+    tconds = trace_conds(d, c, sig)
+    mask = " + ".join(f"(coalesce({m}, false)::INT << {i})" for i, m in enumerate(marks))
+    conds = "".join(f", coalesce({t}, false) AS c{i}" for i, t in enumerate(tconds))
+    step = "{'t': t, 'id': coalesce(id, '')}" if distinct_ids else "t"
+    having = [f"bool_or(mask >> {n - 1} & 1 = 1)"] + [f"bool_or(c{i})" for i in range(len(tconds))]
+    return f"""
+WITH obs AS (
+  SELECT {c.trace_id} AS trace_id, {c.id} AS id, epoch_ms({c.start}) AS t, {c.name} AS name, {c.input} AS input,
+    {mask} AS mask, {c.is_root} AS is_root, {c.end} IS NULL AS open_end, {c.level} AS level,
+    {c.user_id} AS user_id{conds}
+  FROM (SELECT * FROM {source} WHERE {c.trace_id} IN (SELECT trace_id FROM {only}))
+),
+per AS (
+  SELECT trace_id,
+    list({{'t': t, 'mask': mask, 'name': name, 'input': CASE WHEN mask >> {n - 1} & 1 = 1 THEN input END}}
+         ORDER BY t, id) FILTER (WHERE mask <> 0) AS marks,
+    list({step} ORDER BY t) FILTER (WHERE NOT is_root AND t IS NOT NULL) AS steps,
+    {TRAJECTORY_AGGREGATES}
+  FROM obs
+  GROUP BY trace_id
+  HAVING {" AND ".join(having)}
+)
+SELECT trace_id, marks, user_id, start_ms, {STATUS_CASE} AS status, root_start_ms, steps FROM per
 """
 
 
