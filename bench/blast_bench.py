@@ -5,7 +5,8 @@
    `agentfire blast` as a whole process under the default memory limit, each beside the plain
    DuckDB count of the same trajectories (a process too) in the same run: a selective signature
    (--tool send_email --arg to~landlord, 1 trajectory in 997; --runs 10 for the 10-out-of-10
-   check) and a non-selective one (--tool read_inbox: every trajectory is a hit); the plain count
+   check) and non-selective ones (--tool read_inbox, and a loop's sequence --tool read_inbox --then
+   read_inbox --then read_inbox: every trajectory is a hit); the plain count
    and blast alternate run by run (each pair under the same load; Parquet 5 runs each by
    default, --parquet-runs), medians compared. Wall time and each process's own peak RSS (wait4),
    the max over all runs reported. agentfire runs as installed: bytecode compiled, its runbook
@@ -134,6 +135,9 @@ SIGNATURES = {
     # every trajectory that emails the landlord read its inbox first)
     "sequence": (["--tool", "read_inbox", "--then", "send_email", "--arg", "to~landlord"], "send_email", "landlord",
                  len(range(0, 500_000, 997)), DAY),
+    # a loop's signature as `blast --like` derives it (the same call three times) on a store where
+    # every trajectory makes it: a non-selective sequence (the plain count is the tool's)
+    "loop": (["--tool", "read_inbox", "--then", "read_inbox", "--then", "read_inbox"], "read_inbox", "", 500_000, DAY),
 }
 
 
@@ -360,10 +364,11 @@ def main() -> None:
     cases = [tuple(c.split(":", 1)) for c in a.case or []]
     if not cases and not a.langfuse_only:
         if not a.parquet_only:
-            cases += [("jsonl", "selective")] + ([] if a.no_non_selective else [("jsonl", "non-selective")])
+            cases += [("jsonl", "selective")] + ([] if a.no_non_selective else [("jsonl", "non-selective"),
+                                                                              ("jsonl", "loop")])
         cases += [("parquet", "selective"), ("parquet", "selective-1h"), ("parquet", "search-10min"),
                   ("parquet", "sequence")]
-        cases += [] if a.no_non_selective else [("parquet", "non-selective")]
+        cases += [] if a.no_non_selective else [("parquet", "non-selective"), ("parquet", "loop")]
     for fmt, which in cases:
         if which not in SIGNATURES or fmt not in ("jsonl", "parquet"):
             raise SystemExit(f"--case {fmt}:{which}: unknown (formats jsonl, parquet; signatures {', '.join(SIGNATURES)})")

@@ -684,6 +684,39 @@ def test_one_statement_scan_of_mixed_files_agrees_with_the_reference(
         assert want["edge-rootless"][1] == "running"
 
 
+@pytest.mark.parametrize("flags", [dict(tool="read_inbox", then=["send_email"], args=["to~landlord"]),
+                                   dict(tool="read_inbox", then=["read_inbox", "read_inbox"]),
+                                   dict(tool="*", then=["send_*"], level="DEFAULT")],
+                         ids=lambda f: json.dumps(f))
+def test_a_sequence_with_many_candidates_reads_lean_marks_and_agrees_with_the_reference(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: dict[str, Any]) -> None:
+    """Past LEAN_SEQUENCE_CANDIDATES trajectories whose last step matched (a loop's signature on
+    a busy store: every trajectory), a sequence's marks carry no input and the hits' status and
+    rows are read apart, so memory holds a few numbers per candidate: the hits, users, statuses,
+    step indexes, tools, inputs and times are the Python reference's and the one-read path's,
+    over JSON lines and Parquet together."""
+    from agentfire.blast import files_scan, from_flags
+
+    store, rows = _mixed_store(tmp_path / "store")
+    sig, window = from_flags(**flags), _blast_window()
+    want, hit_at, _roots = _reference_hits(rows, sig, window)
+    one_read = files_scan.scan(store, sig, window)
+    lean_runs: list[int] = []
+    lean_marks = files_scan.sequence_marks_query
+
+    def counted(*a: Any, **kw: Any) -> str:
+        lean_runs.append(1)
+        return lean_marks(*a, **kw)
+
+    monkeypatch.setattr(files_scan, "sequence_marks_query", counted)
+    monkeypatch.setattr(files_scan, "LEAN_SEQUENCE_CANDIDATES", 0)
+    lean = files_scan.scan(store, sig, window)
+    assert lean_runs == [1] and lean.complete and not lean.warnings
+    assert _found(lean) == _found(one_read) == want and len(want) > 3
+    assert {h.trace_id: h.hit_at for h in lean.hits} == hit_at
+    assert (lean.user_ids, sorted(lean.still_open_ids)) == (one_read.user_ids, sorted(one_read.still_open_ids))
+
+
 def _parquet_store(root_dir: Path, rows: list[dict[str, Any]], files: int = 3) -> Path:
     """The rows as Parquet files of real TIMESTAMP times, each file in time order (as an export
     writes them), a trajectory's rows spread over all of them."""

@@ -15,7 +15,6 @@ Measured: bench/blast_bench.py (figures in the README). DuckDB's own memory is c
 
 from __future__ import annotations
 
-import bisect
 import os
 import tempfile
 import threading
@@ -28,7 +27,7 @@ from agentfire.blast.result import BlastResult, Gap, Hit, HitsSummary, ScanStats
 from agentfire.blast.signature import Signature
 from agentfire.blast.sql import (
     BIG_OBJECT, FILES_COLUMNS, MAX_OBJECT, STATUS_TYPES, Dialect, files_source, hits_query, last_step_query, lit,
-    parquet_source, sequence_query, status_query, union_source,
+    parquet_source, sequence_marks_query, sequence_query, status_query, union_source,
 )
 from agentfire.blast.window import Window
 from agentfire.errors import NotDoneError
@@ -50,6 +49,10 @@ ROOT_SKEW_MS = 60_000
 
 
 MAX_SPANS = 16  # time ranges pass two tests each row against, at most
+# A sequence whose last step matched in more trajectories than this reads their marks lean and
+# their status apart (two reads, not one): every candidate's inputs and step times in one
+# aggregate ran out of memory under the default limit (500,000 candidates of 20 rows)
+LEAN_SEQUENCE_CANDIDATES = 50_000
 
 
 class StatusBound(NamedTuple):
@@ -149,18 +152,6 @@ def _ms(value: Any) -> datetime | None:
     if value is None:
         return None
     return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
-
-
-def first_embedding(sig: Signature, marks: list[dict[str, Any]] | None) -> dict[str, Any] | None:
-    """The mark of the last step of the sequence's first embedding (marks in time order)."""
-    n = len(sig.steps)
-    want = 0
-    for mark in marks or []:
-        if mark["mask"] & (1 << want):
-            want += 1
-            if want == n:
-                return mark
-    return None
 
 
 _UNPARSED = object()
@@ -328,11 +319,10 @@ class _Scan:
 
     def _sequence_hits(self, create: str) -> bool:
         """A sequence: the trajectories whose last step matched in the window first (a selective
-        read), then one read of those only for their marks and status (an earlier step is often a
-        tool every trajectory calls: grouping its marks store-wide cost 10 s at 10M rows for no
-        hit; reading the hits' status apart cost a third read of the store). Python finds each
-        candidate's first embedding in its marks (the hit) and counts the steps before it; the
-        hits go to RESULT_TABLE. False when there is none."""
+        read), then one read of those only for their marks, first embedding (the hit) and status
+        (an earlier step is often a tool every trajectory calls: grouping its marks store-wide
+        cost 10 s at 10M rows for no hit; reading the hits' status apart cost a third read of
+        the store). The hits go to RESULT_TABLE. False when there is none."""
         sig, w, con = self.sig, self.window, self.con
         src = self._src(sig=sig)
         _execute(con, "CREATE OR REPLACE TEMP TABLE agentfire_last AS "
@@ -341,22 +331,20 @@ class _Scan:
         if not candidates:
             return False
         distinct = self._versions()
-        cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [])
-        query = sequence_query(sig, src, FILES_COLUMNS, w.start, w.end, "agentfire_last", distinct_ids=distinct)
-        for trace_id, marks, user_id, start_ms, status, root_start_ms, steps in _stream(
-                _execute(con, query, self.hook, 0.3, 0.7)):
-            mark = first_embedding(sig, marks)
-            if mark is None:
-                continue
-            before = _steps_before(steps or [], mark["t"], distinct)
-            for col, value in zip(cols, (trace_id, user_id, start_ms, status, before + 1, mark["t"], mark["name"],
-                                         mark["input"], root_start_ms)):
-                col.append(value)
-        con.execute(create + "SELECT unnest($1::VARCHAR[]) AS trace_id, unnest($2::VARCHAR[]) AS user_id, "
-                    "unnest($3::BIGINT[]) AS start_ms, unnest($4::VARCHAR[]) AS status, "
-                    "unnest($5::BIGINT[]) AS step_index, unnest($6::BIGINT[]) AS hit_t, unnest($7::VARCHAR[]) AS tool, "
-                    "unnest($8::VARCHAR[]) AS input, unnest($9::BIGINT[]) AS root_start_ms", list(cols))
-        return bool(cols[0])
+        if candidates > LEAN_SEQUENCE_CANDIDATES:
+            # many candidates (a loop's signature on a busy store): their marks lean, then the
+            # hits' status and rows in another read, so memory holds a few numbers per candidate
+            _execute(con, "CREATE OR REPLACE TEMP TABLE agentfire_hits AS "
+                     + sequence_marks_query(sig, src, FILES_COLUMNS, w.start, w.end, "agentfire_last"),
+                     self.hook, 0.3, 0.35)
+            (hits,) = con.execute("SELECT count(*) FROM agentfire_hits").fetchone()
+            if not hits:
+                return False
+            query = status_query(src, FILES_COLUMNS, "agentfire_hits", distinct_ids=distinct, hit_rows=True)
+        else:
+            query = sequence_query(sig, src, FILES_COLUMNS, w.start, w.end, "agentfire_last", distinct_ids=distinct)
+        _execute(con, create + query, self.hook, 0.65, 0.35)
+        return True
 
     def _bounded_status(self, status_src: str, create: str) -> StatusBound | None:
         """Pass two over the rows that started in the STATUS_LOOKBACK before some hit, not the
@@ -400,24 +388,6 @@ class _Scan:
                           + status_query(status_src, c, "agentfire_reread", distinct_ids=self._versions()),
                      self.hook, 0.9, 0.1)
         return StatusBound([(_ms(s), _ms(e)) for s, e in spans], int(reread))  # type: ignore[misc]
-
-
-def _steps_before(steps: list[Any], hit_t: int, distinct_ids: bool) -> int:
-    """How many steps started before the hit (steps: start times in order, or {t, id} when a
-    step's versions share an id and count once; a step without an id counts each row), as
-    status_query counts them."""
-    if not distinct_ids:
-        return bisect.bisect_left(steps, hit_t)
-    ids: set[str] = set()
-    unnamed = 0
-    for s in steps:
-        if s["t"] >= hit_t:
-            break
-        if s["id"]:
-            ids.add(s["id"])
-        else:
-            unnamed += 1
-    return len(ids) + unnamed
 
 
 def _fewest_spans(spans: list[tuple[int, int]], most: int) -> list[tuple[int, int]]:

@@ -340,7 +340,7 @@ STATUS_CASE = """CASE WHEN roots = 0 OR root_open THEN 'running'
 
 
 def status_query(source: str, c: Columns, hits_table: str, hits: str | None = None,
-                 distinct_ids: bool = False) -> str:
+                 distinct_ids: bool = False, hit_rows: bool = False) -> str:
     """Pass two, over the rows of the hit trajectories only (`hits_table`: trace_id, hit_t, tool,
     input; or `hits`, the query of pass one, computed first in the same statement under that
     name): user, start, status inputs, how many steps started before the hit (its index - 1), the
@@ -348,9 +348,16 @@ def status_query(source: str, c: Columns, hits_table: str, hits: str | None = No
     scan (dynamic join filters), so a Parquet row group without any of them is skipped.
     `distinct_ids`: the store appends each version of an observation (its rows carry updatedAt):
     a step counts once in the hit's index, however many versions it has (the id is read only then:
-    in Parquet it is the costliest column)."""
+    in Parquet it is the costliest column).
+    `hit_rows`: the hits table names each hit's row (hit_t and hit_id, not tool and input: a
+    sequence's lean marks); the tool and input are read from that row here."""
     first = f"{hits_table} AS MATERIALIZED ({hits}\n),\n" if hits is not None else ""
     id_col = f", o.{c.id} AS id" if distinct_ids else ""
+    hit_row, hit_cols = "", "h.tool, h.input"
+    if hit_rows:
+        hit_row = (f",\n    CASE WHEN epoch_ms({c.start}) = h.hit_t AND coalesce(o.{c.id}, '') = coalesce(h.hit_id, '') "
+                   f"THEN {{'name': o.{c.name}, 'input': o.{c.input}}} END AS hit_row")
+        hit_cols = "hit.name AS tool, hit.input AS input"
     step = "NOT is_root AND t < hit_t"
     before = (f"count(DISTINCT id) FILTER (WHERE {step} AND id <> '') "
               f"+ count(*) FILTER (WHERE {step} AND coalesce(id, '') = '')"  # no id: each row is a step
@@ -360,29 +367,39 @@ def status_query(source: str, c: Columns, hits_table: str, hits: str | None = No
     return f"""
 WITH {first}obs AS (
   SELECT h.trace_id AS trace_id, h.hit_t AS hit_t, {c.user_id} AS user_id, epoch_ms({c.start}) AS t,
-    {c.end} IS NULL AS open_end, {c.is_root} AS is_root, {c.level} AS level{id_col}
+    {c.end} IS NULL AS open_end, {c.is_root} AS is_root, {c.level} AS level{id_col}{hit_row}
   FROM {source} AS o JOIN {hits_table} AS h ON h.trace_id = o.{c.trace_id}
 ),
 per AS (
   SELECT trace_id, {TRAJECTORY_AGGREGATES},
-    {before} AS before
+    {before} AS before{", min(hit_row) AS hit" if hit_rows else ""}
   FROM obs
   GROUP BY trace_id
 )
 SELECT per.trace_id, user_id, start_ms, {STATUS_CASE} AS status,
-  CASE WHEN h.hit_t IS NOT NULL THEN before + 1 END AS step_index, h.hit_t, h.tool, h.input, root_start_ms
+  CASE WHEN h.hit_t IS NOT NULL THEN before + 1 END AS step_index, h.hit_t, {hit_cols}, root_start_ms
 FROM per JOIN {hits_table} AS h ON h.trace_id = per.trace_id
 """
 
 
-def sequence_query(sig: Signature, source: str, c: Columns, start: datetime, end: datetime, only: str,
-                   distinct_ids: bool = False) -> str:
-    """A sequence's marks and its trajectories' status in one read of the candidates' rows
-    (`only`: a table of the trace ids whose last step matched in the window, last_step_query's),
-    where the marks alone and then the hits' status took two reads of the store: per candidate
-    its marks in time order (Python finds the first embedding: the hit), its status, when its
-    earliest root started, and its steps' start times in order (each with its id when
-    `distinct_ids`: a step exported in several versions counts once) for the hit's index."""
+def _first_embedding(n: int, per: str) -> tuple[str, str]:
+    """CTEs over `per` (each trajectory's `marks` in time order, each with its `mask` of steps)
+    giving p0..p{n-1}: where the greedy first embedding of the sequence puts each step (1-based;
+    NULL: none), as Signature.match_step walks a trajectory: step k at the first mark after step
+    k-1's whose mask has bit k. Returns the CTEs and the last one's name."""
+    ctes, prev = [], per
+    for k in range(n):
+        after = "marks" if k == 0 else f"marks[p{k - 1} + 1:]"
+        pos = f"list_position(list_transform({after}, lambda m: ((m.mask >> {k}) & 1) = 1), true)"
+        ctes.append(f"e{k} AS (SELECT *, {pos if k == 0 else f'p{k - 1} + {pos}'} AS p{k} FROM {prev})")
+        prev = f"e{k}"
+    return ",\n".join(ctes), prev
+
+
+def _marks_obs(sig: Signature, c: Columns, start: datetime, end: datetime) -> tuple[str, str, list[str]]:
+    """A sequence's per-row mask (bit k: the row matches step k; the last step's only inside the
+    window), the trajectory conditions as columns c0.., and the HAVING that keeps a trajectory
+    whose last step matched and whose conditions hold."""
     d = Dialect()
     n = len(sig.steps)
     marks = [step_cond(d, c, s) for s in sig.steps]
@@ -390,26 +407,71 @@ def sequence_query(sig: Signature, source: str, c: Columns, start: datetime, end
     tconds = trace_conds(d, c, sig)
     mask = " + ".join(f"(coalesce({m}, false)::INT << {i})" for i, m in enumerate(marks))
     conds = "".join(f", coalesce({t}, false) AS c{i}" for i, t in enumerate(tconds))
-    step = "{'t': t, 'id': coalesce(id, '')}" if distinct_ids else "t"
-    having = [f"bool_or(mask >> {n - 1} & 1 = 1)"] + [f"bool_or(c{i})" for i in range(len(tconds))]
+    having = [f"bool_or(((mask >> {n - 1}) & 1) = 1)"] + [f"bool_or(c{i})" for i in range(len(tconds))]
+    return f"{mask} AS mask{conds}", " AND ".join(having), [*marks, *tconds]
+
+
+def sequence_query(sig: Signature, source: str, c: Columns, start: datetime, end: datetime, only: str,
+                   distinct_ids: bool = False) -> str:
+    """A sequence's hits and their trajectories' status in one read of the candidates' rows
+    (`only`: a table of the trace ids whose last step matched in the window, last_step_query's),
+    where the marks alone and then the hits' status took two reads of the store: per candidate
+    its marks in time order, the first embedding's last mark (the hit), its status, and its
+    index: the steps that started before it (`distinct_ids`: a step exported in several versions
+    counts once, a row without an id each time). The columns of status_query."""
+    n = len(sig.steps)
+    mask, having, _conds = _marks_obs(sig, c, start, end)
+    embedding, last = _first_embedding(n, "per")
+    if distinct_ids:
+        step, before = "{'t': t, 'id': coalesce(id, '')}", (
+            "len(list_distinct(list_transform(list_filter(steps, lambda s: s.t < hit.t AND s.id <> ''), "
+            "lambda s: s.id))) + len(list_filter(steps, lambda s: s.t < hit.t AND s.id = ''))")
+    else:
+        step, before = "t", "len(list_filter(steps, lambda x: x < hit.t))"
     return f"""
 WITH obs AS (
   SELECT {c.trace_id} AS trace_id, {c.id} AS id, epoch_ms({c.start}) AS t, {c.name} AS name, {c.input} AS input,
-    {mask} AS mask, {c.is_root} AS is_root, {c.end} IS NULL AS open_end, {c.level} AS level,
-    {c.user_id} AS user_id{conds}
+    {mask}, {c.is_root} AS is_root, {c.end} IS NULL AS open_end, {c.level} AS level, {c.user_id} AS user_id
   FROM (SELECT * FROM {source} WHERE {c.trace_id} IN (SELECT trace_id FROM {only}))
 ),
 per AS (
   SELECT trace_id,
-    list({{'t': t, 'mask': mask, 'name': name, 'input': CASE WHEN mask >> {n - 1} & 1 = 1 THEN input END}}
+    list({{'t': t, 'mask': mask, 'name': name, 'input': CASE WHEN ((mask >> {n - 1}) & 1) = 1 THEN input END}}
          ORDER BY t, id) FILTER (WHERE mask <> 0) AS marks,
     list({step} ORDER BY t) FILTER (WHERE NOT is_root AND t IS NOT NULL) AS steps,
     {TRAJECTORY_AGGREGATES}
   FROM obs
   GROUP BY trace_id
-  HAVING {" AND ".join(having)}
-)
-SELECT trace_id, marks, user_id, start_ms, {STATUS_CASE} AS status, root_start_ms, steps FROM per
+  HAVING {having}
+),
+{embedding}
+SELECT trace_id, user_id, start_ms, {STATUS_CASE} AS status, {before} + 1 AS step_index, hit.t AS hit_t,
+  hit.name AS tool, hit.input AS input, root_start_ms
+FROM (SELECT *, marks[p{n - 1}] AS hit FROM {last} WHERE p{n - 1} IS NOT NULL)
+"""
+
+
+def sequence_marks_query(sig: Signature, source: str, c: Columns, start: datetime, end: datetime, only: str) -> str:
+    """A sequence's hits located lean: per trajectory of `only`, its marks (time, steps, the
+    row's id; no input, no status) and the first embedding's last one: trace_id, hit_t, hit_id.
+    For many candidates (a sequence most trajectories match, such as a loop's), where
+    sequence_query's inputs and step times for every candidate outgrow the memory limit; the
+    hits' status and their rows' tool and input are then read apart (status_query's hit_rows)."""
+    n = len(sig.steps)
+    mask, having, wanted = _marks_obs(sig, c, start, end)
+    embedding, last = _first_embedding(n, "per")
+    return f"""
+WITH obs AS (
+  SELECT {c.trace_id} AS trace_id, {c.id} AS id, epoch_ms({c.start}) AS t, {mask}
+  FROM (SELECT * FROM {source} WHERE ({" OR ".join(f"coalesce({x}, false)" for x in wanted)})
+        AND {c.trace_id} IN (SELECT trace_id FROM {only}))
+),
+per AS (
+  SELECT trace_id, list({{'t': t, 'mask': mask, 'id': id}} ORDER BY t, id) FILTER (WHERE mask <> 0) AS marks
+  FROM obs GROUP BY trace_id HAVING {having}
+),
+{embedding}
+SELECT trace_id, marks[p{n - 1}].t AS hit_t, marks[p{n - 1}].id AS hit_id FROM {last} WHERE p{n - 1} IS NOT NULL
 """
 
 
