@@ -4,7 +4,8 @@ store: the rows matching a step are filtered before they are grouped (the hits),
 hit trajectories' rows are read for their status and step index. For one step over JSON lines
 both run as one statement (the hits a materialized CTE whose join is pass two's filter: DuckDB
 pushes the hit ids into the scan). A sequence reads the trajectories whose last step matched,
-then their rows once for their marks (Python resolves the first embedding) and status together.
+then their rows once for their marks, first embedding and status together (past
+LEAN_SEQUENCE_CANDIDATES, lean marks, then the hits' status apart).
 The hits stay in DuckDB (HitRows):
 the summary (distinct users, still-open ids, first and last hit) is computed there and the hits
 stream out as JSON text, so a non-selective blast (500,000 hits) builds no Python object per hit.
