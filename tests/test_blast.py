@@ -286,6 +286,23 @@ def test_json_out_csv_and_journal(blast_sandbox, cli, store, tmp_path):
     assert blast_entries and blast_entries[-1]["trajectories"] == len(want)
 
 
+def test_hits_that_cannot_be_read_back_are_a_named_failure(blast_sandbox, cli, monkeypatch):
+    """The scan completed but DuckDB cannot hand the hits back (their tool inputs fill its
+    memory limit): one line naming the count and the setting to raise, exit 1, no traceback."""
+    import duckdb
+
+    from agentfire.blast import files_scan
+
+    def full(cur):
+        raise duckdb.OutOfMemoryException("Out of Memory Error: failed to allocate data of size 16.0 MiB")
+        yield  # a generator, as _stream is
+
+    monkeypatch.setattr(files_scan, "_stream", full)
+    r = cli("blast", "--tool", "send_email", "--arg", "to~landlord", *WINDOW, "--json")
+    assert r.exit_code == 1 and "Traceback" not in r.stderr
+    assert "hits were found but could not be read back" in r.stderr and "AGENTFIRE_DUCKDB_MEMORY" in r.stderr
+
+
 def test_terminal_summary_and_still_open_warning(blast_sandbox, cli):
     r = cli("blast", "--tool", "send_*", *WINDOW)
     assert r.exit_code == 0, r

@@ -945,6 +945,33 @@ def test_out_of_memory_rescans_on_one_thread_and_completes(
     assert any("ran out of memory" in w and "one thread" in w for w in got.warnings)
 
 
+def test_a_sequence_out_of_memory_in_one_read_is_read_lean_and_completes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sequence under the lean threshold whose marks' inputs still outgrow the memory limit
+    (big tool arguments): the scan reads it again lean, says so, and the hits are the
+    reference's."""
+    import duckdb
+
+    from agentfire.blast import files_scan, from_flags
+
+    store, rows = _mixed_store(tmp_path / "store")
+    sig, window = from_flags(tool="read_inbox", then=["send_email"], args=["to~landlord"]), _blast_window()
+    want, _hit_at, _roots = _reference_hits(rows, sig, window)
+    one_read = files_scan._Scan._sequence_hits
+    tries: list[bool] = []
+
+    def sequence_hits(self: Any, create: str) -> bool:
+        tries.append(self.lean)
+        if not self.lean:
+            raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block of size 256.0 KiB")
+        return one_read(self, create)
+
+    monkeypatch.setattr(files_scan._Scan, "_sequence_hits", sequence_hits)
+    got = files_scan.scan(store, sig, window)
+    assert tries == [False, True] and got.complete and _found(got) == want and len(want) > 3
+    assert any("ran out of memory" in w and "sequence" in w for w in got.warnings)
+
+
 def test_out_of_memory_on_one_thread_too_is_a_named_gap(
         blast_store: tuple[Path, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
     import duckdb

@@ -224,10 +224,18 @@ class HitRows(Sequence[Hit]):
     def __len__(self) -> int:
         return self._n
 
-    def _rows(self, select: str, limit: int | None = None, offset: int = 0) -> Any:
+    def _rows(self, select: str, limit: int | None = None, offset: int = 0) -> Iterator[tuple[Any, ...]]:
+        import duckdb
+
         page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
-        return _stream(self._con.cursor().execute(
-            f"SELECT {select} FROM {RESULT_TABLE} ORDER BY {self._order}{page}"))
+        try:
+            yield from _stream(self._con.cursor().execute(
+                f"SELECT {select} FROM {RESULT_TABLE} ORDER BY {self._order}{page}"))
+        except duckdb.Error as exc:
+            # the hits are kept in DuckDB's memory: very large tool inputs of many hits can fill
+            # its limit after the scan completed (a named failure, not a traceback)
+            raise NotDoneError(f"the {self._n} hits were found but could not be read back from DuckDB "
+                               f"({str(exc).splitlines()[0][:200]}); raise {MEMORY_ENV}") from None
 
     @staticmethod
     def _hit(row: tuple[Any, ...]) -> Hit:
@@ -261,9 +269,10 @@ class _Scan:
     """The two passes on one connection (hits, then the hit trajectories' status)."""
 
     def __init__(self, con: Any, files: list[Path], sig: Signature, window: Window,
-                 hook: ProgressHook | None, ignore_errors: bool, big_lines: bool):
+                 hook: ProgressHook | None, ignore_errors: bool, big_lines: bool, lean: bool = False):
         self.con, self.files, self.sig, self.window, self.hook = con, files, sig, window, hook
         self.ignore_errors, self.big_lines = ignore_errors, big_lines
+        self.lean = lean  # a sequence's marks without inputs, its hits' status read apart
         self.stats_bound: StatusBound | None = None
         self._present: dict[str, str] | None = None
         self._carries_versions: bool | None = None
@@ -332,7 +341,7 @@ class _Scan:
         if not candidates:
             return False
         distinct = self._versions()
-        if candidates > LEAN_SEQUENCE_CANDIDATES:
+        if self.lean or candidates > LEAN_SEQUENCE_CANDIDATES:
             # many candidates (a loop's signature on a busy store): their marks lean, then the
             # hits' status and rows in another read, so memory holds a few numbers per candidate
             _execute(con, "CREATE OR REPLACE TEMP TABLE agentfire_hits AS "
@@ -419,12 +428,12 @@ def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | Non
     if not files:
         result.warnings.append(f"the files store {path} holds no *.jsonl or *.parquet files: nothing to scan")
         return result
-    limit, threads, ignore_errors, big_lines = memory_limit(), None, False, False
+    limit, threads, ignore_errors, big_lines, lean = memory_limit(), None, False, False, False
     hits: Sequence[Hit] = []
     while True:
         con = connect(limit, threads)
         try:
-            run = _Scan(con, files, sig, window, hook, ignore_errors, big_lines)
+            run = _Scan(con, files, sig, window, hook, ignore_errors, big_lines, lean)
             hits, stats.candidates = run.run()
             if run.stats_bound is not None:
                 stats.status_spans, stats.reread = run.stats_bound
@@ -444,6 +453,13 @@ def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | Non
                 "some lines in the store are not valid JSON and were skipped "
                 f"(first error: {str(exc).splitlines()[0][:200]})")
         except duckdb.OutOfMemoryException as exc:
+            if len(sig.steps) > 1 and not lean:
+                # fewer candidates than the lean threshold, but inputs big enough to outgrow the
+                # limit in one read: the lean reads hold a few numbers per candidate
+                lean = True
+                result.warnings.append(f"DuckDB ran out of memory under {limit} reading the sequence's marks with "
+                                       "their inputs; read them without, then the hits apart (slower)")
+                continue
             if threads == 1:
                 result.gaps.append(Gap(window.start, window.end,
                                        f"DuckDB ran out of memory scanning {path} under {limit} even on one "
