@@ -717,6 +717,33 @@ def test_a_sequence_with_many_candidates_reads_lean_marks_and_agrees_with_the_re
     assert (lean.user_ids, sorted(lean.still_open_ids)) == (one_read.user_ids, sorted(one_read.still_open_ids))
 
 
+@pytest.mark.parametrize("flags", [dict(tool="get_user_details", then=["get_reservation_details", "cancel_reservation"]),
+                                   dict(tool="get_reservation_details", then=["get_reservation_details"] * 2),
+                                   dict(tool="search_direct_flight", then=["update_reservation_flights"])],
+                         ids=lambda f: json.dumps(f))
+def test_sequences_over_real_runs_agree_with_the_reference_lean_or_in_one_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: dict[str, Any]) -> None:
+    """The 200 real tau-bench airline runs and their golden traces (skips without
+    ../shared/datasets): sequences real agents make (look the user up, read a reservation,
+    cancel it; read reservations again and again; search, then change the flights) give the
+    Python reference's hits, users, statuses, step indexes, tools, inputs and hit times, read in
+    one read and lean."""
+    from agentfire.blast import files_scan, from_flags, resolve
+
+    data, start, end = _tau_airline_store(tmp_path / "store")
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    sig, window = from_flags(**flags), resolve(from_=start.isoformat(), to=end.isoformat())
+    want, hit_at, _roots = _reference_hits(rows, sig, window)
+    assert len(want) > 3
+    threshold = files_scan.LEAN_SEQUENCE_CANDIDATES
+    for lean in (False, True):
+        monkeypatch.setattr(files_scan, "LEAN_SEQUENCE_CANDIDATES", 0 if lean else threshold)
+        got = files_scan.scan(tmp_path / "store", sig, window)
+        assert got.complete and not got.warnings, lean
+        assert _found(got) == want, lean
+        assert {h.trace_id: h.hit_at for h in got.hits} == hit_at, lean
+
+
 def _parquet_store(root_dir: Path, rows: list[dict[str, Any]], files: int = 3) -> Path:
     """The rows as Parquet files of real TIMESTAMP times, each file in time order (as an export
     writes them), a trajectory's rows spread over all of them."""
