@@ -701,14 +701,7 @@ def test_a_sequence_with_many_candidates_reads_lean_marks_and_agrees_with_the_re
     sig, window = from_flags(**flags), _blast_window()
     want, hit_at, _roots = _reference_hits(rows, sig, window)
     one_read = files_scan.scan(store, sig, window)
-    lean_runs: list[int] = []
-    lean_marks = files_scan.sequence_marks_query
-
-    def counted(*a: Any, **kw: Any) -> str:
-        lean_runs.append(1)
-        return lean_marks(*a, **kw)
-
-    monkeypatch.setattr(files_scan, "sequence_marks_query", counted)
+    lean_runs = _count_calls(monkeypatch, files_scan, "sequence_marks_query")
     monkeypatch.setattr(files_scan, "LEAN_SEQUENCE_CANDIDATES", 0)
     lean = files_scan.scan(store, sig, window)
     assert lean_runs == [1] and lean.complete and not lean.warnings
@@ -742,6 +735,19 @@ def test_sequences_over_real_runs_agree_with_the_reference_lean_or_in_one_read(
         assert got.complete and not got.warnings, lean
         assert _found(got) == want, lean
         assert {h.trace_id: h.hit_at for h in got.hits} == hit_at, lean
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[int]:
+    """A list that gains an item each time module.name is called (it still runs)."""
+    calls: list[int] = []
+    real = getattr(module, name)
+
+    def counted(*a: Any, **kw: Any) -> Any:
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
 
 
 def _parquet_store(root_dir: Path, rows: list[dict[str, Any]], files: int = 3) -> Path:
@@ -911,6 +917,120 @@ def test_parquet_status_pass_reads_only_around_sparse_hits(tmp_path: Path) -> No
     # pass two over the whole store decodes the scrambled columns and fails
     got_all = files_scan.scan(store, from_flags(tool="search"), window)
     assert not got_all.complete and "DuckDB could not scan" in got_all.gaps[0].reason
+
+
+def _time_ordered_store(root_dir: Path, rows: list[dict[str, Any]], files: int = 3,
+                        bucket: timedelta = timedelta(minutes=10)) -> Path:
+    """The rows as an export job writes Parquet with Arrow: each file in time order, a row group
+    per ten minutes (its statistics then bound its rows' times closely), real UTC timestamps; a
+    trajectory's rows spread over all the files (the same row numbers in each)."""
+    import zlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from agentfire.trajectory import parse_time
+
+    root_dir.mkdir(parents=True, exist_ok=True)
+    ts = pa.timestamp("us", tz="UTC")
+    schema = pa.schema([(k, ts if k in ("startTime", "endTime") else pa.string())
+                        for k in ("id", "traceId", "type", "name", "parentObservationId", "startTime", "endTime",
+                                  "input", "output", "level", "userId", "model", "metadata")])
+    parts: list[list[dict[str, Any]]] = [[] for _ in range(files)]
+    for i, r in enumerate(rows):
+        parts[(i + zlib.crc32(r["traceId"].encode())) % files].append(r)
+    for k, part in enumerate(parts):
+        buckets: dict[int, list[dict[str, Any]]] = {}
+        for r in part:
+            start = parse_time(r["startTime"]) if r["startTime"] else None
+            # a row without a start joins the first bucket (a row group of only NULL times has no statistics)
+            key = int(start.timestamp() // bucket.total_seconds()) if start else -1
+            buckets.setdefault(key, []).append({
+                **{c: r.get(c) for c in schema.names}, "startTime": start,
+                "endTime": parse_time(r["endTime"]) if r.get("endTime") else None,
+                "metadata": json.dumps(r["metadata"]) if r.get("metadata") is not None else None})
+        if -1 in buckets:
+            buckets[min(b for b in buckets if b != -1)] += buckets.pop(-1)
+        with pq.ParquetWriter(root_dir / f"part-{k}.parquet", schema) as out:
+            for key in sorted(buckets):
+                out.write_table(pa.Table.from_pylist(
+                    sorted(buckets[key], key=lambda r: (r["startTime"] is None, r["startTime"] or 0)), schema=schema))
+    return root_dir
+
+
+def _located_edge_rows() -> list[dict[str, Any]]:
+    """What pass one cannot rule out when it locates rows without their times and parents: a
+    root that matches the step (alone, and before a step that matches), a match without a start
+    before one with, two matches at the same millisecond."""
+    from tests.test_blast import NOW, _ts
+
+    def row(tid: str, k: Any, at: datetime | None, name: str = "send_email", to: str = "landlord@rent.example",
+            parent: bool = True, typ: str = "TOOL") -> dict[str, Any]:
+        return {"id": f"{tid}-{k}", "traceId": tid, "type": typ, "name": name,
+                "parentObservationId": f"{tid}-root" if parent else None, "startTime": at and _ts(at),
+                "endTime": at and _ts(at + timedelta(seconds=1)), "input": json.dumps({"to": to}), "output": "{}",
+                "level": "DEFAULT", "userId": f"u-{tid}", "model": None, "metadata": None}
+
+    at, s = NOW - timedelta(hours=2), timedelta(seconds=1)
+    return [
+        row("loc-root-tool", "root", at, parent=False), row("loc-root-tool", 1, at + s, name="read_inbox"),
+        row("loc-root-then", "root", at, parent=False), row("loc-root-then", 1, at + s, name="read_inbox"),
+        row("loc-root-then", 2, at + 2 * s),
+        row("loc-no-start", "root", at, name="agent", parent=False, typ="AGENT"), row("loc-no-start", 1, None),
+        row("loc-no-start", 2, at + 3 * s, name="read_inbox"), row("loc-no-start", 3, at + 4 * s, to="the landlord"),
+        row("loc-tie", "root", at, name="agent", parent=False, typ="AGENT"),
+        row("loc-tie", 1, at + s, to="b.landlord@x"), row("loc-tie", 2, at + s, to="a.landlord@x"),
+    ]
+
+
+@pytest.mark.parametrize("flags", [dict(tool="send_email", args=["to~landlord"]), dict(tool="read_inbox"),
+                                   dict(level="ERROR"), dict(tool="*"), dict(tool="send_*")],
+                         ids=lambda f: json.dumps(f))
+def test_a_parquet_store_inside_the_window_locates_hits_by_row_and_agrees_with_the_reference(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: dict[str, Any]) -> None:
+    """A time-ordered Parquet store wholly inside the window: pass one locates the matching rows
+    by file and row without reading a time or a parent, pass two picks each hit there. The hits,
+    users, statuses, step indexes, tools, inputs and hit times are the Python reference's and
+    those of the scan that reads the times in pass one; roots that match the step, matches
+    without a start and ties at one millisecond included, over three files whose row numbers
+    repeat. A window that does not hold the whole store, or too many candidates, read the times."""
+    from agentfire.blast import files_scan, from_flags, resolve
+    from tests.test_blast import NOW, _ts, synthetic_rows
+
+    rows = synthetic_rows(n_traces=120, seed=5) + _edge_rows() + _located_edge_rows()
+    store = _time_ordered_store(tmp_path / "store", rows)
+    sig = from_flags(**flags)
+    window = resolve(from_=_ts(NOW - timedelta(hours=9)), to=_ts(NOW + timedelta(hours=5)))
+    want, hit_at, _roots = _reference_hits(rows, sig, window)
+    located = _count_calls(monkeypatch, files_scan, "candidates_query")
+    got = files_scan.scan(store, sig, window)
+    assert located == [1] and got.complete and not got.warnings
+    monkeypatch.setattr(files_scan._Scan, "_row_groups_fit", lambda self: False)
+    timed = files_scan.scan(store, sig, window)
+    assert (got.user_ids, sorted(got.still_open_ids)) == (timed.user_ids, sorted(timed.still_open_ids))
+    assert _found(got) == _found(timed) and len(want) > 3
+    assert {h.trace_id: h.hit_at for h in got.hits} == hit_at
+    # two matches at one millisecond: SQL takes the lesser (name, input), as it never reads the
+    # ids; the Python reference takes the first exported
+    def untied(hits: dict[str, Any]) -> dict[str, Any]:
+        return {t: v for t, v in hits.items() if t != "loc-tie"}
+
+    assert untied(_found(got)) == untied(want)
+    if flags.get("tool") == "send_email":
+        assert want["loc-root-then"][2] == 2 and want["loc-no-start"][2:] == (2, "send_email", {"to": "the landlord"})
+        assert _found(got)["loc-tie"][4] == {"to": "a.landlord@x"} and "loc-root-tool" not in want
+        assert "edge-long" in want and got.stats.reread >= 1  # its root started hours before the hit
+    monkeypatch.undo()
+    located = _count_calls(monkeypatch, files_scan, "candidates_query")
+    # the store runs from eight hours before NOW to four after
+    starts_inside = resolve(from_=_ts(NOW - timedelta(hours=6)), to=_ts(NOW + timedelta(hours=5)))
+    ends_inside = resolve(from_=_ts(NOW - timedelta(hours=9)), to=_ts(NOW))
+    for other_window, max_located in ((starts_inside, files_scan.MAX_LOCATED),
+                                      (ends_inside, files_scan.MAX_LOCATED), (window, 2)):
+        monkeypatch.setattr(files_scan, "MAX_LOCATED", max_located)
+        other = files_scan.scan(store, sig, other_window)
+        assert other.complete and untied(_found(other)) == untied(_reference_hits(rows, sig, other_window)[0])
+    assert located == [1]  # a window holding a part of the store: its times are read in pass one
 
 
 def test_fewest_spans_closes_the_smallest_gaps() -> None:

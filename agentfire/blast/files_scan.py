@@ -3,7 +3,9 @@ the same rows beside them), the signature pushed into SQL, memory following the 
 store: the rows matching a step are filtered before they are grouped (the hits), then only the
 hit trajectories' rows are read for their status and step index. For one step over JSON lines
 both run as one statement (the hits a materialized CTE whose join is pass two's filter: DuckDB
-pushes the hit ids into the scan). A sequence reads the trajectories whose last step matched,
+pushes the hit ids into the scan). Over a Parquet store written in time order and wholly inside
+the window, one step's matching rows are located by file and row (no time or parent decoded in
+pass one) and the hits picked in pass two. A sequence reads the trajectories whose last step matched,
 then their rows once for their marks, first embedding and status together (past
 LEAN_SEQUENCE_CANDIDATES, lean marks, then the hits' status apart).
 The hits stay in DuckDB (HitRows):
@@ -27,8 +29,9 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 from agentfire.blast.result import BlastResult, Gap, Hit, HitsSummary, ScanStats, _parsed_args
 from agentfire.blast.signature import Signature
 from agentfire.blast.sql import (
-    BIG_OBJECT, FILES_COLUMNS, MAX_OBJECT, STATUS_TYPES, Dialect, files_source, hits_query, last_step_query, lit,
-    parquet_source, sequence_marks_query, sequence_query, status_query, union_source,
+    BIG_OBJECT, FILES_COLUMNS, MAX_OBJECT, ROW_KEY_BITS, STATUS_TYPES, Dialect, candidates_query, files_source,
+    hits_query, last_step_query, lit, located_status_query, parquet_source, sequence_marks_query, sequence_query,
+    status_query, trace_conds, union_source,
 )
 from agentfire.blast.window import Window
 from agentfire.errors import NotDoneError
@@ -54,6 +57,10 @@ MAX_SPANS = 16  # time ranges pass two tests each row against, at most
 # their status apart (two reads, not one): every candidate's inputs and step times in one
 # aggregate ran out of memory under the default limit (500,000 candidates of 20 rows)
 LEAN_SEQUENCE_CANDIDATES = 50_000
+# A one-step signature over a Parquet store inside the window locates its candidate rows without
+# reading their times, up to this many (more: pass one reads their times after all, as the join
+# by row and each hit trajectory's list of step times grow with them)
+MAX_LOCATED = 20_000
 
 
 class StatusBound(NamedTuple):
@@ -111,14 +118,18 @@ def connect(limit: str | None = None, threads: int | None = None) -> Any:
 
 
 def source(con: Any, files: list[Path], sig: Signature | None = None,
-           types: dict[str, str] | None = None, present: dict[str, str] | None = None) -> str:
+           types: dict[str, str] | None = None, present: dict[str, str] | None = None,
+           row_key: bool = False) -> str:
     """The store's JSON lines and Parquet files as one relation (the columns `sig` or `types` name;
-    `present`: the Parquet files' columns and types, when parquet_columns() read them before)."""
+    `present`: the Parquet files' columns and types, when parquet_columns() read them before;
+    `row_key`: an all-Parquet store's rows carry sql.ROW_KEY as agentfire_k)."""
     jsonl = [str(f) for f in files if f.suffix != ".parquet"]
     parquet = [str(f) for f in files if f.suffix == ".parquet"]
+    assert not (row_key and jsonl), "rows are located by row in Parquet only"
     parts = [files_source(jsonl, sig, types)] if jsonl else []
     if parquet:
-        parts.append(parquet_source(parquet, present if present is not None else parquet_columns(con, files), sig, types))
+        parts.append(parquet_source(parquet, present if present is not None else parquet_columns(con, files), sig,
+                                    types, row_key))
     return union_source(parts)
 
 
@@ -289,7 +300,6 @@ class _Scan:
 
     def run(self) -> tuple[Sequence[Hit], int]:
         sig, w, con = self.sig, self.window, self.con
-        query = hits_query(sig, self._src(sig=sig), FILES_COLUMNS, w.start, w.end) if len(sig.steps) == 1 else ""
         status_src = self._src(types=STATUS_TYPES)
         # Parquet's row groups carry min/max times: pass two reads only the time its hit
         # trajectories can span (JSON lines have no statistics: a bound would not skip a byte)
@@ -301,19 +311,76 @@ class _Scan:
             # join with the hits is the only filter pass two needs: DuckDB pushes the hit ids into
             # the scan itself (Parquet row groups whose bloom filters and min/max rule them out are
             # skipped), a literal IN list as well only added a second probe
+            query = hits_query(sig, self._src(sig=sig), FILES_COLUMNS, w.start, w.end)
             _execute(con, create + status_query(status_src, FILES_COLUMNS, "agentfire_hits", hits=query,
                                              distinct_ids=self._versions()),
                      self.hook, 0.0, 1.0)
-        elif len(sig.steps) == 1:
+        elif len(sig.steps) == 1 and not self._located_hits(create):
+            query = hits_query(sig, self._src(sig=sig), FILES_COLUMNS, w.start, w.end)
             _execute(con, f"CREATE OR REPLACE TEMP TABLE agentfire_hits AS {query}", self.hook, 0.0, 0.5)
-            self.stats_bound = self._bounded_status(status_src, create)
-        elif not self._sequence_hits(create):
+            self.stats_bound = self._bounded_status(
+                status_src, create, "agentfire_hits", f"SELECT hit_t - {STATUS_LOOKBACK_MS} AS s, hit_t + 1 AS e "
+                "FROM agentfire_hits", lambda src, hits: status_query(src, FILES_COLUMNS, hits,
+                                                                         distinct_ids=self._versions()))
+        elif len(sig.steps) > 1 and not self._sequence_hits(create):
             return [], 0
         (n,) = con.execute(f"SELECT count(*) FROM {RESULT_TABLE}").fetchone()
         if not n:
             return [], 0
         start_ms = int(w.start.timestamp() * 1000)
         return HitRows(con, n, f"coalesce(hit_t, {start_ms}), trace_id"), n
+
+    def _located_hits(self, create: str) -> bool:
+        """A one-step signature over a Parquet store written in time order whose every row
+        started inside the window (its row groups' statistics say so: an incident's own export,
+        a store younger than --since): pass one locates the matching rows by row and reads no
+        time (sql.candidates_query), pass two picks the hits and reads their status, bounded by
+        the times of the row groups holding them. False (nothing done) when the store or the
+        signature does not qualify or there are more than MAX_LOCATED candidates."""
+        sig, con, c = self.sig, self.con, FILES_COLUMNS
+        if self._versions() or trace_conds(Dialect(), c, sig):
+            return False
+        assert self._present is not None
+        if not self._present.get("startTime", "").upper().startswith("TIMESTAMP") or not self._row_groups_fit():
+            return False
+        _execute(con, "CREATE OR REPLACE TEMP TABLE agentfire_cands AS "
+                 + candidates_query(sig, self._src(sig=sig, row_key=True), c, MAX_LOCATED + 1), self.hook, 0.0, 0.4)
+        (n,) = con.execute("SELECT count(*) FROM agentfire_cands").fetchone()
+        if n > MAX_LOCATED:
+            return False
+        rows = (1 << ROW_KEY_BITS) - 1
+        # each candidate's row group's times (pass two reads its lookback, as for a hit's time)
+        intervals = (f"SELECT epoch_ms(g.t_min) - {STATUS_LOOKBACK_MS} AS s, epoch_ms(g.t_max) + 1 AS e "
+                     f"FROM (SELECT DISTINCT row_key >> {ROW_KEY_BITS} AS file_index, row_key & {rows} AS row_number "
+                     "FROM agentfire_cands) AS k JOIN agentfire_row_groups AS g ON g.file_index = k.file_index "
+                     "AND k.row_number >= g.first_row AND k.row_number < g.end_row")
+        self.stats_bound = self._bounded_status(
+            self._src(types=STATUS_TYPES, row_key=True), create, "agentfire_cands", intervals,
+            lambda src, cands: located_status_query(src, c, cands))
+        return True
+
+    def _row_groups_fit(self) -> bool:
+        """Whether the statistics of every row group of the store's Parquet files put its start
+        times inside the window, each row group within a STATUS_LOOKBACK (a store written in
+        time order: a row group's times then bound its hits' as closely as their own would; a
+        row group without statistics: no). Kept as agentfire_row_groups (file_index, first_row,
+        end_row, t_min, t_max): the footers only, no data page."""
+        d, w = Dialect(), self.window
+        paths = [str(f) for f in self.files]
+        listed = ", ".join(f"({i}, {lit(p)})" for i, p in enumerate(paths))
+        self.con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE agentfire_row_groups AS
+            SELECT f.i AS file_index, sum(row_group_num_rows) OVER g - row_group_num_rows AS first_row,
+              sum(row_group_num_rows) OVER g AS end_row,
+              TRY_CAST(stats_min_value AS TIMESTAMPTZ) AS t_min, TRY_CAST(stats_max_value AS TIMESTAMPTZ) AS t_max
+            FROM parquet_metadata([{", ".join(lit(p) for p in paths)}]) AS m
+              JOIN (VALUES {listed}) AS f(i, path) ON f.path = m.file_name
+            WHERE m.path_in_schema = 'startTime'
+            WINDOW g AS (PARTITION BY f.i ORDER BY m.row_group_id)""")
+        (groups, fit) = self.con.execute(
+            f"SELECT count(*), bool_and(coalesce(t_min >= {d.ts(w.start)} AND t_max < {d.ts(w.end)} "
+            f"AND epoch_ms(t_max) - epoch_ms(t_min) <= {STATUS_LOOKBACK_MS}, false)) FROM agentfire_row_groups").fetchone()
+        return bool(groups and fit)
 
     def _versions(self) -> bool:
         """Whether the store's rows carry updatedAt (a store appending each version of an
@@ -356,7 +423,8 @@ class _Scan:
         _execute(con, create + query, self.hook, 0.65, 0.35)
         return True
 
-    def _bounded_status(self, status_src: str, create: str) -> StatusBound | None:
+    def _bounded_status(self, status_src: str, create: str, hits: str, intervals: str,
+                        status: Callable[[str, str], str]) -> StatusBound | None:
         """Pass two over the rows that started in the STATUS_LOOKBACK before some hit, not the
         whole store: a trajectory's root starts before its steps and its hit, and nothing after
         the hit changes its status inputs (the root's later versions share its start; user,
@@ -365,37 +433,36 @@ class _Scan:
         read again over the whole store, so the answer is the unbounded one.
         Parquet skips the row groups whose times fall outside (an incident window over a month's
         store reads about the window; twenty hits in a week read twenty spans), where the hit
-        ids alone rule out no row group (trace ids are random)."""
-        con, c, look = self.con, FILES_COLUMNS, STATUS_LOOKBACK_MS
+        ids alone rule out no row group (trace ids are random).
+        `hits`: pass one's table; `intervals`: a query of the (s, e) each hit needs read, in
+        epoch ms (s NULL: a hit without a time); `status(source, hits table)`: pass two's query."""
+        con, look = self.con, STATUS_LOOKBACK_MS
+        c = FILES_COLUMNS
         # each hit's lookback, up to its millisecond, whole (a root that started in it,
         # microseconds after the hit, is still the trajectory's root); spans closer than a
         # lookback merged (reading the gap costs less than another range to test)
         rows = con.execute(f"""
             SELECT min(s), max(e), bool_or(s IS NULL) FROM (
               SELECT s, e, sum(CASE WHEN s > prev_e + {look} THEN 1 ELSE 0 END) OVER (ORDER BY s) AS grp FROM (
-                SELECT hit_t - {look} AS s, hit_t + 1 AS e,
-                  max(hit_t + 1) OVER (ORDER BY hit_t ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_e
-                FROM agentfire_hits))
+                SELECT s, e, max(e) OVER (ORDER BY s ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_e
+                FROM ({intervals})))
             GROUP BY grp ORDER BY 1""").fetchall()
         if not rows or any(no_time for _s, _e, no_time in rows):  # a hit without a time: nothing to bound by
-            _execute(con, create + status_query(status_src, c, "agentfire_hits", distinct_ids=self._versions()),
-                     self.hook, 0.5, 0.5)
+            _execute(con, create + status(status_src, hits), self.hook, 0.5, 0.5)
             return None
         spans = _fewest_spans([(s, e) for s, e, _ in rows], MAX_SPANS)
         d = Dialect()
         within = " OR ".join(f"({c.start} >= {d.ts(_ms(s))} AND {c.start} < {d.ts(_ms(e))})"  # type: ignore[arg-type]
                              for s, e in spans)
         src = f"(SELECT * FROM {status_src} WHERE {within} OR {c.start} IS NULL)"
-        _execute(con, create + status_query(src, c, "agentfire_hits", distinct_ids=self._versions()),
-                 self.hook, 0.5, 0.4)
-        con.execute("CREATE OR REPLACE TEMP TABLE agentfire_reread AS SELECT h.* FROM agentfire_hits AS h "
+        _execute(con, create + status(src, hits), self.hook, 0.5, 0.4)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE agentfire_reread AS SELECT h.* FROM {hits} AS h "
                     f"JOIN {RESULT_TABLE} AS r ON r.trace_id = h.trace_id "
-                    f"WHERE r.root_start_ms IS NULL OR r.root_start_ms < h.hit_t - {look - ROOT_SKEW_MS}")
-        (reread,) = con.execute("SELECT count(*) FROM agentfire_reread").fetchone()
+                    f"WHERE r.root_start_ms IS NULL OR r.root_start_ms < r.hit_t - {look - ROOT_SKEW_MS}")
+        (reread,) = con.execute("SELECT count(DISTINCT trace_id) FROM agentfire_reread").fetchone()
         if reread:
             con.execute(f"DELETE FROM {RESULT_TABLE} WHERE trace_id IN (SELECT trace_id FROM agentfire_reread)")
-            _execute(con, f"INSERT INTO {RESULT_TABLE} BY NAME "
-                          + status_query(status_src, c, "agentfire_reread", distinct_ids=self._versions()),
+            _execute(con, f"INSERT INTO {RESULT_TABLE} BY NAME " + status(status_src, "agentfire_reread"),
                      self.hook, 0.9, 0.1)
         return StatusBound([(_ms(s), _ms(e)) for s, e in spans], int(reread))  # type: ignore[misc]
 

@@ -149,8 +149,11 @@ def name_cond(d: Dialect, expr: str, pattern: str) -> str:
     return d.re_search(expr, glob_regex(pattern))
 
 
-def step_cond(d: Dialect, c: Columns, step: StepPattern) -> str:
-    parts: list[str] = [f"NOT {c.is_root}"]  # the root is the trajectory, not one of its steps
+def step_cond(d: Dialect, c: Columns, step: StepPattern, root_check: bool = True) -> str:
+    """A row that matches the step. `root_check=False`: a root may pass too (the caller rules
+    roots out where it reads the parent column anyway)."""
+    # the root is the trajectory, not one of its steps
+    parts: list[str] = [f"NOT {c.is_root}"] if root_check else []
     if step.tool is not None:
         parts.append(f"({c.type} = 'TOOL')")
         parts.append(name_cond(d, c.name, step.tool))
@@ -239,12 +242,19 @@ def files_source(paths: list[str], sig: Signature | None = None, types: dict[str
             f"ignore_errors=false, maximum_object_size={MAX_OBJECT})")
 
 
+# Where a Parquet row lives: its file's place in the list read and its row number in that file
+# (virtual columns: nothing is decoded for them)
+ROW_KEY_BITS = 40
+ROW_KEY = f"(file_index::BIGINT << {ROW_KEY_BITS}) + file_row_number"
+
+
 def parquet_source(paths: list[str], present: dict[str, str], sig: Signature | None = None,
-                   types: dict[str, str] | None = None) -> str:
+                   types: dict[str, str] | None = None, row_key: bool = False) -> str:
     """Parquet files of the same camelCase rows (`present`: column -> its type); a column the
-    files lack reads as NULL; times stay timestamps when they are (no round trip via text)."""
+    files lack reads as NULL; times stay timestamps when they are (no round trip via text).
+    `row_key`: each row's ROW_KEY as agentfire_k."""
     files = "[" + ", ".join(lit(p) for p in paths) + "]"
-    sel = []
+    sel = [f"{ROW_KEY} AS agentfire_k"] if row_key else []
     for k, v in (types or needed_columns(sig)).items():
         if k not in present:
             sel.append(f'CAST(NULL AS {v}) AS "{k}"')
@@ -379,6 +389,51 @@ per AS (
 SELECT per.trace_id, user_id, start_ms, {STATUS_CASE} AS status,
   CASE WHEN h.hit_t IS NOT NULL THEN before + 1 END AS step_index, h.hit_t, {hit_cols}, root_start_ms
 FROM per JOIN {hits_table} AS h ON h.trace_id = per.trace_id
+"""
+
+
+def candidates_query(sig: Signature, source: str, c: Columns, limit: int) -> str:
+    """Pass one over a Parquet store whose every row started inside the window (its row groups'
+    statistics say so): the rows matching the one step, located by row (`source` carries
+    agentfire_k), at most `limit`. It tests no time and no parent, so Parquet decodes neither
+    column for it (the start times were a third of pass one); located_status_query picks the
+    hit among them, where both are read anyway."""
+    assert len(sig.steps) == 1 and not trace_conds(Dialect(), c, sig), "one step, no trajectory condition"
+    d = Dialect()
+    (step,) = sig.steps
+    cond = step_cond(d, c, step, root_check=False)
+    if step.tool is not None and not is_glob(step.tool):
+        cond = f"{c.name} IN ({d.lit(step.tool)}) AND {cond}"  # a plain column test, pushed into the scan
+    return (f"SELECT {c.trace_id} AS trace_id, agentfire_k AS row_key, {c.name} AS name, {c.input} AS input "
+            f"FROM {source} WHERE {c.trace_id} IS NOT NULL AND {cond} LIMIT {int(limit)}")
+
+
+def located_status_query(source: str, c: Columns, cands_table: str) -> str:
+    """Pass two after candidates_query (`cands_table`: trace_id, row_key, name, input; `source`
+    carries agentfire_k): the columns of status_query, the hit picked here as hits_query picks
+    it: each trajectory's earliest candidate that is not its root and has a start (ties to the
+    lesser name, input); a trajectory without one is no hit. Its index counts the steps that
+    started before it (a list per trajectory: the hit's time is known only after the read)."""
+    is_cand = f"cand.row_key IS NOT NULL AND NOT {c.is_root} AND {c.start} IS NOT NULL"
+    return f"""
+WITH traces AS MATERIALIZED (SELECT DISTINCT trace_id FROM {cands_table}),
+obs AS (
+  SELECT h.trace_id AS trace_id, {c.user_id} AS user_id, epoch_ms({c.start}) AS t,
+    {c.end} IS NULL AS open_end, {c.is_root} AS is_root, {c.level} AS level,
+    CASE WHEN {is_cand} THEN {{'t': epoch_ms({c.start}), 'name': cand.name, 'input': cand.input}} END AS hit_row
+  FROM {source} AS o JOIN traces AS h ON h.trace_id = o.{c.trace_id}
+  LEFT JOIN {cands_table} AS cand ON cand.row_key = o.agentfire_k
+),
+per AS (
+  SELECT trace_id, {TRAJECTORY_AGGREGATES},
+    min(hit_row) AS hit, list(t) FILTER (WHERE NOT is_root) AS step_ts
+  FROM obs
+  GROUP BY trace_id
+)
+SELECT trace_id, user_id, start_ms, {STATUS_CASE} AS status,
+  len(list_filter(step_ts, lambda x: x < hit.t)) + 1 AS step_index, hit.t AS hit_t, hit.name AS tool,
+  hit.input AS input, root_start_ms
+FROM per WHERE hit IS NOT NULL
 """
 
 
