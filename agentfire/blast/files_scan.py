@@ -374,12 +374,14 @@ class _Scan:
               sum(row_group_num_rows) OVER g AS end_row,
               TRY_CAST(stats_min_value AS TIMESTAMPTZ) AS t_min, TRY_CAST(stats_max_value AS TIMESTAMPTZ) AS t_max
             FROM parquet_metadata([{", ".join(lit(p) for p in paths)}]) AS m
-              JOIN (VALUES {listed}) AS f(i, path) ON f.path = m.file_name
+              LEFT JOIN (VALUES {listed}) AS f(i, path) ON f.path = m.file_name
             WHERE m.path_in_schema = 'startTime'
             WINDOW g AS (PARTITION BY f.i ORDER BY m.row_group_id)""")
+        # a row group of a file not named as it was listed would place no candidate: not located
         (groups, fit) = self.con.execute(
-            f"SELECT count(*), bool_and(coalesce(t_min >= {d.ts(w.start)} AND t_max < {d.ts(w.end)} "
-            f"AND epoch_ms(t_max) - epoch_ms(t_min) <= {STATUS_LOOKBACK_MS}, false)) FROM agentfire_row_groups").fetchone()
+            f"SELECT count(*), bool_and(coalesce(file_index IS NOT NULL AND t_min >= {d.ts(w.start)} "
+            f"AND t_max < {d.ts(w.end)} AND epoch_ms(t_max) - epoch_ms(t_min) <= {STATUS_LOOKBACK_MS}, false)) "
+            "FROM agentfire_row_groups").fetchone()
         return bool(groups and fit)
 
     def _versions(self) -> bool:
