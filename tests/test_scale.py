@@ -960,8 +960,8 @@ def _time_ordered_store(root_dir: Path, rows: list[dict[str, Any]], files: int =
 
 def _located_edge_rows() -> list[dict[str, Any]]:
     """What pass one cannot rule out when it locates rows without their times and parents: a
-    root that matches the step (alone, and before a step that matches), a match without a start
-    before one with, two matches at the same millisecond."""
+    root that matches the step (alone, before a step that matches, after a step of a sequence's
+    first), a match without a start before one with, two matches at the same millisecond."""
     from tests.test_blast import NOW, _ts
 
     def row(tid: str, k: Any, at: datetime | None, name: str = "send_email", to: str = "landlord@rent.example",
@@ -978,18 +978,25 @@ def _located_edge_rows() -> list[dict[str, Any]]:
         row("loc-root-then", 2, at + 2 * s),
         row("loc-no-start", "root", at, name="agent", parent=False, typ="AGENT"), row("loc-no-start", 1, None),
         row("loc-no-start", 2, at + 3 * s, name="read_inbox"), row("loc-no-start", 3, at + 4 * s, to="the landlord"),
+        # a root that matches a sequence's last step after a step of its first (clock skew)
+        row("loc-root-late", "root", at + s, parent=False), row("loc-root-late", 1, at, name="read_inbox"),
         row("loc-tie", "root", at, name="agent", parent=False, typ="AGENT"),
         row("loc-tie", 1, at + s, to="b.landlord@x"), row("loc-tie", 2, at + s, to="a.landlord@x"),
+        row("loc-tie", 3, at, name="read_inbox"),
     ]
 
 
 @pytest.mark.parametrize("flags", [dict(tool="send_email", args=["to~landlord"]), dict(tool="read_inbox"),
-                                   dict(level="ERROR"), dict(tool="*"), dict(tool="send_*")],
+                                   dict(level="ERROR"), dict(tool="*"), dict(tool="send_*"),
+                                   dict(tool="read_inbox", then=["send_email"], args=["to~landlord"]),
+                                   dict(tool="*", then=["send_*"], level="DEFAULT"),
+                                   dict(tool="read_inbox", then=["read_inbox"])],
                          ids=lambda f: json.dumps(f))
 def test_a_parquet_store_inside_the_window_locates_hits_by_row_and_agrees_with_the_reference(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: dict[str, Any]) -> None:
     """A time-ordered Parquet store wholly inside the window: pass one locates the matching rows
-    by file and row without reading a time or a parent, pass two picks each hit there. The hits,
+    (a sequence: its last step's) by file and row without reading a time or a parent, pass two
+    picks each hit there (a sequence: without reading the inputs of the last step). The hits,
     users, statuses, step indexes, tools, inputs and hit times are the Python reference's and
     those of the scan that reads the times in pass one; roots that match the step, matches
     without a start and ties at one millisecond included, over three files whose row numbers
@@ -1020,6 +1027,8 @@ def test_a_parquet_store_inside_the_window_locates_hits_by_row_and_agrees_with_t
         assert want["loc-root-then"][2] == 2 and want["loc-no-start"][2:] == (2, "send_email", {"to": "the landlord"})
         assert _found(got)["loc-tie"][4] == {"to": "a.landlord@x"} and "loc-root-tool" not in want
         assert "edge-long" in want and got.stats.reread >= 1  # its root started hours before the hit
+    if flags.get("then") == ["send_email"]:
+        assert _found(got)["loc-tie"][4] == {"to": "a.landlord@x"} and "loc-root-late" not in want
     monkeypatch.undo()
     located = _count_calls(monkeypatch, files_scan, "candidates_query")
     # the store runs from eight hours before NOW to four after

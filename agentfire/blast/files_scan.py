@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from agentfire.blast.result import BlastResult, Gap, Hit, HitsSummary, ScanStats, _parsed_args
-from agentfire.blast.signature import Signature
+from agentfire.blast.signature import Signature, StepPattern
 from agentfire.blast.sql import (
     BIG_OBJECT, FILES_COLUMNS, MAX_OBJECT, ROW_KEY_BITS, STATUS_TYPES, Dialect, candidates_query, files_source,
     hits_query, last_step_query, lit, located_status_query, parquet_source, sequence_marks_query, sequence_query,
@@ -337,16 +337,9 @@ class _Scan:
         time (sql.candidates_query), pass two picks the hits and reads their status, bounded by
         the times of the row groups holding them. False (nothing done) when the store or the
         signature does not qualify or there are more than MAX_LOCATED candidates."""
-        sig, con, c = self.sig, self.con, FILES_COLUMNS
-        if self._versions() or trace_conds(Dialect(), c, sig):
-            return False
-        assert self._present is not None
-        if not self._present.get("startTime", "").upper().startswith("TIMESTAMP") or not self._row_groups_fit():
-            return False
-        _execute(con, "CREATE OR REPLACE TEMP TABLE agentfire_cands AS "
-                 + candidates_query(sig, self._src(sig=sig, row_key=True), c, MAX_LOCATED + 1), self.hook, 0.0, 0.4)
-        (n,) = con.execute("SELECT count(*) FROM agentfire_cands").fetchone()
-        if n > MAX_LOCATED:
+        sig, c = self.sig, FILES_COLUMNS
+        # the trajectory conditions are tested in pass one only (hits_query's HAVING)
+        if self._versions() or trace_conds(Dialect(), c, sig) or not self._located_candidates(sig.steps[0]):
             return False
         rows = (1 << ROW_KEY_BITS) - 1
         # each candidate's row group's times (pass two reads its lookback, as for a hit's time)
@@ -358,6 +351,21 @@ class _Scan:
             self._src(types=STATUS_TYPES, row_key=True), create, "agentfire_cands", intervals,
             lambda src, cands: located_status_query(src, c, cands))
         return True
+
+    def _located_candidates(self, step: StepPattern) -> bool:
+        """Over an all-Parquet store in time order wholly inside the window (_row_groups_fit):
+        the rows matching `step` (bar the root and the window) located by row into
+        agentfire_cands, with no time or parent decoded. False (the times are to be read)
+        otherwise, or past MAX_LOCATED candidates."""
+        assert self._present is not None
+        if (not all(f.suffix == ".parquet" for f in self.files)
+                or not self._present.get("startTime", "").upper().startswith("TIMESTAMP") or not self._row_groups_fit()):
+            return False
+        _execute(self.con, "CREATE OR REPLACE TEMP TABLE agentfire_cands AS "
+                 + candidates_query(step, self._src(sig=self.sig, row_key=True), FILES_COLUMNS, MAX_LOCATED + 1),
+                 self.hook, 0.0, 0.3)
+        (n,) = self.con.execute("SELECT count(*) FROM agentfire_cands").fetchone()
+        return n <= MAX_LOCATED
 
     def _row_groups_fit(self) -> bool:
         """Whether the statistics of every row group of the store's Parquet files put its start
@@ -404,13 +412,22 @@ class _Scan:
         the store). The hits go to RESULT_TABLE. False when there is none."""
         sig, w, con = self.sig, self.window, self.con
         src = self._src(sig=sig)
-        _execute(con, "CREATE OR REPLACE TEMP TABLE agentfire_last AS "
-                 + last_step_query(sig, src, FILES_COLUMNS, w.start, w.end), self.hook, 0.0, 0.3)
+        # (not when lean: the one read that ran out of memory is this one)
+        cands = not self.lean and self._located_candidates(sig.steps[-1])
+        if cands:  # the last step's rows located by row: no time, parent or input read for them
+            src = self._src(sig=sig, row_key=True)
+            con.execute("CREATE OR REPLACE TEMP TABLE agentfire_last AS SELECT DISTINCT trace_id FROM agentfire_cands")
+        else:
+            _execute(con, "CREATE OR REPLACE TEMP TABLE agentfire_last AS "
+                     + last_step_query(sig, src, FILES_COLUMNS, w.start, w.end), self.hook, 0.0, 0.3)
         (candidates,) = con.execute("SELECT count(*) FROM agentfire_last").fetchone()
         if not candidates:
             return False
         distinct = self._versions()
-        if self.lean or candidates > LEAN_SEQUENCE_CANDIDATES:
+        if cands:
+            query = sequence_query(sig, src, FILES_COLUMNS, w.start, w.end, "agentfire_last", distinct_ids=distinct,
+                                   cands="agentfire_cands")
+        elif self.lean or candidates > LEAN_SEQUENCE_CANDIDATES:
             # many candidates (a loop's signature on a busy store): their marks lean, then the
             # hits' status and rows in another read, so memory holds a few numbers per candidate
             _execute(con, "CREATE OR REPLACE TEMP TABLE agentfire_hits AS "

@@ -392,24 +392,24 @@ FROM per JOIN {hits_table} AS h ON h.trace_id = per.trace_id
 """
 
 
-def candidates_query(sig: Signature, source: str, c: Columns, limit: int) -> str:
+def candidates_query(step: StepPattern, source: str, c: Columns, limit: int) -> str:
     """Pass one over a Parquet store whose every row started inside the window (its row groups'
-    statistics say so): the rows matching the one step, located by row (`source` carries
-    agentfire_k), at most `limit`. It tests no time and no parent, so Parquet decodes neither
-    column for it (the start times were a third of pass one); located_status_query picks the
-    hit among them, where both are read anyway."""
-    assert len(sig.steps) == 1 and not trace_conds(Dialect(), c, sig), "one step, no trajectory condition"
+    statistics say so): the rows matching a step (one step's, or a sequence's last), located by
+    row (`source` carries agentfire_k), at most `limit`. It tests no time and no parent, so
+    Parquet decodes neither column for it (the start times were a third of pass one); pass two
+    picks the hit among them (located_status_query, sequence_query's `cands`), where both are
+    read anyway."""
     d = Dialect()
-    (step,) = sig.steps
     cond = step_cond(d, c, step, root_check=False)
     if step.tool is not None and not is_glob(step.tool):
         cond = f"{c.name} IN ({d.lit(step.tool)}) AND {cond}"  # a plain column test, pushed into the scan
-    return (f"SELECT {c.trace_id} AS trace_id, agentfire_k AS row_key, {c.name} AS name, {c.input} AS input "
+    # named apart from the store's columns: pass two joins this table to them unqualified
+    return (f"SELECT {c.trace_id} AS trace_id, agentfire_k AS row_key, {c.name} AS cand_name, {c.input} AS cand_input "
             f"FROM {source} WHERE {c.trace_id} IS NOT NULL AND {cond} LIMIT {int(limit)}")
 
 
 def located_status_query(source: str, c: Columns, cands_table: str) -> str:
-    """Pass two after candidates_query (`cands_table`: trace_id, row_key, name, input; `source`
+    """Pass two after candidates_query (`cands_table`: trace_id, row_key, cand_name, cand_input; `source`
     carries agentfire_k): the columns of status_query, the hit picked here as hits_query picks
     it: each trajectory's earliest candidate that is not its root and has a start (ties to the
     lesser name, input); a trajectory without one is no hit. Its index counts the steps that
@@ -420,7 +420,7 @@ WITH traces AS MATERIALIZED (SELECT DISTINCT trace_id FROM {cands_table}),
 obs AS (
   SELECT h.trace_id AS trace_id, {c.user_id} AS user_id, epoch_ms({c.start}) AS t,
     {c.end} IS NULL AS open_end, {c.is_root} AS is_root, {c.level} AS level,
-    CASE WHEN {is_cand} THEN {{'t': epoch_ms({c.start}), 'name': cand.name, 'input': cand.input}} END AS hit_row
+    CASE WHEN {is_cand} THEN {{'t': epoch_ms({c.start}), 'name': cand.cand_name, 'input': cand.cand_input}} END AS hit_row
   FROM {source} AS o JOIN traces AS h ON h.trace_id = o.{c.trace_id}
   LEFT JOIN {cands_table} AS cand ON cand.row_key = o.agentfire_k
 ),
@@ -451,13 +451,17 @@ def _first_embedding(n: int, per: str) -> tuple[str, str]:
     return ",\n".join(ctes), prev
 
 
-def _marks_obs(sig: Signature, c: Columns, start: datetime, end: datetime) -> tuple[str, str, list[str]]:
+def _marks_obs(sig: Signature, c: Columns, start: datetime, end: datetime,
+               last_matched: str | None = None) -> tuple[str, str, list[str]]:
     """A sequence's per-row mask (bit k: the row matches step k; the last step's only inside the
     window), the trajectory conditions as columns c0.., and the HAVING that keeps a trajectory
-    whose last step matched and whose conditions hold."""
+    whose last step matched and whose conditions hold. `last_matched`: a condition that stands
+    for the last step's match, bar the root and the window (pass one located the rows)."""
     d = Dialect()
     n = len(sig.steps)
     marks = [step_cond(d, c, s) for s in sig.steps]
+    if last_matched is not None:
+        marks[-1] = f"({last_matched} AND NOT {c.is_root})"
     marks[-1] = f"({marks[-1]} AND {in_window(d, c, start, end)})"
     tconds = trace_conds(d, c, sig)
     mask = " + ".join(f"(coalesce({m}, false)::INT << {i})" for i, m in enumerate(marks))
@@ -467,15 +471,21 @@ def _marks_obs(sig: Signature, c: Columns, start: datetime, end: datetime) -> tu
 
 
 def sequence_query(sig: Signature, source: str, c: Columns, start: datetime, end: datetime, only: str,
-                   distinct_ids: bool = False) -> str:
+                   distinct_ids: bool = False, cands: str | None = None) -> str:
     """A sequence's hits and their trajectories' status in one read of the candidates' rows
     (`only`: a table of the trace ids whose last step matched in the window, last_step_query's),
     where the marks alone and then the hits' status took two reads of the store: per candidate
     its marks in time order, the first embedding's last mark (the hit), its status, and its
     index: the steps that started before it (`distinct_ids`: a step exported in several versions
-    counts once, a row without an id each time). The columns of status_query."""
+    counts once, a row without an id each time). The columns of status_query.
+    `cands`: pass one located the last step's rows (candidates_query's table; `source` carries
+    agentfire_k): a row is the last step's where it is one of them (not a root, in the window),
+    its input read from there, so this read decodes no input unless an earlier step tests it.
+    Marks at one millisecond go in (name, steps, input) order: the observation id (the costliest
+    column in Parquet) is read only for distinct_ids."""
     n = len(sig.steps)
-    mask, having, _conds = _marks_obs(sig, c, start, end)
+    last_matched = "cand.row_key IS NOT NULL" if cands is not None else None
+    mask, having, _conds = _marks_obs(sig, c, start, end, last_matched)
     embedding, last = _first_embedding(n, "per")
     if distinct_ids:
         step, before = "{'t': t, 'id': coalesce(id, '')}", (
@@ -483,19 +493,27 @@ def sequence_query(sig: Signature, source: str, c: Columns, start: datetime, end
             "lambda s: s.id))) + len(list_filter(steps, lambda s: s.t < hit.t AND s.id = ''))")
     else:
         step, before = "t", "len(list_filter(steps, lambda x: x < hit.t))"
+    id_col = f", {c.id} AS id" if distinct_ids else ""
+    row_input = "cand.cand_input" if cands is not None else c.input
+    rows = f"(SELECT * FROM {source} WHERE {c.trace_id} IN (SELECT trace_id FROM {only}))"
+    if cands is not None:
+        rows += f" AS o LEFT JOIN {cands} AS cand ON cand.row_key = o.agentfire_k"
     return f"""
 WITH obs AS (
-  SELECT {c.trace_id} AS trace_id, {c.id} AS id, epoch_ms({c.start}) AS t, {c.name} AS name, {c.input} AS input,
+  SELECT {c.trace_id} AS trace_id{id_col}, epoch_ms({c.start}) AS t, {c.name} AS name, {row_input} AS row_input,
     {mask}, {c.is_root} AS is_root, {c.end} IS NULL AS open_end, {c.level} AS level, {c.user_id} AS user_id
-  FROM (SELECT * FROM {source} WHERE {c.trace_id} IN (SELECT trace_id FROM {only}))
+  FROM {rows}
+),
+marked AS (
+  SELECT *, CASE WHEN ((mask >> {n - 1}) & 1) = 1 THEN row_input END AS input FROM obs
 ),
 per AS (
   SELECT trace_id,
-    list({{'t': t, 'mask': mask, 'name': name, 'input': CASE WHEN ((mask >> {n - 1}) & 1) = 1 THEN input END}}
-         ORDER BY t, id) FILTER (WHERE mask <> 0) AS marks,
+    list({{'t': t, 'mask': mask, 'name': name, 'input': input}} ORDER BY t, name, mask, input)
+      FILTER (WHERE mask <> 0) AS marks,
     list({step} ORDER BY t) FILTER (WHERE NOT is_root AND t IS NOT NULL) AS steps,
     {TRAJECTORY_AGGREGATES}
-  FROM obs
+  FROM marked
   GROUP BY trace_id
   HAVING {having}
 ),
