@@ -324,8 +324,9 @@ def test_a_parquet_store_written_by_pandas_or_arrow_reads_as_its_json_lines(
                 from_flags(tool="*", model="gpt*")]
     else:
         data, start, end = _tau_airline_store(tmp_path / "json")
-        sigs = [from_flags(tool="book_reservation"), from_flags(tool="cancel_reservation", args=["reservation_id exists"])]
-    sigs += [from_flags(tool="*"), from_flags(level="ERROR")]
+        sigs = [from_flags(tool="book_reservation"), from_flags(tool="cancel_reservation", args=["reservation_id exists"]),
+                from_flags(tool="get_reservation_details", then=["cancel_reservation"])]
+    sigs += [from_flags(tool="*"), from_flags(level="ERROR"), from_flags(tool="*", then=["*"])]
     _written_by(writer, data, tmp_path / "pq")
     window = resolve(from_=start.isoformat(), to=end.isoformat())
     for sig in sigs:
