@@ -1001,7 +1001,8 @@ def test_a_parquet_store_inside_the_window_locates_hits_by_row_and_agrees_with_t
     users, statuses, step indexes, tools, inputs and hit times are the Python reference's and
     those of the scan that reads the times in pass one; roots that match the step, matches
     without a start and ties at one millisecond included, over three files whose row numbers
-    repeat. A window that does not hold the whole store, or too many candidates, read the times."""
+    repeat. A window that does not hold the whole store, too many candidates or too many bytes of
+    their inputs read the times."""
     from agentfire.blast import files_scan, from_flags, resolve
     from tests.test_blast import NOW, _ts, synthetic_rows
 
@@ -1010,9 +1011,9 @@ def test_a_parquet_store_inside_the_window_locates_hits_by_row_and_agrees_with_t
     sig = from_flags(**flags)
     window = resolve(from_=_ts(NOW - timedelta(hours=9)), to=_ts(NOW + timedelta(hours=5)))
     want, hit_at, _roots = _reference_hits(rows, sig, window)
-    located = _count_calls(monkeypatch, files_scan, "candidates_query")
     got = files_scan.scan(store, sig, window)
-    assert located == [1] and got.complete and not got.warnings
+    assert got.stats.located_by_row and got.complete and not got.warnings
+    assert got.stats.to_json()["located_by_row"] is True
     monkeypatch.setattr(files_scan._Scan, "_row_groups_fit", lambda self: False)
     timed = files_scan.scan(store, sig, window)
     assert (got.user_ids, sorted(got.still_open_ids)) == (timed.user_ids, sorted(timed.still_open_ids))
@@ -1031,16 +1032,19 @@ def test_a_parquet_store_inside_the_window_locates_hits_by_row_and_agrees_with_t
     if flags.get("then") == ["send_email"]:
         assert _found(got)["loc-tie"][4] == {"to": "a.landlord@x"} and "loc-root-late" not in want
     monkeypatch.undo()
-    located = _count_calls(monkeypatch, files_scan, "candidates_query")
     # the store runs from eight hours before NOW to four after
     starts_inside = resolve(from_=_ts(NOW - timedelta(hours=6)), to=_ts(NOW + timedelta(hours=5)))
     ends_inside = resolve(from_=_ts(NOW - timedelta(hours=9)), to=_ts(NOW))
-    for other_window, max_located in ((starts_inside, files_scan.MAX_LOCATED),
-                                      (ends_inside, files_scan.MAX_LOCATED), (window, 2)):
+    for other_window, max_located, max_bytes in ((starts_inside, files_scan.MAX_LOCATED, files_scan.MAX_LOCATED_BYTES),
+                                                 (ends_inside, files_scan.MAX_LOCATED, files_scan.MAX_LOCATED_BYTES),
+                                                 (window, 2, files_scan.MAX_LOCATED_BYTES), (window, 10**6, 100)):
         monkeypatch.setattr(files_scan, "MAX_LOCATED", max_located)
+        monkeypatch.setattr(files_scan, "MAX_LOCATED_BYTES", max_bytes)
         other = files_scan.scan(store, sig, other_window)
         assert other.complete and untied(_found(other)) == untied(_reference_hits(rows, sig, other_window)[0])
-    assert located == [1]  # a window holding a part of the store: its times are read in pass one
+        # a window holding a part of the store, too many candidates, or too many bytes of their
+        # inputs: the times are read in pass one
+        assert not other.stats.located_by_row and "located_by_row" not in other.stats.to_json()
 
 
 def test_fewest_spans_closes_the_smallest_gaps() -> None:

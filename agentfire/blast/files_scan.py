@@ -61,6 +61,9 @@ LEAN_SEQUENCE_CANDIDATES = 50_000
 # reading their times, up to this many (more: pass one reads their times after all, as the join
 # by row and each hit trajectory's list of step times grow with them)
 MAX_LOCATED = 20_000
+# ... and up to this many bytes of their inputs (pass two joins them all; big tool inputs, 60 KB
+# a call, on a tool called again and again would fill the memory limit where the hits alone fit)
+MAX_LOCATED_BYTES = 64 << 20
 
 
 class StatusBound(NamedTuple):
@@ -285,6 +288,7 @@ class _Scan:
         self.ignore_errors, self.big_lines = ignore_errors, big_lines
         self.lean = lean  # a sequence's marks without inputs, its hits' status read apart
         self.stats_bound: StatusBound | None = None
+        self.located = False  # pass one found the matching rows by file and row
         self._present: dict[str, str] | None = None
         self._carries_versions: bool | None = None
 
@@ -356,7 +360,7 @@ class _Scan:
         """Over an all-Parquet store in time order wholly inside the window (_row_groups_fit):
         the rows matching `step` (bar the root and the window) located by row into
         agentfire_cands, with no time or parent decoded. False (the times are to be read)
-        otherwise, or past MAX_LOCATED candidates."""
+        otherwise, or past MAX_LOCATED candidates or MAX_LOCATED_BYTES of their inputs."""
         assert self._present is not None
         if (not all(f.suffix == ".parquet" for f in self.files)
                 or not self._present.get("startTime", "").upper().startswith("TIMESTAMP") or not self._row_groups_fit()):
@@ -364,8 +368,10 @@ class _Scan:
         _execute(self.con, "CREATE OR REPLACE TEMP TABLE agentfire_cands AS "
                  + candidates_query(step, self._src(sig=self.sig, row_key=True), FILES_COLUMNS, MAX_LOCATED + 1),
                  self.hook, 0.0, 0.3)
-        (n,) = self.con.execute("SELECT count(*) FROM agentfire_cands").fetchone()
-        return n <= MAX_LOCATED
+        (n, size) = self.con.execute(
+            "SELECT count(*), coalesce(sum(strlen(cand_input)), 0) FROM agentfire_cands").fetchone()
+        self.located = n <= MAX_LOCATED and size <= MAX_LOCATED_BYTES
+        return self.located
 
     def _row_groups_fit(self) -> bool:
         """Whether the statistics of every row group of the store's Parquet files put its start
@@ -523,6 +529,7 @@ def scan(path: Path, sig: Signature, window: Window, *, hook: ProgressHook | Non
             hits, stats.candidates = run.run()
             if run.stats_bound is not None:
                 stats.status_spans, stats.reread = run.stats_bound
+            stats.located_by_row = run.located
             break
         except duckdb.InvalidInputException as exc:
             text = str(exc).lower()

@@ -66,6 +66,8 @@ class ScanStats:
     # how many hit trajectories reached outside them and were read again over the whole store
     status_spans: list[tuple[datetime, datetime]] | None = None
     reread: int = 0
+    # the files store's Parquet scan found the matching rows by file and row, reading no time
+    located_by_row: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out = {"pages": self.pages, "requests": self.requests, "rows_scanned": self.rows_scanned,
@@ -73,6 +75,8 @@ class ScanStats:
         if self.status_spans is not None:
             out["status_read"] = {"spans": [[iso(a), iso(b)] for a, b in self.status_spans],
                                   "reread_whole_store": self.reread}
+        if self.located_by_row:
+            out["located_by_row"] = True
         return out
 
 
