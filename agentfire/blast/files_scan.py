@@ -4,8 +4,9 @@ store: the rows matching a step are filtered before they are grouped (the hits),
 hit trajectories' rows are read for their status and step index. For one step over JSON lines
 both run as one statement (the hits a materialized CTE whose join is pass two's filter: DuckDB
 pushes the hit ids into the scan). Over a Parquet store written in time order and wholly inside
-the window, one step's matching rows are located by file and row (no time or parent decoded in
-pass one) and the hits picked in pass two. A sequence reads the trajectories whose last step matched,
+the window, one step's matching rows (a sequence's last step's) are located by file and row (no
+time or parent decoded in pass one) and the hits picked in pass two. A sequence reads the
+trajectories whose last step matched,
 then their rows once for their marks, first embedding and status together (past
 LEAN_SEQUENCE_CANDIDATES, lean marks, then the hits' status apart).
 The hits stay in DuckDB (HitRows):
@@ -339,8 +340,8 @@ class _Scan:
         started inside the window (its row groups' statistics say so: an incident's own export,
         a store younger than --since): pass one locates the matching rows by row and reads no
         time (sql.candidates_query), pass two picks the hits and reads their status, bounded by
-        the times of the row groups holding them. False (nothing done) when the store or the
-        signature does not qualify or there are more than MAX_LOCATED candidates."""
+        the times of the row groups holding them. False (the hits still to be found) when the
+        store or the signature does not qualify, or past _located_candidates' limits."""
         sig, c = self.sig, FILES_COLUMNS
         # the trajectory conditions are tested in pass one only (hits_query's HAVING)
         if self._versions() or trace_conds(Dialect(), c, sig) or not self._located_candidates(sig.steps[0]):
@@ -362,8 +363,8 @@ class _Scan:
         agentfire_cands, with no time or parent decoded. False (the times are to be read)
         otherwise, or past MAX_LOCATED candidates or MAX_LOCATED_BYTES of their inputs."""
         assert self._present is not None
-        if (not all(f.suffix == ".parquet" for f in self.files)
-                or not self._present.get("startTime", "").upper().startswith("TIMESTAMP") or not self._row_groups_fit()):
+        timestamps = self._present.get("startTime", "").upper().startswith("TIMESTAMP")
+        if not all(f.suffix == ".parquet" for f in self.files) or not timestamps or not self._row_groups_fit():
             return False
         _execute(self.con, "CREATE OR REPLACE TEMP TABLE agentfire_cands AS "
                  + candidates_query(step, self._src(sig=self.sig, row_key=True), FILES_COLUMNS, MAX_LOCATED + 1),

@@ -409,18 +409,19 @@ def candidates_query(step: StepPattern, source: str, c: Columns, limit: int) -> 
 
 
 def located_status_query(source: str, c: Columns, cands_table: str) -> str:
-    """Pass two after candidates_query (`cands_table`: trace_id, row_key, cand_name, cand_input; `source`
-    carries agentfire_k): the columns of status_query, the hit picked here as hits_query picks
+    """Pass two after candidates_query (`cands_table`: trace_id, row_key, cand_name, cand_input;
+    `source` carries agentfire_k): the columns of status_query, the hit picked here as hits_query picks
     it: each trajectory's earliest candidate that is not its root and has a start (ties to the
     lesser name, input); a trajectory without one is no hit. Its index counts the steps that
     started before it (a list per trajectory: the hit's time is known only after the read)."""
     is_cand = f"cand.row_key IS NOT NULL AND NOT {c.is_root} AND {c.start} IS NOT NULL"
+    hit_row = f"{{'t': epoch_ms({c.start}), 'name': cand.cand_name, 'input': cand.cand_input}}"
     return f"""
 WITH traces AS MATERIALIZED (SELECT DISTINCT trace_id FROM {cands_table}),
 obs AS (
   SELECT h.trace_id AS trace_id, {c.user_id} AS user_id, epoch_ms({c.start}) AS t,
     {c.end} IS NULL AS open_end, {c.is_root} AS is_root, {c.level} AS level,
-    CASE WHEN {is_cand} THEN {{'t': epoch_ms({c.start}), 'name': cand.cand_name, 'input': cand.cand_input}} END AS hit_row
+    CASE WHEN {is_cand} THEN {hit_row} END AS hit_row
   FROM {source} AS o JOIN traces AS h ON h.trace_id = o.{c.trace_id}
   LEFT JOIN {cands_table} AS cand ON cand.row_key = o.agentfire_k
 ),
