@@ -290,6 +290,8 @@ class _Scan:
         self.lean = lean  # a sequence's marks without inputs, its hits' status read apart
         self.stats_bound: StatusBound | None = None
         self.located = False  # pass one found the matching rows by file and row
+        # only Parquet has row groups with min/max times, and rows one can point at
+        self.all_parquet = all(f.suffix == ".parquet" for f in files)
         self._present: dict[str, str] | None = None
         self._carries_versions: bool | None = None
 
@@ -308,7 +310,7 @@ class _Scan:
         status_src = self._src(types=STATUS_TYPES)
         # Parquet's row groups carry min/max times: pass two reads only the time its hit
         # trajectories can span (JSON lines have no statistics: a bound would not skip a byte)
-        bounded = all(f.suffix == ".parquet" for f in self.files)
+        bounded = self.all_parquet
         # a table of the in-memory database (not TEMP): the hits stream out through cursors
         create = f"CREATE OR REPLACE TABLE {RESULT_TABLE} AS "
         if len(sig.steps) == 1 and not bounded:
@@ -364,7 +366,7 @@ class _Scan:
         otherwise, or past MAX_LOCATED candidates or MAX_LOCATED_BYTES of their inputs."""
         assert self._present is not None
         timestamps = self._present.get("startTime", "").upper().startswith("TIMESTAMP")
-        if not all(f.suffix == ".parquet" for f in self.files) or not timestamps or not self._row_groups_fit():
+        if not self.all_parquet or not timestamps or not self._row_groups_fit():
             return False
         _execute(self.con, "CREATE OR REPLACE TEMP TABLE agentfire_cands AS "
                  + candidates_query(step, self._src(sig=self.sig, row_key=True), FILES_COLUMNS, MAX_LOCATED + 1),

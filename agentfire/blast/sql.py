@@ -189,6 +189,14 @@ def in_window(d: Dialect, c: Columns, start: datetime, end: datetime) -> str:
     return f"({c.start} >= {d.ts(start)} AND {c.start} < {d.ts(end)})"
 
 
+def with_name_test(d: Dialect, c: Columns, step: StepPattern, cond: str) -> str:
+    """`cond` behind a plain test of the step's tool name (when it names one tool): DuckDB pushes
+    it into the scan, and Parquet skips the other columns of every row it rejects."""
+    if step.tool is None or is_glob(step.tool):
+        return cond
+    return f"{c.name} IN ({d.lit(step.tool)}) AND ({cond})"
+
+
 # --- sources ----------------------------------------------------------------------------------
 
 # Only the columns a signature needs are parsed: output, model and metadata are the costly ones.
@@ -287,9 +295,7 @@ def last_step_query(sig: Signature, source: str, c: Columns, start: datetime, en
     (the marks of the earlier steps, often a common tool, are then grouped for these only)."""
     d = Dialect()
     last = sig.steps[-1]
-    cond = f"{step_cond(d, c, last)} AND {in_window(d, c, start, end)}"
-    if last.tool is not None and not is_glob(last.tool):
-        cond = f"{c.name} = {d.lit(last.tool)} AND {cond}"  # a plain column test, pushed into the scan
+    cond = with_name_test(d, c, last, f"{step_cond(d, c, last)} AND {in_window(d, c, start, end)}")
     return f"SELECT DISTINCT {c.trace_id} AS trace_id FROM {source} WHERE {c.trace_id} IS NOT NULL AND {cond}"
 
 
@@ -316,11 +322,7 @@ def hits_query(sig: Signature, source: str, c: Columns, start: datetime, end: da
         # coalesce, and bare its conjuncts (type, name, the window's times) are pushed into the
         # scan one by one (Parquet skips the row groups the window's times rule out and decodes
         # the other columns only for the rows that pass)
-        wanted = mark
-        if step.tool is not None and not is_glob(step.tool):
-            # a plain column test DuckDB pushes into the scan (Parquet skips the other columns of
-            # every row it rejects)
-            wanted = f"{c.name} IN ({d.lit(step.tool)}) AND ({wanted})"
+        wanted = with_name_test(d, c, step, mark)
     having = ["bool_or(m0)"] + [f"bool_or(c{i})" for i in range(len(tconds))]
     return f"""
 WITH obs AS (
@@ -400,9 +402,7 @@ def candidates_query(step: StepPattern, source: str, c: Columns, limit: int) -> 
     picks the hit among them (located_status_query, sequence_query's `cands`), where both are
     read anyway."""
     d = Dialect()
-    cond = step_cond(d, c, step, root_check=False)
-    if step.tool is not None and not is_glob(step.tool):
-        cond = f"{c.name} IN ({d.lit(step.tool)}) AND {cond}"  # a plain column test, pushed into the scan
+    cond = with_name_test(d, c, step, step_cond(d, c, step, root_check=False))
     # named apart from the store's columns: pass two joins this table to them unqualified
     return (f"SELECT {c.trace_id} AS trace_id, agentfire_k AS row_key, {c.name} AS cand_name, {c.input} AS cand_input "
             f"FROM {source} WHERE {c.trace_id} IS NOT NULL AND {cond} LIMIT {int(limit)}")
