@@ -332,6 +332,9 @@ def test_a_parquet_store_written_by_pandas_or_arrow_reads_as_its_json_lines(
     for sig in sigs:
         want, got = files_scan.scan(tmp_path / "json", sig, window), files_scan.scan(tmp_path / "pq", sig, window)
         assert got.complete and not got.warnings, (got.gaps, got.warnings)
+        # the real runs' store (the window holding all of it, row groups of minutes): its matching
+        # rows are located by row; the sandbox's 500-row groups span 1.5 h each: its times are read
+        assert got.stats.located_by_row == (source == "tau-airline"), sig.describe()
         assert _found(got) == _found(want), sig.describe()
         assert (got.user_ids, sorted(got.still_open_ids)) == (want.user_ids, sorted(want.still_open_ids))
         assert {h.trace_id: h.hit_at for h in got.hits} == {h.trace_id: h.hit_at for h in want.hits}
